@@ -1,0 +1,29 @@
+# syncopt: `make quickstart` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS ?= all
+PYTEST_ARGS ?=
+
+.PHONY: setup quickstart test clean
+
+# Idempotent: reinstalls only when the project's dependency files change.
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch==2.13.0 first and explicitly: the CPU wheel (never a CUDA build).
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+quickstart: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/quickstart.sh
+
+test: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache runs/quickstart

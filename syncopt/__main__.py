@@ -1,0 +1,5 @@
+"""``python -m syncopt`` is the ``syncopt`` command."""
+
+from syncopt.cli import main
+
+main()

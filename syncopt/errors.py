@@ -1,0 +1,55 @@
+"""Error types with one-line messages and distinct exit codes.
+
+The CLI catches :class:`SyncoptError`, prints ``error: <message>`` on one line and exits with
+the subclass's ``exit_code``; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+
+class SyncoptError(Exception):
+    """Base class: a user-facing problem, reported as one line."""
+
+    exit_code = 1
+
+
+class UsageError(SyncoptError):
+    """Unknown model, format or option value."""
+
+    exit_code = 2
+
+
+class InputFileError(SyncoptError):
+    """A file that does not exist or cannot be read."""
+
+    exit_code = 3
+
+
+class MediaError(SyncoptError):
+    """A file that is not decodable media, or is corrupt/truncated."""
+
+    exit_code = 4
+
+
+class NoAudioError(MediaError):
+    """Media without a usable audio stream (absent, silent or constant)."""
+
+    exit_code = 5
+
+
+class ClipTooShortError(SyncoptError):
+    """A clip shorter than the model's receptive field."""
+
+    exit_code = 6
+
+
+class WeightsError(SyncoptError):
+    """A checkpoint that is truncated, unsafe, or belongs to another model."""
+
+    exit_code = 7
+
+
+class InputSpecError(SyncoptError):
+    """Tensors whose name, shape, dtype or values (NaN/Inf) do not match a model's spec."""
+
+    exit_code = 8

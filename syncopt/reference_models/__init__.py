@@ -1,0 +1,4 @@
+"""Reference models; importing this package registers them (one line per model file)."""
+
+from syncopt.reference_models import syncnet  # noqa: F401  (registers syncnet_v2)
+from syncopt.reference_models import fcn  # noqa: F401  (registers fcn, fcn_attn)

@@ -1,0 +1,91 @@
+"""Loading and saving state dicts safely: safetensors, or ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from syncopt.atomic import atomic_path
+from syncopt.errors import InputFileError, WeightsError
+
+# BatchNorm counters absent from checkpoints saved before PyTorch 0.4.1 (e.g. the published
+# syncnet_v2.model); BatchNorm's own loader fills them in, so they are not reported missing.
+_OPTIONAL_SUFFIXES = ("num_batches_tracked",)
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a flat ``name -> tensor`` mapping without executing any pickled code.
+
+    ``.safetensors`` files are read with safetensors; anything else with
+    ``torch.load(weights_only=True)``. A ``{"state_dict": ...}`` wrapper is unwrapped.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"weights file not found: {p}")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(p))
+        else:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"refusing to load {p.name}: not a plain tensor checkpoint ({first[:160]})") from exc
+    except Exception as exc:  # torch/safetensors raise many types for damaged files
+        raise WeightsError(f"cannot read weights {p.name}: truncated or corrupt ({type(exc).__name__})") from exc
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsError(f"{p.name} is not a state dict (a mapping of names to tensors)")
+    return dict(state)
+
+
+def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`WeightsError` listing missing/unexpected keys and shape mismatches."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems = [
+        f"{len(items)} {label} ({_preview(items)})"
+        for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                             ("shape mismatches", mismatched))
+        if items
+    ]
+    if problems:
+        raise WeightsError(f"weights do not fit {what}: " + "; ".join(problems))
+
+
+def load_into(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Module:
+    """Strictly load the weights at ``path`` into ``model`` (after a readable compatibility check)."""
+    state = load_state_dict(path)
+    check_compatible(model, state, what)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def save_state_dict(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model``'s weights atomically as safetensors."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+    return Path(path)
+
+
+def _preview(items: list[str], limit: int = 3) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... {len(items) - limit} more" if len(items) > limit else "")

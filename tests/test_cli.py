@@ -1,0 +1,69 @@
+"""The syncopt command: version, models listing, one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import syncopt
+from syncopt.complexity import count_params
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "syncopt", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_version():
+    res = run_cli("--version")
+    assert res.returncode == 0
+    assert res.stdout.strip() == f"syncopt {syncopt.__version__}"
+
+
+@pytest.fixture(scope="module")
+def listing() -> list[dict]:
+    res = run_cli("models", "--preset", "all", "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_models_json_lists_every_model_with_measured_counts(listing):
+    names = {(row["name"], row["preset"]) for row in listing}
+    assert {(n, p) for n in ("syncnet_v2", "fcn", "fcn_attn") for p in ("tiny", "full")} <= names
+    for row in listing:
+        if row["preset"] == "tiny":
+            assert row["params"] == count_params(syncopt.create(row["name"], "tiny"))
+        assert row["macs"] > 0 and row["frames"] == 25
+    by_key = {(r["name"], r["preset"]): r for r in listing}
+    assert by_key[("fcn", "full")]["params"] > by_key[("fcn", "tiny")]["params"]
+    assert by_key[("syncnet_v2", "full")]["inputs"]["video"] == "Bx3xTx224x224"
+
+
+def test_models_table(listing):
+    res = run_cli("models")
+    assert res.returncode == 0
+    for name in ("syncnet_v2", "fcn", "fcn_attn"):
+        assert name in res.stdout
+    full = next(r for r in listing if r["name"] == "syncnet_v2" and r["preset"] == "full")
+    assert f"{full['params'] / 1e6:.2f} M" in res.stdout
+
+
+def test_bad_option_value_is_one_line_with_exit_code():
+    res = run_cli("models", "--preset", "huge")
+    assert res.returncode == 2
+    assert res.stderr.strip() == "error: unknown preset 'huge' (choose tiny, full or all)"
+    assert "Traceback" not in res.stderr
+
+
+def test_debug_shows_traceback():
+    res = run_cli("--debug", "models", "--preset", "huge")
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_help_teaches():
+    res = run_cli("models", "--help")
+    assert res.returncode == 0
+    assert "--json" in res.stdout and "Example" in res.stdout
