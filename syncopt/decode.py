@@ -21,6 +21,8 @@ class SyncResult(BaseModel):
     confidence: float = Field(description="how much the chosen offset stands out from the median one")
     max_offset: int = Field(description="offsets -max_offset..max_offset were considered")
     min_dist: float | None = Field(None, description="mean embedding distance at the offset (SyncNet only)")
+    offset_scores: list[float] = Field(description="clip score per offset -K..K: mean log-probability, or "
+                                                   "mean distance for SyncNet (lower is better there)")
     per_frame_offset: list[int]
     per_frame_confidence: list[float]
     per_frame_sync_prob: list[float] | None = Field(None, description="in-sync probability per frame")
@@ -47,6 +49,7 @@ def decode_dense(offset_logits: torch.Tensor, sync_prob: torch.Tensor | None = N
         offset=best - k,
         confidence=float(clip_score[best] - clip_score.median()),
         max_offset=k,
+        offset_scores=clip_score.tolist(),
         per_frame_offset=(logp.argmax(0) - k).tolist(),
         per_frame_confidence=np.asarray(smoothed, dtype=float).tolist(),
         per_frame_sync_prob=None if sync_prob is None else sync_prob.detach().float().tolist(),

@@ -94,6 +94,8 @@ class ModelSpec(BaseModel):
     outputs: tuple[TensorSpec, ...]
     preprocessing: Preprocessing
     min_frames: int = Field(description="receptive field: the shortest clip the model accepts, in frames")
+    context_frames: int = Field(0, description="frames on each side that one output frame depends on "
+                                               "(beyond which chunked inference is exact)")
     standard_frames: int = Field(25, description="clip length used for MAC counts and benchmarks")
     max_offset: int = Field(description="offsets -K..K frames are scored")
 

@@ -67,7 +67,8 @@ class _MfccPerFrame(nn.Module):
 @pytest.mark.parametrize("k", [-5, 0, 3, 11])
 def test_identity_encoders_give_offset_at_the_shift(k):
     t, kmax = 50, 15
-    spec = two_tower_spec("identity", "tiny", crop_size=4, embed_dim=48, max_offset=kmax, min_frames=1)
+    spec = two_tower_spec("identity", "tiny", crop_size=4, embed_dim=48, max_offset=kmax, min_frames=1,
+                          context_frames=kmax)
     model = TwoTowerSync(spec, _PixelsPerFrame(), _MfccPerFrame()).eval()
     feats = torch.randn(t + 40, 48)  # one 48-d feature per frame, with margin for the shift
     video = feats[20:20 + t].reshape(t, 3, 4, 4).permute(1, 0, 2, 3)[None]  # (1, 3, T, 4, 4)
@@ -85,8 +86,9 @@ def test_identity_encoders_give_offset_at_the_shift(k):
 @pytest.mark.parametrize("name", FCN_MODELS)
 def test_long_clip_equals_overlapping_chunks_away_from_edges(name):
     model = syncopt.create(name, "tiny")
+    _activate_zero_initialised_paths(model)
     feeds = model.spec.example_inputs(T=200, seed=5)
-    margin = 48  # > total temporal reach: conv 2 + SE 8 + attention 8 + correlation 15 + predictor 4
+    margin = model.spec.context_frames  # the spec's claim of the model's temporal reach, checked here
     with torch.no_grad():
         full = model(**feeds)
         for start, length in ((0, 120), (80, 120)):
@@ -99,9 +101,18 @@ def test_long_clip_equals_overlapping_chunks_away_from_edges(name):
                                            atol=1e-5, rtol=1e-4, msg=f"{name}:{key}")
 
 
+def _activate_zero_initialised_paths(model: nn.Module) -> None:
+    """Open the residual attention gates and the predictor's refinement, as training would."""
+    for module in model.modules():
+        if isinstance(module, LocalAttention):
+            nn.init.constant_(module.gate, 1.0)
+    nn.init.normal_(model.predictor.refine[-1].weight, std=0.5)
+
+
 @pytest.mark.parametrize("name", FCN_MODELS)
 def test_batch_invariance(name):
     model = syncopt.create(name, "tiny")
+    _activate_zero_initialised_paths(model)
     a = model.spec.example_inputs(T=30, seed=1)
     b = model.spec.example_inputs(T=30, seed=2)
     batch = {k: torch.cat([a[k], b[k]]) for k in a}
@@ -126,3 +137,19 @@ def test_local_attention_equals_banded_dense_attention():
     torch.testing.assert_close(attn(x, ctx), expected, atol=1e-5, rtol=1e-4)
     # an untrained block (gate 0) is the identity
     torch.testing.assert_close(LocalAttention(8, 2, 3)(x, ctx), x)
+
+
+@pytest.mark.parametrize("name", ["fcn", "fcn_attn", "syncnet_v2"])
+def test_chunked_inference_equals_one_pass(name):
+    from syncopt.infer import run_dense
+
+    model = syncopt.create(name, "tiny")
+    if name != "syncnet_v2":
+        _activate_zero_initialised_paths(model)
+    frames = 150 if name != "syncnet_v2" else 40
+    feeds = model.spec.example_inputs(T=frames, seed=7)
+    with torch.no_grad():
+        whole = model(**feeds)
+    chunked = run_dense(model, feeds["video"], feeds["audio"], chunk=11)
+    for key, value in whole.items():
+        torch.testing.assert_close(chunked[key], value, atol=1e-5, rtol=1e-4, msg=key)

@@ -41,6 +41,15 @@ class FCNConfig:
         """Frames of video context per output frame."""
         return 1 + sum(kt - 1 for _, kt in self.video_blocks)
 
+    @property
+    def context(self) -> int:
+        """Frames on each side one output frame depends on, summed over the stages."""
+        attention = 2 * (self.se_window // 2) + self.radius if self.attention else 0  # 2 SE layers, self-attn
+        video = (self.receptive_field - 1) // 2 + attention
+        audio = 2 + attention  # 3x3 MFCC convs at time strides 1, 2, 2: about 8 steps = 2 frames
+        fused = max(video, audio) + (self.radius if self.attention else 0)
+        return fused + self.max_offset + 4  # correlation shifts, predictor's two kernel-5 convs
+
 
 _FULL_VIDEO = ((64, 3), (128, 3), (256, 1), (256, 1), (512, 1))
 _FULL_AUDIO = ((64, 1, 1), (128, 1, 2), (256, 2, 2), (256, 1, 1), (512, 2, 1))
@@ -122,7 +131,7 @@ class _FrequencySqueeze(nn.Module):
 
 
 def two_tower_spec(name: str, preset: str, crop_size: int, embed_dim: int, max_offset: int,
-                   min_frames: int) -> ModelSpec:
+                   min_frames: int, context_frames: int) -> ModelSpec:
     """Spec of a dense two-tower model on RGB face crops and MFCC (outputs of TwoTowerSync)."""
     n_off = 2 * max_offset + 1
     return ModelSpec(
@@ -144,13 +153,15 @@ def two_tower_spec(name: str, preset: str, crop_size: int, embed_dim: int, max_o
         ),
         preprocessing=Preprocessing(crop_size=crop_size, channel_order="rgb", pixel_mean=127.5, pixel_std=127.5),
         min_frames=min_frames,
+        context_frames=context_frames,
         max_offset=max_offset,
     )
 
 
 def build_fcn(name: str, preset: str) -> TwoTowerSync:
     cfg = PRESETS[(name, preset)]
-    spec = two_tower_spec(name, preset, cfg.crop_size, cfg.embed_dim, cfg.max_offset, cfg.receptive_field)
+    spec = two_tower_spec(name, preset, cfg.crop_size, cfg.embed_dim, cfg.max_offset, cfg.receptive_field,
+                          cfg.context)
     fusion = CrossModalAttention(cfg.embed_dim, cfg.heads, cfg.radius) if cfg.attention else None
     return TwoTowerSync(spec, VideoEncoderFCN(cfg), AudioEncoderFCN(cfg), fusion=fusion,
                         predictor_hidden=min(cfg.hidden, 64))

@@ -195,6 +195,7 @@ def windowed_offset(video_emb: torch.Tensor, audio_emb: torch.Tensor, vshift: in
         confidence=float(median - minval),
         min_dist=float(minval),
         max_offset=vshift,
+        offset_scores=mdist.flip(0).tolist(),  # index j is offset vshift - j: flip to run -K..K
         per_frame_offset=[int(vshift - j) for j in best_per_frame],
         per_frame_confidence=np.asarray(fconfm, dtype=float).tolist(),
     )

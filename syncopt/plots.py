@@ -1,0 +1,65 @@
+"""PNG plots for people: sync timelines, offset curves, accuracy by context length."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from syncopt.atomic import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sync(video_sync, path: str | os.PathLike) -> None:
+    """Per track: clip score per offset (left) and per-frame offset / in-sync probability (right)."""
+    plt = _pyplot()
+    tracks = video_sync.tracks
+    fig, axes = plt.subplots(len(tracks), 2, figsize=(12, 3.2 * len(tracks)), squeeze=False)
+    for row, track in zip(axes, tracks):
+        res = track.result
+        offsets = np.arange(-res.max_offset, res.max_offset + 1)
+        row[0].plot(offsets, res.offset_scores, marker="o", ms=3)
+        row[0].axvline(res.offset, color="tab:red", ls="--", label=f"offset {res.offset:+d}")
+        row[0].set(xlabel="offset (frames, + = audio leads)",
+                   ylabel="mean distance" if res.min_dist is not None else "mean log-prob",
+                   title=f"track {track.track}{' (speaking)' if track.speaking else ''}: conf {res.confidence:.2f}")
+        row[0].legend()
+        t = (track.start_frame + np.arange(len(res.per_frame_offset))) / video_sync.fps
+        row[1].plot(t, res.per_frame_offset, lw=1, label="per-frame offset")
+        row[1].set(xlabel="time (s)", ylabel="offset (frames)", ylim=(-res.max_offset - 1, res.max_offset + 1))
+        if res.per_frame_sync_prob is not None:
+            twin = row[1].twinx()
+            twin.fill_between(t, res.per_frame_sync_prob, color="tab:green", alpha=0.25, step="mid")
+            twin.set(ylabel="in-sync probability", ylim=(0, 1))
+        row[1].legend(loc="upper left")
+    fig.suptitle(f"{os.path.basename(video_sync.video)} — {video_sync.model} ({video_sync.preset})")
+    _save(fig, path)
+
+
+def plot_context_accuracy(report, path: str | os.PathLike) -> None:
+    """Offset accuracy (exact and within one frame) against context length."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    contexts = sorted(report.context_accuracy)
+    ax.plot(contexts, [report.context_accuracy[c] for c in contexts], marker="o", label="exact")
+    ax.plot(contexts, [report.context_accuracy_pm1[c] for c in contexts], marker="s", label="±1 frame")
+    ax.set(xlabel="context (frames)", ylabel="offset accuracy", ylim=(0, 1.02), title="offset accuracy by context")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    plt = _pyplot()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

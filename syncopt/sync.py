@@ -1,0 +1,140 @@
+"""``syncopt sync``: a video's audio-video offset per face track, and its per-frame timeline."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+
+from syncopt.decode import SyncResult, decode_dense
+from syncopt.errors import UsageError
+from syncopt.registry import create
+
+CropMode = Literal["detect", "full"]
+
+
+class TrackSync(BaseModel):
+    """One face track's result."""
+
+    track: int
+    start_frame: int
+    num_frames: int
+    box: list[float] | None = Field(None, description="median face box x1,y1,x2,y2 (None for whole-frame crops)")
+    offset_frames: int
+    offset_ms: float
+    confidence: float
+    speaking: bool
+    result: SyncResult
+
+
+class VideoSync(BaseModel):
+    """A video's result: every face track, and which one is speaking."""
+
+    video: str
+    model: str
+    preset: str
+    weights: str
+    synthetic_weights: bool
+    fps: float
+    frames: int
+    duration_s: float
+    media_notes: list[str]
+    tracks: list[TrackSync]
+    speaker: int | None
+
+
+def shipped_weights(model: str, preset: str) -> Path | None:
+    """Weights trained by the project on synthetic data and shipped in the package, if any."""
+    path = resources.files("syncopt") / "assets" / f"{model}_{preset}_synth.safetensors"
+    return Path(str(path)) if path.is_file() else None
+
+
+def load_sync_model(model: str, preset: str, weights: str | os.PathLike | None) -> tuple[nn.Module, str, bool]:
+    """``(model, weights description, synthetic?)``.
+
+    ``weights`` (or ``model`` itself, when it names a directory) may be a run directory from
+    ``syncopt train``, whose config.json names the model and preset.
+    """
+    if weights is None and Path(model).is_dir():
+        weights = model
+    if weights is not None and Path(weights).is_dir():
+        run = Path(weights)
+        if not (run / "config.json").is_file():
+            raise UsageError(f"{run} is a directory without config.json (expected a run directory from syncopt train)")
+        cfg = json.loads((run / "config.json").read_text())
+        model, preset, weights = cfg["model"], cfg["preset"], run / "model.safetensors"
+    synthetic = False
+    if weights is None:
+        weights = shipped_weights(model, preset)
+        if weights is None:
+            raise UsageError(f"no weights for {model} (preset {preset}): pass --weights "
+                             f"(shipped synthetic-data weights: {', '.join(available_shipped())})")
+        synthetic = True
+    net = create(model, preset, weights=weights)
+    if "offset_logits" not in net.spec.output_names and "video_emb" not in net.spec.output_names:
+        raise UsageError(f"model '{model}' gives neither offset logits nor embeddings")
+    return net, str(weights), synthetic
+
+
+def available_shipped() -> list[str]:
+    folder = resources.files("syncopt") / "assets"
+    names = [p.name for p in folder.iterdir() if p.name.endswith("_synth.safetensors")] if folder.is_dir() else []
+    return sorted(n.removesuffix("_synth.safetensors") for n in names) or ["none"]
+
+
+def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", synthetic: bool = False,
+               crop: CropMode = "detect", chunk: int = 500) -> VideoSync:
+    """Decode ``path``, find face tracks (or use whole frames), run the model and decode offsets."""
+    from syncopt.data.faces import crop_track, track_faces, whole_frame_track
+    from syncopt.data.media import load_media
+    from syncopt.errors import MediaError
+    from syncopt.infer import run_dense
+    from syncopt.preprocess import audio_to_tensor, frames_to_tensor
+
+    spec = model.spec
+    pre = spec.preprocessing
+    media = load_media(path, fps=pre.fps, sample_rate=pre.sample_rate)
+    spec.check_length(media.num_frames)
+    if crop == "full":
+        tracks = [whole_frame_track(media.num_frames, *media.frames.shape[1:3])]
+    else:
+        tracks = track_faces(media.frames, min_track=spec.min_frames)
+        if not tracks:
+            raise MediaError(f"no face found in {Path(path).name} (use --crop full if the video is already a face crop)")
+    audio = audio_to_tensor(media.audio, media.num_frames, pre)
+    per_frame = pre.mfcc_per_frame
+    results = []
+    for index, track in enumerate(tracks):
+        crops = media.frames if crop == "full" else crop_track(media.frames, track, pre.crop_size)
+        video = frames_to_tensor(crops, pre)[None]
+        segment = audio[None, ..., per_frame * track.start:per_frame * track.end]
+        outputs = run_dense(model, video, segment, chunk=chunk)
+        result = _decode(outputs, spec.max_offset)
+        results.append(TrackSync(
+            track=index, start_frame=track.start, num_frames=track.end - track.start,
+            box=None if crop == "full" else [float(v) for v in track.boxes.mean(0)] if len(track.boxes) else None,
+            offset_frames=result.offset, offset_ms=1000.0 * result.offset / pre.fps,
+            confidence=result.confidence, speaking=False, result=result,
+        ))
+    speaker = max(range(len(results)), key=lambda i: results[i].confidence) if results else None
+    if speaker is not None:
+        results[speaker].speaking = True
+    return VideoSync(
+        video=str(path), model=spec.name, preset=spec.preset, weights=weights, synthetic_weights=synthetic,
+        fps=pre.fps, frames=media.num_frames, duration_s=media.num_frames / pre.fps,
+        media_notes=list(media.notes), tracks=results, speaker=speaker,
+    )
+
+
+def _decode(outputs: dict[str, torch.Tensor], max_offset: int) -> SyncResult:
+    if "offset_logits" in outputs:
+        return decode_dense(outputs["offset_logits"][0], outputs["sync_prob"][0])
+    from syncopt.reference_models.syncnet import windowed_offset
+
+    return windowed_offset(outputs["video_emb"][0].T, outputs["audio_emb"][0].T, vshift=max_offset)

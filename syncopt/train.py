@@ -1,0 +1,149 @@
+"""``syncopt train``: fit a dense sync model on labelled clips, with checkpoints and resume.
+
+A run directory holds ``checkpoint.pt`` (model, optimiser, scheduler, epoch; written
+atomically after every epoch and loadable with ``weights_only=True``), and at the end
+``model.safetensors``, ``config.json`` (model name and preset) and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from syncopt.atomic import atomic_path
+from syncopt.data.datasets import Augment, ClipDataset, synth_dataset
+from syncopt.errors import UsageError
+from syncopt.evaluate import EvalReport, evaluate_dataset
+from syncopt.losses import sync_losses, usable_frames
+from syncopt.registry import create
+from syncopt.weights import save_state_dict
+
+
+class TrainConfig(BaseModel):
+    model: str
+    preset: str = "tiny"
+    data: str = Field("synth", description="'synth' (embedded generator)")
+    train_clips: int = 1000
+    val_clips: int = 200
+    clip_frames: int = 50
+    window: int = 40
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    time_budget_min: float | None = Field(None, description="stop after the epoch that crosses this budget")
+    workers: int = 2
+
+
+class EpochStats(BaseModel):
+    epoch: int
+    loss: float
+    train_frame_accuracy: float
+    val: EvalReport
+    seconds: float
+
+
+class TrainReport(BaseModel):
+    config: TrainConfig
+    epochs_done: int
+    wall_time_s: float
+    data_time_s: float
+    params: int
+    history: list[EpochStats]
+    weights: str
+
+
+def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> TrainReport:
+    """Train ``config.model`` and write the run directory; resumes from its checkpoint if present."""
+    out = Path(out_dir)
+    torch.manual_seed(config.seed)
+    model = create(config.model, config.preset).train()
+    spec = model.spec
+    if "offset_logits" not in spec.output_names:
+        raise UsageError(f"model '{config.model}' has no offset_logits output; only dense sync models train here")
+    if config.data != "synth":
+        raise UsageError(f"unknown data source '{config.data}' (supported: synth)")
+
+    t0 = time.perf_counter()
+    train_set = synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers)
+    train_set.augment = Augment(window=config.window, rng=np.random.default_rng(config.seed))
+    val_set = synth_dataset(spec, "val", config.val_clips, config.clip_frames, workers=config.workers)
+    data_time = time.perf_counter() - t0
+
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(config.seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=config.epochs,
+                                                    steps_per_epoch=len(loader), pct_start=0.15)
+    history: list[EpochStats] = []
+    start_epoch = 0
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"])
+        history = [EpochStats.model_validate_json(h) for h in state["history"]]
+        tqdm.write(f"resuming {config.model} from {ckpt} after epoch {start_epoch}")
+
+    for epoch in range(start_epoch, config.epochs):
+        t_epoch = time.perf_counter()
+        model.train()
+        losses, hits, counted = [], 0.0, 0.0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None)
+        for batch in bar:
+            outputs = model(video=batch["video"], audio=batch["audio"])
+            parts = sync_losses(outputs, batch["labels"], batch["valid"])
+            optimizer.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            scheduler.step()
+            k = spec.max_offset
+            mask = usable_frames(batch["labels"], batch["valid"])
+            pred = outputs["offset_logits"].argmax(1) - k
+            hits += float(((pred == batch["labels"]) & mask).sum())
+            counted += float(mask.sum())
+            losses.append(float(parts["loss"]))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{hits / max(counted, 1):.3f}")
+        val = evaluate_dataset(model.eval(), val_set)
+        stats = EpochStats(epoch=epoch + 1, loss=float(np.mean(losses)), train_frame_accuracy=hits / max(counted, 1),
+                           val=val, seconds=time.perf_counter() - t_epoch)
+        history.append(stats)
+        tqdm.write(f"epoch {epoch + 1}: loss {stats.loss:.3f}  train frame acc {stats.train_frame_accuracy:.3f}  "
+                   f"val acc@15 {val.context_accuracy[15]:.3f} (±1 {val.context_accuracy_pm1[15]:.3f})  "
+                   f"val frame acc {val.per_frame_accuracy:.3f}  [{stats.seconds:.0f}s]")
+        _save_checkpoint(ckpt, model, optimizer, scheduler, epoch + 1, history)
+        elapsed = time.perf_counter() - t0
+        if config.time_budget_min is not None and elapsed > 60 * config.time_budget_min:
+            tqdm.write(f"time budget of {config.time_budget_min} min reached after epoch {epoch + 1}")
+            break
+
+    weights = save_state_dict(model, out / "model.safetensors")
+    _write_json(out / "config.json", {"model": config.model, "preset": config.preset})
+    report = TrainReport(config=config, epochs_done=len(history), wall_time_s=time.perf_counter() - t0,
+                         data_time_s=data_time, params=sum(p.numel() for p in model.parameters()),
+                         history=history, weights=str(weights))
+    _write_json(out / "report.json", report.model_dump(mode="json"))
+    return report
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, history: list[EpochStats]) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "epoch": epoch, "history": [h.model_dump_json() for h in history]}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))
