@@ -43,8 +43,8 @@ def decode_dense(offset_logits: torch.Tensor, sync_prob: torch.Tensor | None = N
     clip_score = logp.mean(1)
     best = int(clip_score.argmax())
     frame_conf = (logp[best] - logp.median(0).values).numpy()
-    kernel = min(MEDIAN_KERNEL, frame_conf.size - (1 - frame_conf.size % 2))
-    smoothed = signal.medfilt(frame_conf, kernel_size=max(kernel, 1))
+    largest_odd = frame_conf.size if frame_conf.size % 2 else frame_conf.size - 1
+    smoothed = signal.medfilt(frame_conf, kernel_size=min(MEDIAN_KERNEL, largest_odd))
     return SyncResult(
         offset=best - k,
         confidence=float(clip_score[best] - clip_score.median()),

@@ -88,3 +88,13 @@ def test_evaluate_outputs_on_perfect_and_wrong_predictions():
              for c, k in zip(clips, kinds)]
     bad = evaluate_outputs(wrong, offsets, kinds, contexts=range(5, 8))
     assert bad.context_accuracy[5] == 0.0 and bad.context_accuracy_pm1[5] == 1.0
+
+
+def test_decode_dense_reports_offset_scores_and_short_clips():
+    from syncopt.decode import decode_dense
+
+    out = _outputs_for(torch.full((4,), -2))
+    res = decode_dense(out["offset_logits"], out["sync_prob"])
+    assert res.offset == -2 and len(res.offset_scores) == 2 * K + 1
+    assert int(np.argmax(res.offset_scores)) - K == -2
+    assert len(res.per_frame_confidence) == 4  # median filter shrinks to the clip

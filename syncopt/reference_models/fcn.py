@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from syncopt.reference_models.layers import ChannelAttention, CrossModalAttention, LocalAttention
+from syncopt.reference_models.layers import ChannelAttention, CrossModalAttention, TemporalAttention
 from syncopt.reference_models.two_tower import TwoTowerSync
 from syncopt.registry import register_model
 from syncopt.spec import ModelSpec, Preprocessing, TensorSpec
@@ -87,12 +87,12 @@ class VideoEncoderFCN(nn.Module):
             cin = cout
         self.features = nn.Sequential(*layers)
         self.projection = _projection(cin, cfg.hidden, cfg.embed_dim)
-        self.temporal_attention = LocalAttention(cfg.embed_dim, cfg.heads, cfg.radius) if cfg.attention else None
+        self.temporal_attention = TemporalAttention(cfg.embed_dim, cfg.heads, cfg.radius) if cfg.attention else None
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         x = self.features(video).mean(dim=(3, 4))
         x = self.projection(x)
-        return x if self.temporal_attention is None else self.temporal_attention(x, x)
+        return x if self.temporal_attention is None else self.temporal_attention(x)
 
 
 class AudioEncoderFCN(nn.Module):
@@ -111,12 +111,12 @@ class AudioEncoderFCN(nn.Module):
             cin = cout
         self.features = nn.Sequential(*layers)
         self.projection = _projection(cin, cfg.hidden, cfg.embed_dim)
-        self.temporal_attention = LocalAttention(cfg.embed_dim, cfg.heads, cfg.radius) if cfg.attention else None
+        self.temporal_attention = TemporalAttention(cfg.embed_dim, cfg.heads, cfg.radius) if cfg.attention else None
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         x = self.features(audio).mean(dim=2)
         x = self.projection(x)
-        return x if self.temporal_attention is None else self.temporal_attention(x, x)
+        return x if self.temporal_attention is None else self.temporal_attention(x)
 
 
 class _FrequencySqueeze(nn.Module):

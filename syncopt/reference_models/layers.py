@@ -103,6 +103,13 @@ class LocalAttention(nn.Module):
         return query + self.gate * self.out(attended.reshape(b, c, t))
 
 
+class TemporalAttention(LocalAttention):
+    """Local self-attention over time: each frame attends to its ``±radius`` neighbours."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x, x)
+
+
 class CrossModalAttention(nn.Module):
     """Video attends to audio and audio to video (local windows), each with a residual gate."""
 
