@@ -204,3 +204,85 @@ def _print_sync(res) -> None:
         typer.echo(f"  track {t.track} frames {t.start_frame}-{t.start_frame + t.num_frames - 1}: "
                    f"AV offset {t.offset_frames:+d} frames ({t.offset_ms:+.0f} ms), confidence {t.confidence:.3f}"
                    f"{'  [speaking]' if t.speaking else ''}")
+
+
+@app.command("export")
+def export_cmd(
+    model: Annotated[str, typer.Argument(help="Registered model name, or a run directory from syncopt train.")],
+    fmt: Annotated[str, typer.Option("--format", help="Comma-separated formats, e.g. onnx.")] = "onnx",
+    precision: Annotated[str, typer.Option(help="fp32 or fp16 (INT8 artifacts come from syncopt quantize).")] = "fp32",
+    preset: Annotated[str, typer.Option(help="Preset of MODEL when it is a name.")] = "tiny",
+    weights: Annotated[str | None, typer.Option(help="Weights file (default: the run's, or random init for a bare name).")] = None,
+    out: Annotated[str, typer.Option(help="Output folder for artifacts and their manifests.")] = "artifacts",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts' manifests as JSON.")] = False,
+) -> None:
+    """Export a model to deployable artifacts, each with a manifest (spec, sha256, source weights).
+
+    A format that fails is reported and the others still export; the exit code is non-zero
+    if any failed.
+
+    Example: syncopt export fcn --preset tiny --format onnx --precision fp16 --out artifacts/
+    """
+    from syncopt.export import export
+    from syncopt.registry import create
+
+    if weights is None and Path(model).is_dir():
+        from syncopt.sync import load_sync_model
+
+        net, _, _ = load_sync_model(model, preset, None)
+    else:
+        net = create(model, preset, weights=weights)
+    artifacts, failed = [], []
+    for f in [f.strip() for f in fmt.split(",") if f.strip()]:
+        try:
+            artifacts.append(export(net, f, out, precision))
+        except SyncoptError as exc:
+            failed.append(f"{f}: {exc}")
+    if as_json:
+        typer.echo(json.dumps([a.model_dump(mode="json") for a in artifacts], indent=2))
+    else:
+        for a in artifacts:
+            typer.echo(f"exported {a.format} {a.precision}: {a.path} (sha256 {a.sha256[:12]}…)")
+    for line in failed:
+        typer.echo(f"error: {line}", err=True)
+    if failed:
+        raise typer.Exit(code=UsageError.exit_code)
+
+
+@app.command("parity")
+def parity_cmd(
+    artifacts: Annotated[list[str], typer.Argument(help="Artifact files (or their .json manifests).")],
+    runtime: Annotated[str | None, typer.Option(help="Runtime to run the artifact in (default: the format's own).")] = None,
+    clips: Annotated[int, typer.Option(help="Synthetic test clips compared besides the random inputs.")] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+) -> None:
+    """Compare artifacts with their PyTorch source on random inputs at two lengths and on
+    synthetic clips: per-output max abs/rel error, cosine, offset-decision agreement, judged by
+    the precision's tolerances (fp32: abs 1e-4, rel 1e-3). Exits 9 on any breach.
+
+    Example: syncopt parity artifacts/fcn_tiny_fp32.onnx --json
+    """
+    from syncopt.errors import ParityError
+    from syncopt.parity import check_parity
+
+    reports = [check_parity(a, runtime=runtime, synth_clips=clips) for a in artifacts]
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") | {"passed": r.passed} for r in reports], indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="parity against torch fp32")
+        for col in ("artifact", "runtime", "output", "max abs", "max rel", "min cos", "verdict"):
+            table.add_column(col)
+        for r in reports:
+            for o in r.outputs:
+                bad = any(f.startswith(o.output + ":") for f in r.failures)
+                table.add_row(Path(r.artifact).name, r.runtime, o.output, f"{o.max_abs:.2e}", f"{o.max_rel:.2e}",
+                              f"{o.min_cosine:.5f}", "[red]FAIL[/red]" if bad else "[green]ok[/green]")
+            table.add_row(Path(r.artifact).name, r.runtime, "offset decision", "", "", "",
+                          f"{r.decision_agreement:.1%} agree")
+        Console().print(table)
+    failed = [f"{Path(r.artifact).name}: {'; '.join(r.failures)}" for r in reports if not r.passed]
+    if failed:
+        raise ParityError("parity breached — " + " | ".join(failed))

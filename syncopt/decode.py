@@ -28,6 +28,12 @@ class SyncResult(BaseModel):
     per_frame_sync_prob: list[float] | None = Field(None, description="in-sync probability per frame")
 
 
+def median_smooth(values: np.ndarray, kernel: int = MEDIAN_KERNEL) -> np.ndarray:
+    """``scipy.signal.medfilt`` with the kernel shrunk (kept odd) for clips shorter than it."""
+    largest_odd = values.size if values.size % 2 else values.size - 1
+    return signal.medfilt(values, kernel_size=max(1, min(kernel, largest_odd)))
+
+
 def decode_dense(offset_logits: torch.Tensor, sync_prob: torch.Tensor | None = None) -> SyncResult:
     """Decode one clip's ``offset_logits (2K+1, T)`` (and optional ``sync_prob (T,)``).
 
@@ -43,8 +49,7 @@ def decode_dense(offset_logits: torch.Tensor, sync_prob: torch.Tensor | None = N
     clip_score = logp.mean(1)
     best = int(clip_score.argmax())
     frame_conf = (logp[best] - logp.median(0).values).numpy()
-    largest_odd = frame_conf.size if frame_conf.size % 2 else frame_conf.size - 1
-    smoothed = signal.medfilt(frame_conf, kernel_size=min(MEDIAN_KERNEL, largest_odd))
+    smoothed = median_smooth(frame_conf)
     return SyncResult(
         offset=best - k,
         confidence=float(clip_score[best] - clip_score.median()),

@@ -53,3 +53,9 @@ class InputSpecError(SyncoptError):
     """Tensors whose name, shape, dtype or values (NaN/Inf) do not match a model's spec."""
 
     exit_code = 8
+
+
+class ParityError(SyncoptError):
+    """An artifact whose outputs breach the parity tolerances."""
+
+    exit_code = 9

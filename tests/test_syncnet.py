@@ -145,6 +145,7 @@ def test_windowed_offset_recovers_known_shift(k):
     # identical embeddings at the true shift: only the |k| edge frames (zero-padded partners) add distance
     assert result.min_dist < 0.25 * median
     assert result.confidence > 5
+    assert min(range(2 * vshift + 1), key=result.offset_scores.__getitem__) - vshift == k  # scores run -K..K
     assert len(result.per_frame_confidence) == n
     inner = result.per_frame_offset[abs(k):n - abs(k)]
     assert all(o == k for o in inner)

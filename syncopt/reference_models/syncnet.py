@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import signal
 from torch import nn
 
-from syncopt.decode import SyncResult
+from syncopt.decode import SyncResult, median_smooth
 from syncopt.registry import register_model
 from syncopt.spec import ModelSpec, Preprocessing, TensorSpec
 
@@ -181,14 +180,14 @@ def windowed_offset(video_emb: torch.Tensor, audio_emb: torch.Tensor, vshift: in
 
     offset = vshift - argmin(mean distance); confidence = median - min of the mean distances;
     per-frame confidence = median(mean distance) - distance at the chosen shift, median-filtered
-    with kernel 9 (scipy.signal.medfilt, as published).
+    with kernel 9 (scipy.signal.medfilt, as published; shrunk for clips under 9 windows).
     """
     dists = pairwise_distances(video_emb, audio_emb, vshift)
     mdist = dists.mean(0)
     minval, minidx = torch.min(mdist, 0)
     median = torch.median(mdist)
     fconf = (median - dists[:, minidx]).numpy()
-    fconfm = signal.medfilt(fconf, kernel_size=9)
+    fconfm = median_smooth(fconf)
     best_per_frame = dists.argmin(1)
     return SyncResult(
         offset=int(vshift - minidx),

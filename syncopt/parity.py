@@ -1,0 +1,148 @@
+"""Parity of an exported artifact against its PyTorch source on the same inputs.
+
+Tolerances are the parity contract of docs/DESIGN.md:
+
+| precision | check against torch fp32 |
+|---|---|
+| fp32 | max abs <= 1e-4 and max rel <= 1e-3 on every output |
+| fp16 | max abs <= 1e-2; offset decision identical on >= 99.5% of clips |
+| int8 | embedding cosine >= 0.99; offset decision identical on >= 99% of clips |
+
+Relative error is ``|a - b| / max(|b|, 0.1)``: below 0.1 in magnitude the absolute bound rules.
+Inputs: random inputs from the spec at several lengths, and synthetic test clips.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+from syncopt.artifact import load_artifact
+from syncopt.runtimes import load
+
+REL_FLOOR = 0.1
+
+
+class Tolerance(BaseModel):
+    max_abs: float | None = None
+    max_rel: float | None = None
+    min_cosine: float | None = None
+    min_agreement: float | None = None
+
+
+TOLERANCES = {
+    "fp32": Tolerance(max_abs=1e-4, max_rel=1e-3),
+    "fp16": Tolerance(max_abs=1e-2, min_agreement=0.995),
+    "int8": Tolerance(min_cosine=0.99, min_agreement=0.99),
+}
+EMBEDDINGS = ("video_emb", "audio_emb")
+
+
+class OutputError(BaseModel):
+    output: str
+    max_abs: float
+    max_rel: float
+    min_cosine: float
+
+
+class ParityReport(BaseModel):
+    artifact: str
+    runtime: str
+    precision: str
+    tolerance: Tolerance
+    cases: list[str]
+    outputs: list[OutputError]  # worst case over all inputs, per output
+    decision_agreement: float  # share of clips whose offset decision matches torch
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def check_parity(artifact_path: str | os.PathLike, runtime: str | None = None, frames: tuple[int, ...] = (0, 41),
+                 synth_clips: int = 8) -> ParityReport:
+    """Run the artifact and its torch source on the same inputs and judge them by the tolerances.
+
+    ``frames``: lengths of random inputs (0 means the spec's minimum length); ``synth_clips``:
+    number of synthetic test clips (2 s) also compared.
+    """
+    artifact = load_artifact(artifact_path)
+    session = load(artifact, runtime)
+    reference = load(artifact, "torch")
+    spec = artifact.spec
+    cases: list[tuple[str, dict[str, torch.Tensor]]] = []
+    for i, t in enumerate(frames):
+        t = t or spec.min_frames
+        cases.append((f"random T={t} B={1 + i % 2}", spec.example_inputs(T=t, batch=1 + i % 2, seed=100 + i)))
+    cases += _synthetic_cases(spec, synth_clips)
+
+    worst: dict[str, OutputError] = {}
+    agree: list[bool] = []
+    for _, feeds in cases:
+        got, ref = session.run(feeds), reference.run(feeds)
+        for name in spec.output_names:
+            err = _errors(name, got[name].astype(np.float32), ref[name])
+            prev = worst.get(name)
+            worst[name] = err if prev is None else OutputError(
+                output=name, max_abs=max(prev.max_abs, err.max_abs), max_rel=max(prev.max_rel, err.max_rel),
+                min_cosine=min(prev.min_cosine, err.min_cosine))
+        agree += [a == b for a, b in zip(_decisions(got, spec.max_offset), _decisions(ref, spec.max_offset))]
+    tol = TOLERANCES[artifact.precision]
+    report = ParityReport(artifact=str(artifact.path), runtime=session.name, precision=artifact.precision,
+                          tolerance=tol, cases=[c for c, _ in cases], outputs=list(worst.values()),
+                          decision_agreement=float(np.mean(agree)), failures=[])
+    report.failures = _judge(report, tol)
+    return report
+
+
+def _errors(name: str, got: np.ndarray, ref: np.ndarray) -> OutputError:
+    if got.shape != ref.shape:
+        return OutputError(output=name, max_abs=float("inf"), max_rel=float("inf"), min_cosine=-1.0)
+    diff = np.abs(got - ref)
+    rel = diff / np.maximum(np.abs(ref), REL_FLOOR)
+    if name in EMBEDDINGS:  # per-frame embedding vectors along the channel axis
+        a, b = np.moveaxis(got, 1, -1).reshape(-1, got.shape[1]), np.moveaxis(ref, 1, -1).reshape(-1, ref.shape[1])
+    else:
+        a, b = got.reshape(1, -1), ref.reshape(1, -1)
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return OutputError(output=name, max_abs=float(diff.max()), max_rel=float(rel.max()), min_cosine=float(cos.min()))
+
+
+def _decisions(outputs: dict[str, np.ndarray], max_offset: int) -> list[int]:
+    """The clip offset decided for each batch item."""
+    from syncopt.decode import decode_dense
+    from syncopt.reference_models.syncnet import windowed_offset
+
+    if "offset_logits" in outputs:
+        return [decode_dense(torch.from_numpy(x)).offset for x in outputs["offset_logits"]]
+    return [windowed_offset(torch.from_numpy(v).T, torch.from_numpy(a).T, vshift=max_offset).offset
+            for v, a in zip(outputs["video_emb"], outputs["audio_emb"])]
+
+
+def _judge(report: ParityReport, tol: Tolerance) -> list[str]:
+    failures = []
+    for o in report.outputs:
+        if tol.max_abs is not None and not o.max_abs <= tol.max_abs:
+            failures.append(f"{o.output}: max abs {o.max_abs:.3g} > {tol.max_abs:g}")
+        if tol.max_rel is not None and not o.max_rel <= tol.max_rel:
+            failures.append(f"{o.output}: max rel {o.max_rel:.3g} > {tol.max_rel:g}")
+        if tol.min_cosine is not None and o.output in EMBEDDINGS and not o.min_cosine >= tol.min_cosine:
+            failures.append(f"{o.output}: cosine {o.min_cosine:.4f} < {tol.min_cosine:g}")
+    if tol.min_agreement is not None and not report.decision_agreement >= tol.min_agreement:
+        failures.append(f"offset decisions agree on {report.decision_agreement:.1%} < {tol.min_agreement:.1%}")
+    return failures
+
+
+def _synthetic_cases(spec, count: int) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    if count <= 0:
+        return []
+    from syncopt.data.datasets import synth_dataset
+
+    data = synth_dataset(spec, "test", count, num_frames=50)
+    batch = [data[i] for i in range(count)]
+    feeds = {"video": torch.stack([b["video"] for b in batch]), "audio": torch.stack([b["audio"] for b in batch])}
+    return [(f"synthetic clips x{count} (T=50)", feeds)]

@@ -1,0 +1,52 @@
+"""Runtimes: ``load(artifact) -> Session``; ``Session.run(feeds) -> {output name: array}``.
+
+Every session checks its feeds against the spec first (names, shapes, dtypes, NaN/Inf) and
+returns outputs keyed by the spec's output names, whatever the back-end.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+import torch
+
+from syncopt.artifact import Artifact, load_artifact
+from syncopt.errors import UsageError
+from syncopt.spec import ModelSpec
+
+# runtime -> "module:class"; the class is built as cls(artifact, threads=...)
+RUNTIMES = {
+    "torch": "syncopt.runtimes.torch_runtime:TorchSession",
+    "onnxruntime": "syncopt.runtimes.onnxruntime_runtime:OrtSession",
+}
+DEFAULT_RUNTIME = {"onnx": "onnxruntime"}
+
+
+class Session:
+    """Base class: validation and naming; back-ends implement ``_run`` on float32 numpy arrays."""
+
+    name = "base"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    def run(self, feeds: dict[str, np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
+        tensors = {k: torch.as_tensor(v) for k, v in feeds.items()}
+        self.spec.validate_inputs(tensors)
+        arrays = {k: v.numpy() for k, v in tensors.items()}
+        return self._run(arrays)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+def load(artifact: Artifact | str | os.PathLike, runtime: str | None = None, threads: int | None = None) -> Session:
+    """Open ``artifact`` (or its path) in ``runtime`` (default: the format's own)."""
+    art = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
+    runtime = runtime or DEFAULT_RUNTIME.get(art.format)
+    if runtime not in RUNTIMES:
+        raise UsageError(f"no runtime '{runtime}' for {art.format} artifacts (known: {', '.join(RUNTIMES)})")
+    module, cls = RUNTIMES[runtime].split(":")
+    return getattr(importlib.import_module(module), cls)(art, threads=threads)

@@ -1,0 +1,101 @@
+"""ONNX export from the spec, runtimes, and parity judged by the DESIGN tolerances."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import syncopt
+from syncopt.artifact import load_artifact
+from syncopt.atomic import sha256_file
+from syncopt.errors import InputSpecError, WeightsError
+from syncopt.export import export
+from syncopt.parity import TOLERANCES, check_parity
+from syncopt.runtimes import load
+
+
+@pytest.fixture(scope="module")
+def fcn_fp32(tmp_path_factory):
+    out = tmp_path_factory.mktemp("artifacts")
+    return export(syncopt.create("fcn_attn", "tiny"), "onnx", out, "fp32")
+
+
+def test_manifest_records_spec_hash_and_source(fcn_fp32):
+    art = load_artifact(fcn_fp32.path)
+    assert art.spec == syncopt.create("fcn_attn", "tiny").spec
+    assert art.sha256 == sha256_file(art.path)
+    assert art.weights_path.is_file()
+    graph = onnx.load(str(art.path))
+    assert [i.name for i in graph.graph.input] == art.spec.input_names
+    assert [o.name for o in graph.graph.output] == art.spec.output_names
+    time_dim = graph.graph.input[0].type.tensor_type.shape.dim[2]
+    assert time_dim.dim_param == "T"  # dynamic time axis from the spec
+
+
+def test_fp32_parity_passes_at_two_lengths(fcn_fp32):
+    report = check_parity(fcn_fp32.path, frames=(0, 41), synth_clips=0)
+    assert report.passed, report.failures
+    assert report.cases[0].startswith("random T=5") and report.cases[1].startswith("random T=41")
+    for o in report.outputs:
+        assert o.max_abs <= TOLERANCES["fp32"].max_abs and o.max_rel <= TOLERANCES["fp32"].max_rel
+    assert report.decision_agreement == 1.0
+
+
+def test_fp16_parity_within_fp16_tolerance(tmp_path):
+    art = export(syncopt.create("fcn", "tiny"), "onnx", tmp_path, "fp16")
+    graph = onnx.load(str(art.path))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.graph.initializer)
+    report = check_parity(art.path, synth_clips=0)
+    assert report.passed, report.failures
+    assert max(o.max_abs for o in report.outputs) > 0  # it really is another precision
+
+
+def test_runtime_rejects_bad_feeds(fcn_fp32):
+    session = load(fcn_fp32)
+    feeds = fcn_fp32.spec.example_inputs(T=8)
+    feeds["video"] = feeds["video"][:, :2]
+    with pytest.raises(InputSpecError, match="input 'video' has shape"):
+        session.run(feeds)
+
+
+def test_tampered_artifact_is_refused(tmp_path):
+    art = export(syncopt.create("fcn", "tiny"), "onnx", tmp_path, "fp32")
+    data = bytearray(art.path.read_bytes())
+    data[-10] ^= 0xFF
+    art.path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256 of fcn_tiny_fp32.onnx does not match"):
+        load_artifact(art.path)
+
+
+def test_perturbed_weights_fail_parity_with_exit_code(tmp_path):
+    art = export(syncopt.create("fcn", "tiny"), "onnx", tmp_path, "fp32")
+    graph = onnx.load(str(art.path))
+    rng = np.random.default_rng(0)
+    for init in graph.graph.initializer:  # every conv weight gets 5% relative noise
+        values = numpy_helper.to_array(init)
+        if values.ndim >= 3:
+            noisy = values + 0.05 * values.std() * rng.standard_normal(values.shape).astype(values.dtype)
+            init.CopyFrom(numpy_helper.from_array(noisy, init.name))
+    onnx.save(graph, str(art.path))
+    manifest = json.loads((tmp_path / "fcn_tiny_fp32.onnx.json").read_text())
+    manifest["sha256"] = sha256_file(art.path)  # a consistent but wrong artifact
+    (tmp_path / "fcn_tiny_fp32.onnx.json").write_text(json.dumps(manifest))
+    res = subprocess.run([sys.executable, "-m", "syncopt", "parity", str(art.path), "--clips", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 9
+    assert res.stderr.startswith("error: parity breached — fcn_tiny_fp32.onnx:") and "max abs" in res.stderr
+    assert "FAIL" in res.stdout
+
+
+def test_unknown_format_is_reported_and_others_still_export(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "syncopt", "export", "fcn", "--format", "onnx,bogus",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "error: bogus: unknown format 'bogus'" in res.stderr
+    assert (tmp_path / "fcn_tiny_fp32.onnx").is_file() and (tmp_path / "fcn_tiny_fp32.onnx.json").is_file()
