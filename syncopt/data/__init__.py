@@ -1,0 +1,1 @@
+"""Data: real media decoding, synthetic talking heads, datasets."""
