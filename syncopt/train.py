@@ -113,7 +113,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
             pred = outputs["offset_logits"].argmax(1) - k
             hits += float(((pred == batch["labels"]) & mask).sum())
             counted += float(mask.sum())
-            losses.append(float(parts["loss"]))
+            losses.append(parts["loss"].item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{hits / max(counted, 1):.3f}")
         val = evaluate_dataset(model.eval(), val_set)
         stats = EpochStats(epoch=epoch + 1, loss=float(np.mean(losses)), train_frame_accuracy=hits / max(counted, 1),
