@@ -54,7 +54,8 @@ class EpochStats(BaseModel):
 class TrainReport(BaseModel):
     config: TrainConfig
     epochs_done: int
-    wall_time_s: float
+    wall_time_s: float  # this invocation (data generation included)
+    train_time_s: float  # all epochs, across resumed invocations
     data_time_s: float
     params: int
     history: list[EpochStats]
@@ -131,7 +132,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     weights = save_state_dict(model, out / "model.safetensors")
     _write_json(out / "config.json", {"model": config.model, "preset": config.preset})
     report = TrainReport(config=config, epochs_done=len(history), wall_time_s=time.perf_counter() - t0,
-                         data_time_s=data_time, params=sum(p.numel() for p in model.parameters()),
+                         train_time_s=sum(h.seconds for h in history), data_time_s=data_time, params=sum(p.numel() for p in model.parameters()),
                          history=history, weights=str(weights))
     _write_json(out / "report.json", report.model_dump(mode="json"))
     return report
