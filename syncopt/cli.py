@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> None:
 @app.command("train")
 def train_cmd(
     model: Annotated[str, typer.Argument(help="Registered model name, e.g. fcn or fcn_attn.")],
-    data: Annotated[str, typer.Option(help="Training data: 'synth' (the embedded procedural talking heads).")] = "synth",
+    data: Annotated[str, typer.Option(help="'synth' (embedded procedural talking heads), a folder of in-sync "
+                                           "videos, or a manifest .csv with columns path,offset.")] = "synth",
+    crop: Annotated[str, typer.Option(help="Real data: 'detect' faces, or 'full' if frames are face crops.")] = "detect",
     preset: Annotated[str, typer.Option(help="'tiny' (CPU-friendly) or 'full' (paper size).")] = "tiny",
     epochs: Annotated[int, typer.Option(help="Passes over the training clips.")] = 20,
     train_clips: Annotated[int, typer.Option(help="Number of synthetic training clips (2 s each).")] = 1000,
@@ -109,7 +111,7 @@ def train_cmd(
     """
     from syncopt.train import TrainConfig, train
 
-    config = TrainConfig(model=model, preset=preset, data=data, epochs=epochs, train_clips=train_clips,
+    config = TrainConfig(model=model, preset=preset, data=data, crop=crop, epochs=epochs, train_clips=train_clips,
                          val_clips=val_clips, batch_size=batch_size, lr=lr, seed=seed, time_budget_min=time_budget)
     report = train(config, out, resume=resume)
     if as_json:
@@ -177,8 +179,6 @@ def sync_cmd(
     """
     from syncopt.sync import load_sync_model, sync_video
 
-    if crop not in ("detect", "full"):
-        raise UsageError(f"unknown crop mode '{crop}' (choose detect or full)")
     net, used, synthetic = load_sync_model(model, preset, weights)
     results = []
     for video in videos:

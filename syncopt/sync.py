@@ -6,8 +6,7 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Literal
-
+import numpy as np
 import torch
 from pydantic import BaseModel, Field
 from torch import nn
@@ -15,9 +14,6 @@ from torch import nn
 from syncopt.decode import SyncResult, decode_dense
 from syncopt.errors import UsageError
 from syncopt.registry import create
-
-CropMode = Literal["detect", "full"]
-
 
 class TrackSync(BaseModel):
     """One face track's result."""
@@ -89,11 +85,10 @@ def available_shipped() -> list[str]:
 
 
 def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", synthetic: bool = False,
-               crop: CropMode = "detect", chunk: int = 500) -> VideoSync:
+               crop: str = "detect", chunk: int = 500) -> VideoSync:
     """Decode ``path``, find face tracks (or use whole frames), run the model and decode offsets."""
-    from syncopt.data.faces import crop_track, track_faces, whole_frame_track
+    from syncopt.data.faces import face_crops
     from syncopt.data.media import load_media
-    from syncopt.errors import MediaError
     from syncopt.infer import run_dense
     from syncopt.preprocess import audio_to_tensor, frames_to_tensor
 
@@ -101,24 +96,17 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
     pre = spec.preprocessing
     media = load_media(path, fps=pre.fps, sample_rate=pre.sample_rate)
     spec.check_length(media.num_frames)
-    if crop == "full":
-        tracks = [whole_frame_track(media.num_frames, *media.frames.shape[1:3])]
-    else:
-        tracks = track_faces(media.frames, min_track=spec.min_frames)
-        if not tracks:
-            raise MediaError(f"no face found in {Path(path).name} (use --crop full if the video is already a face crop)")
     audio = audio_to_tensor(media.audio, media.num_frames, pre)
     per_frame = pre.mfcc_per_frame
     results = []
-    for index, track in enumerate(tracks):
-        crops = media.frames if crop == "full" else crop_track(media.frames, track, pre.crop_size)
+    for index, (track, crops) in enumerate(face_crops(media.frames, crop, pre.crop_size, spec.min_frames,
+                                                      Path(path).name)):
         video = frames_to_tensor(crops, pre)[None]
         segment = audio[None, ..., per_frame * track.start:per_frame * track.end]
-        outputs = run_dense(model, video, segment, chunk=chunk)
-        result = _decode(outputs, spec.max_offset)
+        result = _decode(run_dense(model, video, segment, chunk=chunk), spec.max_offset)
         results.append(TrackSync(
             track=index, start_frame=track.start, num_frames=track.end - track.start,
-            box=None if crop == "full" else [float(v) for v in track.boxes.mean(0)] if len(track.boxes) else None,
+            box=None if crop == "full" else np.median(track.boxes, axis=0).tolist(),
             offset_frames=result.offset, offset_ms=1000.0 * result.offset / pre.fps,
             confidence=result.confidence, speaking=False, result=result,
         ))

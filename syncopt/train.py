@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from syncopt.atomic import atomic_path
-from syncopt.data.datasets import Augment, ClipDataset, synth_dataset
+from syncopt.data.datasets import Augment, ClipDataset, media_dataset, synth_dataset
 from syncopt.errors import UsageError
 from syncopt.evaluate import EvalReport, evaluate_dataset
 from syncopt.losses import sync_losses, usable_frames
@@ -29,7 +29,9 @@ from syncopt.weights import save_state_dict
 class TrainConfig(BaseModel):
     model: str
     preset: str = "tiny"
-    data: str = Field("synth", description="'synth' (embedded generator)")
+    data: str = Field("synth", description="'synth' (embedded generator), a folder of in-sync videos, or a "
+                                           "manifest .csv (path, offset)")
+    crop: str = Field("detect", description="real data: 'detect' faces or take 'full' frames as face crops")
     train_clips: int = 1000
     val_clips: int = 200
     clip_frames: int = 50
@@ -70,13 +72,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     spec = model.spec
     if "offset_logits" not in spec.output_names:
         raise UsageError(f"model '{config.model}' has no offset_logits output; only dense sync models train here")
-    if config.data != "synth":
-        raise UsageError(f"unknown data source '{config.data}' (supported: synth)")
-
     t0 = time.perf_counter()
-    train_set = synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers)
-    train_set.augment = Augment(window=config.window, rng=np.random.default_rng(config.seed))
-    val_set = synth_dataset(spec, "val", config.val_clips, config.clip_frames, workers=config.workers)
+    train_set, val_set, max_shift = _datasets(config, spec)
+    train_set.augment = Augment(window=config.window, max_shift=max_shift, max_offset=spec.max_offset,
+                                rng=np.random.default_rng(config.seed))
     data_time = time.perf_counter() - t0
 
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
@@ -91,7 +90,9 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        # The one-cycle curve follows this invocation's epoch count, so a run can be extended.
+        scheduler.load_state_dict({k: v for k, v in state["scheduler"].items()
+                                   if k not in ("total_steps", "_schedule_phases")})
         start_epoch = int(state["epoch"])
         history = [EpochStats.model_validate_json(h) for h in state["history"]]
         tqdm.write(f"resuming {config.model} from {ckpt} after epoch {start_epoch}")
@@ -136,6 +137,28 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
                          history=history, weights=str(weights))
     _write_json(out / "report.json", report.model_dump(mode="json"))
     return report
+
+
+def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]:
+    """Train and validation sets, and the audio shift augmentation they need.
+
+    Synthetic clips carry their own offsets. Real clips (mostly in sync) get new offsets by
+    shifting the audio window up to ±K frames; every 10th clip is held out for validation.
+    """
+    if config.data == "synth":
+        train_set = synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers)
+        return train_set, synth_dataset(spec, "val", config.val_clips, config.clip_frames, workers=config.workers), 0
+    data, skipped = media_dataset(spec, config.data, crop=config.crop)
+    for line in skipped:
+        tqdm.write(f"skipped {line}")
+    short = [i for i, item in enumerate(data.items) if len(item["labels"]) < config.window + 2 * spec.max_offset]
+    if short:
+        raise UsageError(f"{len(short)} clips are shorter than {config.window + 2 * spec.max_offset} frames "
+                         f"(window + 2 x max offset), needed to draw new offsets")
+    held_out = set(range(0, len(data.items), 10)) if len(data.items) >= 2 else set()
+    train_items = [it for i, it in enumerate(data.items) if i not in held_out] or data.items
+    val_items = [it for i, it in enumerate(data.items) if i in held_out] or data.items
+    return ClipDataset(train_items, data.pre), ClipDataset(val_items, data.pre), spec.max_offset
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, history: list[EpochStats]) -> None:

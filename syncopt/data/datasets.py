@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from syncopt.errors import InputFileError, SyncoptError, UsageError
 from syncopt.preprocess import audio_to_tensor, frames_to_tensor
 from syncopt.spec import ModelSpec, Preprocessing
 
@@ -19,6 +23,8 @@ class Augment:
     """Training augmentation: temporal crop/jitter, colour jitter, SpecAugment-style masks."""
 
     window: int | None = None  # random temporal crop of this many frames (None: whole clip)
+    max_shift: int = 0  # also shift the audio window by up to this many frames (new offsets; real data)
+    max_offset: int = 15  # labels stay within -max_offset..max_offset
     brightness: float = 0.15  # +- fraction of the pixel range
     contrast: float = 0.15
     time_masks: int = 2  # MFCC time masks of up to 8 steps (2 frames)
@@ -30,9 +36,11 @@ class Augment:
         t = item["labels"].shape[0]
         if self.window is not None and self.window < t:
             s = int(self.rng.integers(0, t - self.window + 1))
+            d = self._audio_shift(item["labels"], s, t)
+            a = s - d  # audio window start: video t' then matches audio t' - (o - d)
             item["video"] = item["video"][:, s:s + self.window]
-            item["audio"] = item["audio"][..., 4 * s:4 * (s + self.window)]
-            item["labels"] = item["labels"][s:s + self.window]
+            item["audio"] = item["audio"][..., 4 * a:4 * (a + self.window)]
+            item["labels"] = item["labels"][s:s + self.window] - d
             item["valid"] = item["valid"][s:s + self.window]
         scale = 1 + self.rng.uniform(-self.contrast, self.contrast)
         shift = self.rng.uniform(-self.brightness, self.brightness) * 2
@@ -46,6 +54,15 @@ class Augment:
             audio[..., s:s + w, :] = 0
         item["audio"] = audio
         return item
+
+
+    def _audio_shift(self, labels: torch.Tensor, start: int, t: int) -> int:
+        """A shift ``d`` keeping the audio window inside the clip and every label within range."""
+        if self.max_shift <= 0:
+            return 0
+        lo = max(-self.max_shift, start + self.window - t, int(labels.max()) - self.max_offset)
+        hi = min(self.max_shift, start, int(labels.min()) + self.max_offset)
+        return int(self.rng.integers(lo, hi + 1)) if lo <= hi else 0
 
 
 class ClipDataset(Dataset):
@@ -89,3 +106,54 @@ def synth_dataset(spec: ModelSpec, split: str, count: int, num_frames: int = 50,
         for c in clips
     ]
     return ClipDataset(items, pre)
+
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def read_manifest(source: str | os.PathLike) -> list[tuple[Path, int]]:
+    """``(video, offset)`` pairs from a folder (every video, offset 0 = in sync) or a CSV with
+    columns ``path`` (relative to the CSV) and optional ``offset`` (frames, SyncNet's sign)."""
+    src = Path(source)
+    if src.is_dir():
+        videos = sorted(p for p in src.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+        if not videos:
+            raise InputFileError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) under {src}")
+        return [(p, 0) for p in videos]
+    if not src.is_file():
+        raise InputFileError(f"data source not found: {src} (use synth, a folder of videos, or a manifest .csv)")
+    with open(src, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "path" not in rows[0]:
+        raise UsageError(f"manifest {src.name} needs a header with a 'path' column (and optionally 'offset')")
+    entries = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            entries.append((src.parent / row["path"], int(row.get("offset") or 0)))
+        except ValueError as exc:
+            raise UsageError(f"manifest {src.name} line {line}: offset {row.get('offset')!r} is not an integer") from exc
+    return entries
+
+
+def media_dataset(spec: ModelSpec, source: str | os.PathLike, crop: str = "detect") -> tuple[ClipDataset, list[str]]:
+    """Real clips from a folder or manifest: the largest face track of each (or whole frames),
+    labelled with its offset. Returns the dataset and one line per skipped file."""
+    from syncopt.data.faces import face_crops
+    from syncopt.data.media import load_media
+
+    pre = spec.preprocessing
+    items, skipped = [], []
+    for path, offset in read_manifest(source):
+        try:
+            media = load_media(path, fps=pre.fps, sample_rate=pre.sample_rate)
+            track, frames = face_crops(media.frames, crop, pre.crop_size, spec.min_frames, path.name)[0]
+        except SyncoptError as exc:
+            skipped.append(f"{path.name}: {exc}")
+            continue
+        audio = audio_to_tensor(media.audio, media.num_frames, pre)[..., 4 * track.start:4 * track.end]
+        n = len(frames)
+        items.append({"frames": frames, "audio": audio, "labels": torch.full((n,), offset, dtype=torch.int64),
+                      "valid": torch.ones(n, dtype=torch.bool), "offset": offset, "kind": "constant"})
+    if not items:
+        raise InputFileError(f"no usable clips in {source}: " + "; ".join(skipped[:3]))
+    return ClipDataset(items, pre), skipped

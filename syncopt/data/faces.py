@@ -187,3 +187,20 @@ def whole_frame_track(num_frames: int, height: int, width: int) -> FaceTrack:
     """A track whose box is the full frame in every frame: for clips that are already face crops."""
     boxes = np.tile(np.array([0, 0, width, height], np.float32), (num_frames, 1))
     return FaceTrack(start=0, boxes=boxes, scores=np.ones(num_frames, np.float32))
+
+
+def face_crops(frames: np.ndarray, mode: str, crop_size: int, min_track: int,
+               source: str = "the clip") -> list[tuple[FaceTrack, np.ndarray]]:
+    """Face tracks with their crops, longest first: ``mode`` 'detect' tracks faces (raising
+    :class:`MediaError` when there are none), 'full' takes whole frames as the face crop."""
+    from syncopt.errors import MediaError, UsageError
+
+    if mode == "full":
+        track = whole_frame_track(len(frames), *frames.shape[1:3])
+        return [(track, crop_track(frames, track, crop_size, margin=0.0))]
+    if mode != "detect":
+        raise UsageError(f"unknown crop mode '{mode}' (choose detect or full)")
+    tracks = track_faces(frames, min_track=min_track)
+    if not tracks:
+        raise MediaError(f"no face found in {source} (use --crop full if the video is already a face crop)")
+    return [(track, crop_track(frames, track, crop_size)) for track in tracks]

@@ -1,0 +1,69 @@
+"""`syncopt sync`: real clip results, JSON/plot outputs, and one-line errors for bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mediautil import write_video
+
+EXAMPLE = Path(__file__).parent / "fixtures" / "example.avi"
+
+
+def run_sync(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "syncopt", "sync", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_example_clip_with_shipped_weights(tmp_path):
+    plot = tmp_path / "sync.png"
+    res = run_sync(str(EXAMPLE), "--json", "--plot", str(plot))
+    assert res.returncode == 0, res.stderr
+    [video] = json.loads(res.stdout)
+    assert video["synthetic_weights"] is True and video["frames"] == 317
+    [track] = video["tracks"]  # one face, found by the detector
+    assert track["speaking"] and track["num_frames"] >= 300
+    assert -15 <= track["offset_frames"] <= 15 and track["offset_ms"] == 40.0 * track["offset_frames"]
+    result = track["result"]
+    assert len(result["per_frame_offset"]) == len(result["per_frame_sync_prob"]) == track["num_frames"]
+    assert len(result["offset_scores"]) == 31
+    assert max(result["offset_scores"]) == result["offset_scores"][track["offset_frames"] + 15]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad")
+    faces = np.zeros((40, 64, 64, 3), np.uint8)
+    tone = 0.3 * np.sin(np.arange(40 * 640) / 7.0)
+    (d / "notes.txt").write_text("not a video")
+    return {
+        "missing": d / "absent.mp4",
+        "not_media": d / "notes.txt",
+        "no_audio": write_video(d / "mute.avi", faces, None),
+        "silent": write_video(d / "silent.avi", faces, np.zeros(40 * 640)),
+        "too_short": write_video(d / "short.avi", faces[:3], tone[:3 * 640]),
+        "no_face": write_video(d / "noface.avi", faces, tone),
+    }
+
+
+@pytest.mark.parametrize("case,code,message", [
+    ("missing", 3, "video not found: "),
+    ("not_media", 4, "notes.txt is not a readable media file"),
+    ("no_audio", 5, "mute.avi has no audio stream"),
+    ("silent", 5, "silent.avi: the audio track is silent or constant"),
+    ("too_short", 6, "clip of 3 frames is shorter than the model's receptive field of 5 frames"),
+    ("no_face", 4, "no face found in noface.avi"),
+])
+def test_bad_input_is_one_line_with_exit_code(bad_inputs, case, code, message):
+    res = run_sync(str(bad_inputs[case]))
+    assert res.returncode == code, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in res.stderr
