@@ -16,13 +16,13 @@ from syncopt.spec import parse_dim
 
 @torch.no_grad()
 def run_dense(model: nn.Module, video: torch.Tensor, audio: torch.Tensor, chunk: int = 500) -> dict[str, torch.Tensor]:
-    """``model(video=..., audio=...)`` over ``(1, 3, T, H, W)`` / ``(1, 1, F, 4T)`` in chunks."""
+    """``model(video=..., audio=...)`` over ``(1, 3, T, H, W)`` and the spec's audio input in chunks."""
     spec = model.spec
     frames = video.shape[2]
     spec.check_length(frames)
     shortfall = {t.name: -parse_dim(t.shape[-1])[2] for t in spec.outputs}  # "T-4" -> 4
     margin = max(spec.context_frames, *shortfall.values())
-    per_frame = spec.preprocessing.mfcc_per_frame
+    per_frame = spec.preprocessing.audio_per_frame
     if frames <= chunk + 2 * margin:
         return model(video=video, audio=audio)
     pieces: dict[str, list[torch.Tensor]] = {name: [] for name in spec.output_names}

@@ -28,7 +28,13 @@ def frames_to_tensor(frames: np.ndarray, pre: Preprocessing) -> torch.Tensor:
 
 
 def audio_to_tensor(audio: np.ndarray, num_frames: int, pre: Preprocessing) -> torch.Tensor:
-    """16 kHz mono audio -> ``(1, 13, 4T)`` MFCC aligned to ``num_frames`` video frames."""
+    """16 kHz mono audio -> the model's audio input for ``num_frames`` video frames: MFCC
+    ``(1, 13, 4T)``, or the waveform ``(1, 640T)`` (cropped, or zero-padded at the end)."""
+    if pre.audio_features == "waveform":
+        n = pre.audio_per_frame * num_frames
+        wave = np.zeros(n, np.float32)
+        wave[:min(n, len(audio))] = audio[:n]
+        return torch.from_numpy(wave)[None]
     from syncopt.data.media import mfcc_for_frames
 
     feats = mfcc_for_frames(audio, num_frames, sample_rate=pre.sample_rate, fps=pre.fps)

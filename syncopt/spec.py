@@ -82,6 +82,13 @@ class Preprocessing(BaseModel):
     pixel_mean: float = Field(0.0, description="frames enter as (pixel - mean) / std, pixels in 0..255")
     pixel_std: float = 1.0
 
+    @property
+    def audio_per_frame(self) -> int:
+        """Audio steps per video frame on the model's audio time axis: MFCC columns, or samples."""
+        if self.audio_features == "mfcc":
+            return self.mfcc_per_frame
+        return round(self.sample_rate / self.fps)
+
 
 class ModelSpec(BaseModel):
     """Everything later stages need to know about a model's IO."""

@@ -97,7 +97,7 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
     media = load_media(path, fps=pre.fps, sample_rate=pre.sample_rate)
     spec.check_length(media.num_frames)
     audio = audio_to_tensor(media.audio, media.num_frames, pre)
-    per_frame = pre.mfcc_per_frame
+    per_frame = pre.audio_per_frame
     results = []
     for index, (track, crops) in enumerate(face_crops(media.frames, crop, pre.crop_size, spec.min_frames,
                                                       Path(path).name)):

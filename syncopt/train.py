@@ -75,6 +75,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     t0 = time.perf_counter()
     train_set, val_set, max_shift = _datasets(config, spec)
     train_set.augment = Augment(window=config.window, max_shift=max_shift, max_offset=spec.max_offset,
+                                audio_per_frame=spec.preprocessing.audio_per_frame,
                                 rng=np.random.default_rng(config.seed))
     data_time = time.perf_counter() - t0
 

@@ -27,8 +27,9 @@ class Augment:
     max_offset: int = 15  # labels stay within -max_offset..max_offset
     brightness: float = 0.15  # +- fraction of the pixel range
     contrast: float = 0.15
-    time_masks: int = 2  # MFCC time masks of up to 8 steps (2 frames)
-    freq_masks: int = 1  # MFCC frequency masks of up to 2 coefficients
+    time_masks: int = 2  # audio time masks of up to 2 frames
+    freq_masks: int = 1  # MFCC frequency masks of up to 2 coefficients (none on waveforms)
+    audio_per_frame: int = 4  # audio steps per video frame (the spec's Preprocessing.audio_per_frame)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __call__(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -39,7 +40,8 @@ class Augment:
             d = self._audio_shift(item["labels"], s, t)
             a = s - d  # audio window start: video t' then matches audio t' - (o - d)
             item["video"] = item["video"][:, s:s + self.window]
-            item["audio"] = item["audio"][..., 4 * a:4 * (a + self.window)]
+            step = self.audio_per_frame
+            item["audio"] = item["audio"][..., step * a:step * (a + self.window)]
             item["labels"] = item["labels"][s:s + self.window] - d
             item["valid"] = item["valid"][s:s + self.window]
         scale = 1 + self.rng.uniform(-self.contrast, self.contrast)
@@ -47,14 +49,14 @@ class Augment:
         item["video"] = item["video"] * scale + shift
         audio = item["audio"].clone()
         for _ in range(self.time_masks):
-            w, s = int(self.rng.integers(0, 9)), int(self.rng.integers(0, audio.shape[-1]))
+            w = int(self.rng.integers(0, 2 * self.audio_per_frame + 1))
+            s = int(self.rng.integers(0, audio.shape[-1]))
             audio[..., s:s + w] = 0
-        for _ in range(self.freq_masks):
+        for _ in range(self.freq_masks if audio.dim() == 3 else 0):
             w, s = int(self.rng.integers(0, 3)), int(self.rng.integers(1, audio.shape[-2]))
             audio[..., s:s + w, :] = 0
         item["audio"] = audio
         return item
-
 
     def _audio_shift(self, labels: torch.Tensor, start: int, t: int) -> int:
         """A shift ``d`` keeping the audio window inside the clip and every label within range."""
@@ -66,8 +68,9 @@ class Augment:
 
 
 class ClipDataset(Dataset):
-    """In-memory clips, kept as uint8 frames and MFCC; items are the model's inputs:
-    ``video`` (3,T,S,S) normalised per the spec, ``audio`` (1,13,4T), ``labels`` (T,) per-frame
+    """In-memory clips, kept as uint8 frames and audio features; items are the model's inputs:
+    ``video`` (3,T,S,S) normalised per the spec, ``audio`` (1,13,4T) MFCC or (1,640T) waveform,
+    ``labels`` (T,) per-frame
     offsets and ``valid`` (T,) bool. ``items[i]`` also holds the clip ``offset`` and ``kind``."""
 
     def __init__(self, items: list[dict], pre: Preprocessing, augment: Augment | None = None) -> None:
@@ -150,7 +153,8 @@ def media_dataset(spec: ModelSpec, source: str | os.PathLike, crop: str = "detec
         except SyncoptError as exc:
             skipped.append(f"{path.name}: {exc}")
             continue
-        audio = audio_to_tensor(media.audio, media.num_frames, pre)[..., 4 * track.start:4 * track.end]
+        audio = audio_to_tensor(media.audio, media.num_frames, pre)[
+            ..., pre.audio_per_frame * track.start:pre.audio_per_frame * track.end]
         n = len(frames)
         items.append({"frames": frames, "audio": audio, "labels": torch.full((n,), offset, dtype=torch.int64),
                       "valid": torch.ones(n, dtype=torch.bool), "offset": offset, "kind": "constant"})
