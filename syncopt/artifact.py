@@ -1,29 +1,39 @@
 """Exported artifacts and their manifests (``<artifact>.json`` beside the file).
 
-A manifest names the format and precision, holds the model's spec (with the artifact's own
-layouts), the sha256 of the artifact file, and the source model with its weights saved next
-to it, so parity can rebuild the exact PyTorch reference.
+A manifest names the format and precision, holds the model's spec, the artifact's own tensors
+where they differ from it (layouts such as NTHWC, fixed batch/time sizes), the sha256 of the
+artifact (a file, or a directory such as a CoreML ``.mlpackage``), and the source model with
+its weights saved next to it, so parity can rebuild the exact PyTorch reference.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from syncopt.atomic import atomic_path, sha256_file
 from syncopt.errors import InputFileError, WeightsError
-from syncopt.spec import ModelSpec
+from syncopt.spec import ModelSpec, TensorSpec
 
 
 class Artifact(BaseModel):
     format: str
     precision: str
-    file: str  # relative to the manifest's folder
+    file: str  # relative to the manifest's folder (a file or a package directory)
     sha256: str
-    spec: ModelSpec
+    spec: ModelSpec  # the model's IO as every runtime's Session.run takes and returns it
+    native: tuple[TensorSpec, ...] = ()  # the artifact's own tensors where they differ (layout, shape)
+    frames: int | None = None  # the clip length T the artifact is fixed at; None: any T >= min_frames
+    batch: int | None = None  # the batch size the artifact is fixed at; None: dynamic
+    ops: list[str] = []  # operator types in the artifact, where the exporter lists them
     source_model: str
     source_preset: str
     source_weights: str  # safetensors, relative to the manifest's folder
@@ -41,6 +51,10 @@ class Artifact(BaseModel):
     @property
     def weights_path(self) -> Path:
         return self.folder / self.source_weights
+
+    def native_tensor(self, name: str) -> TensorSpec | None:
+        """The artifact's own description of tensor ``name``, if it differs from the spec's."""
+        return next((t for t in self.native if t.name == name), None)
 
     def write(self, manifest: str | os.PathLike) -> Path:
         """Write the manifest atomically."""
@@ -67,8 +81,47 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
     except (ValidationError, ValueError) as exc:
         raise WeightsError(f"malformed manifest {manifest.name}: {str(exc).splitlines()[0]}") from exc
     artifact.manifest = str(manifest)
-    if not artifact.path.is_file():
+    if not artifact.path.exists():
         raise InputFileError(f"artifact file missing: {artifact.path}")
-    if sha256_file(artifact.path) != artifact.sha256:
+    if sha256_path(artifact.path) != artifact.sha256:
         raise WeightsError(f"sha256 of {artifact.path.name} does not match its manifest (modified or truncated)")
     return artifact
+
+
+def sha256_path(path: str | os.PathLike) -> str:
+    """sha256 of a file, or of a directory: over its files' relative paths and contents, sorted."""
+    p = Path(path)
+    if not p.is_dir():
+        return sha256_file(p)
+    digest = hashlib.sha256()
+    for f in sorted(x for x in p.rglob("*") if x.is_file()):
+        digest.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` by rename.
+
+    A reader sees the old directory or the complete new one; on an exception ``path`` is untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=f".tmp{final.suffix}", dir=final.parent))
+    old = final.parent / f".{final.name}.old"
+    shutil.rmtree(old, ignore_errors=True)  # left by a crash between the two renames
+    try:
+        yield tmp
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def permutation(src: str, dst: str) -> tuple[int, ...]:
+    """Axes of a ``src``-layout tensor in ``dst`` order: ``x.transpose(permutation("NCT", "NTC"))``."""
+    if sorted(src) != sorted(dst):
+        raise ValueError(f"layouts {src} and {dst} do not have the same axes")
+    return tuple(src.index(axis) for axis in dst)

@@ -9,7 +9,8 @@ Tolerances are the parity contract of docs/DESIGN.md:
 | int8 | embedding cosine >= 0.99; offset decision identical on >= 99% of clips |
 
 Relative error is ``|a - b| / max(|b|, 0.1)``: below 0.1 in magnitude the absolute bound rules.
-Inputs: random inputs from the spec at several lengths, and synthetic test clips.
+Inputs: random inputs from the spec at several lengths, and synthetic test clips. An artifact
+fixed at one clip length (TFLite) is compared at that length only, with the same inputs otherwise.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def check_parity(artifact_path: str | os.PathLike, runtime: str | None = None, f
     """Run the artifact and its torch source on the same inputs and judge them by the tolerances.
 
     ``frames``: lengths of random inputs (0 means the spec's minimum length); ``synth_clips``:
-    number of synthetic test clips (2 s) also compared.
+    number of synthetic test clips (2 s, or the artifact's fixed length) also compared.
     """
     artifact = load_artifact(artifact_path)
     session = load(artifact, runtime)
@@ -76,9 +77,9 @@ def check_parity(artifact_path: str | os.PathLike, runtime: str | None = None, f
     spec = artifact.spec
     cases: list[tuple[str, dict[str, torch.Tensor]]] = []
     for i, t in enumerate(frames):
-        t = t or spec.min_frames
+        t = artifact.frames or t or spec.min_frames
         cases.append((f"random T={t} B={1 + i % 2}", spec.example_inputs(T=t, batch=1 + i % 2, seed=100 + i)))
-    cases += _synthetic_cases(spec, synth_clips)
+    cases += _synthetic_cases(spec, synth_clips, artifact.frames or 50)
 
     worst: dict[str, OutputError] = {}
     agree: list[bool] = []
@@ -137,12 +138,12 @@ def _judge(report: ParityReport, tol: Tolerance) -> list[str]:
     return failures
 
 
-def _synthetic_cases(spec, count: int) -> list[tuple[str, dict[str, torch.Tensor]]]:
+def _synthetic_cases(spec, count: int, frames: int) -> list[tuple[str, dict[str, torch.Tensor]]]:
     if count <= 0:
         return []
     from syncopt.data.datasets import synth_dataset
 
-    data = synth_dataset(spec, "test", count, num_frames=50)
+    data = synth_dataset(spec, "test", count, num_frames=frames)
     batch = [data[i] for i in range(count)]
-    feeds = {"video": torch.stack([b["video"] for b in batch]), "audio": torch.stack([b["audio"] for b in batch])}
-    return [(f"synthetic clips x{count} (T=50)", feeds)]
+    feeds = {name: torch.stack([b[name] for b in batch]) for name in spec.input_names}
+    return [(f"synthetic clips x{count} (T={frames})", feeds)]

@@ -5,21 +5,46 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 
 from torch import nn
 
 from syncopt.artifact import Artifact
-from syncopt.errors import UsageError
+from syncopt.errors import SyncoptError, UsageError
 
-# format -> "module:function"; each function is export(model, out_dir, precision) -> Artifact
+# format -> "module:function"; each function is export(model, out_dir, precision, **options) -> Artifact
 EXPORTERS = {
     "onnx": "syncopt.export.onnx:export_onnx",
+    "tflite": "syncopt.export.tflite:export_tflite",
+    "coreml": "syncopt.export.coreml:export_coreml",
+    "tensorrt": "syncopt.export.tensorrt:export_tensorrt",
 }
 
 
-def export(model: nn.Module, fmt: str, out_dir: str | os.PathLike, precision: str = "fp32") -> Artifact:
-    """Export ``model`` (which carries its spec and ``source`` name/preset) to ``fmt``."""
+class BackendUnavailable(SyncoptError):
+    """An optional back-end (Python package or device) that this machine lacks."""
+
+    exit_code = 10
+
+
+class ExportError(SyncoptError):
+    """A model the back-end cannot convert as asked (unsupported op, Flex op in a mobile build ...)."""
+
+    exit_code = 11
+
+
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """Import ``module`` or raise :class:`BackendUnavailable` naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # includes a module blocked by sys.modules[name] = None
+        raise BackendUnavailable(f"{what} needs the '{module}' package: pip install 'syncopt[{extra}]' "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+
+
+def export(model: nn.Module, fmt: str, out_dir: str | os.PathLike, precision: str = "fp32", **options) -> Artifact:
+    """Export ``model`` (which carries its spec) to ``fmt``; ``options`` go to that format's exporter."""
     if fmt not in EXPORTERS:
         raise UsageError(f"unknown format '{fmt}' (known: {', '.join(EXPORTERS)})")
     module, func = EXPORTERS[fmt].split(":")
-    return getattr(importlib.import_module(module), func)(model, Path(out_dir), precision)
+    return getattr(importlib.import_module(module), func)(model, Path(out_dir), precision, **options)

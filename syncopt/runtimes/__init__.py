@@ -20,8 +20,11 @@ from syncopt.spec import ModelSpec
 RUNTIMES = {
     "torch": "syncopt.runtimes.torch_runtime:TorchSession",
     "onnxruntime": "syncopt.runtimes.onnxruntime_runtime:OrtSession",
+    "tflite": "syncopt.runtimes.tflite_runtime:TFLiteSession",
+    "coreml": "syncopt.runtimes.coreml_runtime:CoreMLSession",
+    "tensorrt": "syncopt.runtimes.tensorrt_runtime:TensorRTSession",
 }
-DEFAULT_RUNTIME = {"onnx": "onnxruntime"}
+DEFAULT_RUNTIME = {"onnx": "onnxruntime", "tflite": "tflite", "coreml": "coreml", "tensorrt": "tensorrt"}
 
 
 class Session:

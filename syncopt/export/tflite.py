@@ -1,0 +1,177 @@
+"""TFLite export through onnx2tf (ONNX -> TensorFlow -> TFLite), driven by the spec.
+
+What onnx2tf 1.28.8 gives (measured on the tiny FCN models, see docs/export.md):
+
+- Channel-first tensors become channel-last: video NCTHW -> NTHWC, MFCC NCFT -> NFTC,
+  per-frame outputs NCT -> NTC. The manifest records each tensor's own layout and shape in
+  ``Artifact.native``; the TFLite runtime transposes to and from the spec's layouts.
+- A dynamic time axis does not survive conversion: from the dynamic-T ONNX graph onnx2tf gives
+  outputs shaped (-1, 32, 31) (time and channels mixed up) that XNNPACK cannot resize. So the
+  artifact is fixed at batch 1 and one clip length T (``frames``, default the spec's standard
+  length), recorded as ``Artifact.frames``/``batch``; the runtime runs batch items one by one.
+- onnx2tf simplifies its input ONNX file in place (onnxsim), so it converts a private copy.
+
+Precisions: fp32; fp16 (float16 weights, float32 compute and IO); int8 = onnx2tf's
+``integer_quant`` model: int8 weights and activations calibrated on synthetic clips, every op
+an INT8 builtin kernel, float32 input/output tensors (QUANTIZE/DEQUANTIZE at the edges).
+
+A mobile build must run on the builtin op set: ops that need the Flex delegate
+(SELECT_TF_OPS, i.e. the TensorFlow runtime) fail the export unless ``allow_flex``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from syncopt.artifact import Artifact, manifest_path, permutation, sha256_path
+from syncopt.atomic import atomic_path
+from syncopt.errors import UsageError
+from syncopt.export import ExportError, require
+from syncopt.spec import ModelSpec, TensorSpec
+from syncopt.weights import save_state_dict
+
+PRECISIONS = ("fp32", "fp16", "int8")
+_PRODUCED = {"fp32": "float32", "fp16": "float16", "int8": "integer_quant"}  # onnx2tf's file name suffixes
+CALIBRATION_CLIPS = 32
+
+
+def export_tflite(model: nn.Module, out_dir: Path, precision: str = "fp32", frames: int | None = None,
+                  calibration_clips: int = CALIBRATION_CLIPS, allow_flex: bool = False) -> Artifact:
+    """Write ``<name>_<preset>_<precision>_T<frames>.tflite`` with its manifest and source weights."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"TFLite export supports {', '.join(PRECISIONS)}, not '{precision}'")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    onnx2tf = require("onnx2tf", "tflite", "TFLite export")
+    require("tensorflow", "tflite", "TFLite export")
+    from syncopt.export.onnx import export_onnx
+
+    spec: ModelSpec = model.spec
+    t_len = frames or spec.standard_frames
+    spec.check_length(t_len)
+    sizes = spec.sizes(t_len, batch=1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = save_state_dict(model, out_dir / f"{spec.name}_{spec.preset}.safetensors")
+    target = out_dir / f"{spec.name}_{spec.preset}_{precision}_T{t_len}.tflite"
+    with tempfile.TemporaryDirectory(prefix="syncopt-tflite-") as tmp:
+        work = Path(tmp)
+        source = export_onnx(model, work / "onnx", "fp32").path
+        options = dict(input_onnx_file_path=str(source), output_folder_path=str(work / "tf"),
+                       overwrite_input_shape=[f"{t.name}:{','.join(map(str, t.concrete_shape(sizes)))}"
+                                              for t in spec.inputs],
+                       copy_onnx_input_output_names_to_tflite=True, non_verbose=True)
+        if precision == "int8":
+            options |= dict(output_integer_quantized_tflite=True,
+                            custom_input_op_name_np_data_path=_calibration(spec, t_len, calibration_clips, work))
+        _run_onnx2tf(onnx2tf, options)
+        produced = work / "tf" / f"{source.stem}_{_PRODUCED[precision]}.tflite"
+        if not produced.is_file():
+            raise ExportError(f"{spec.name}: onnx2tf wrote no {produced.name}")
+        ops = tflite_ops(produced)
+        flex = sorted(op for op in ops if op.startswith("Flex"))
+        if flex and not allow_flex:
+            raise ExportError(f"{spec.name} {precision}: TFLite needs Flex (SELECT_TF_OPS) ops {', '.join(flex)}; "
+                              f"a mobile build has builtin ops only")
+        native = native_tensors(produced, spec, sizes)
+        with atomic_path(target) as out:
+            shutil.copyfile(produced, out)
+    artifact = Artifact(format="tflite", precision=precision, file=target.name, sha256=sha256_path(target), spec=spec,
+                        native=native, frames=t_len, batch=1, ops=ops, source_model=spec.name,
+                        source_preset=spec.preset, source_weights=weights.name, syncopt_version=_version())
+    artifact.write(manifest_path(target))
+    return artifact
+
+
+def tflite_ops(path: str | os.PathLike) -> list[str]:
+    """Operator names in a .tflite flatbuffer: builtin names (CONV_2D ...) and custom codes (FlexMaxPool3D ...)."""
+    schema = _schema()
+    model = schema.Model.GetRootAsModel(Path(path).read_bytes(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = set()
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())  # codes > 127 live in BuiltinCode only
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            ops.add(code.CustomCode().decode())
+        else:
+            ops.add(names.get(builtin, f"BUILTIN_{builtin}"))
+    return sorted(ops)
+
+
+def native_tensors(path: str | os.PathLike, spec: ModelSpec, sizes: dict[str, int]) -> tuple[TensorSpec, ...]:
+    """The TFLite model's inputs (matched by name) and outputs (in order) as TensorSpecs in their own layouts."""
+    schema = _schema()
+    graph = schema.Model.GetRootAsModel(Path(path).read_bytes(), 0).Subgraphs(0)
+    inputs = {_input_name(graph.Tensors(graph.Inputs(i)).Name().decode()): graph.Tensors(graph.Inputs(i))
+              for i in range(graph.InputsLength())}
+    outputs = [graph.Tensors(graph.Outputs(i)) for i in range(graph.OutputsLength())]
+    if set(inputs) != set(spec.input_names) or len(outputs) != len(spec.outputs):
+        raise ExportError(f"{spec.name}: TFLite inputs {sorted(inputs)} / {len(outputs)} outputs do not match the spec")
+    return tuple(_relayout(t, tuple(int(d) for d in tensor.ShapeAsNumpy()), sizes)
+                 for t, tensor in [*((t, inputs[t.name]) for t in spec.inputs), *zip(spec.outputs, outputs)])
+
+
+def _input_name(name: str) -> str:
+    """The ONNX input name: onnx2tf copies it into some files, others keep ``serving_default_<name>:0``."""
+    return name.removeprefix("serving_default_").removesuffix(":0")
+
+
+def channels_last(layout: str) -> str:
+    """onnx2tf's layout for a channel-first one: the channel axis (second) moves last."""
+    return layout if len(layout) < 3 else layout[0] + layout[2:] + layout[1]
+
+
+def _relayout(t: TensorSpec, actual: tuple[int, ...], sizes: dict[str, int]) -> TensorSpec:
+    shape = t.concrete_shape(sizes)
+    for layout in dict.fromkeys((channels_last(t.layout), t.layout)):
+        if tuple(shape[i] for i in permutation(t.layout, layout)) == actual:
+            return t.model_copy(update={"shape": actual, "layout": layout})
+    raise ExportError(f"TFLite tensor '{t.name}' has shape {actual}, not {shape} in {t.layout} or channels-last order")
+
+
+def _calibration(spec: ModelSpec, frames: int, count: int, work: Path) -> list[list]:
+    """onnx2tf's representative dataset: synthetic clips per input, as .npy files in the TFLite layout."""
+    from syncopt.data.datasets import synth_dataset
+
+    data = synth_dataset(spec, "train", count, num_frames=frames)
+    calibration = []
+    for t in spec.inputs:
+        batch = np.stack([data[i][t.name].numpy() for i in range(count)])
+        path = work / f"calibration_{t.name}.npy"
+        np.save(path, np.ascontiguousarray(batch.transpose(permutation(t.layout, channels_last(t.layout)))))
+        calibration.append([t.name, str(path), np.zeros(1, np.float32), np.ones(1, np.float32)])
+    return calibration
+
+
+def _run_onnx2tf(onnx2tf, options: dict) -> None:
+    """Run onnx2tf quietly; its failures (it calls sys.exit) become one-line ExportErrors."""
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log):
+            onnx2tf.convert(**options)
+    except SystemExit as exc:
+        lines = [ln.split("ERROR:", 1)[1].strip() for ln in log.getvalue().splitlines() if "ERROR:" in ln]
+        raise ExportError(f"onnx2tf failed: {(lines[0] if lines else 'exit ' + str(exc.code))[:300]}") from exc
+    except Exception as exc:  # TensorFlow raises many types while building the graph
+        raise ExportError(f"onnx2tf failed: {' '.join(str(exc).split())[:300]}") from exc
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        schema = require("tensorflow.lite.python.schema_py_generated", "tflite", "Reading TFLite files")
+    return schema
+
+
+def _version() -> str:
+    from syncopt import __version__
+
+    return __version__
