@@ -69,10 +69,23 @@ def test_conv_backbone_features_are_local_in_time():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_full_preset_builds_with_out_channels(name):
+def test_tiny_forward_at_min_frames(name):
+    model = build_video_backbone(name, "tiny").eval()
+    size = 2 * model.spatial_stride
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, model.min_frames, size, size))
+    assert out.shape == (1, model.out_channels, model.min_frames)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_full_preset_runs_on_meta(name):
     model = _full(name)
     assert isinstance(model.out_channels, int) and model.out_channels > 0
     assert not any(isinstance(m, (nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)) for m in model.modules())
+    size = 7 * model.spatial_stride
+    with torch.device("meta"), torch.no_grad():
+        out = model.eval()(torch.empty(2, 3, 11, size, size))
+    assert out.shape == (2, model.out_channels, 11)
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in FIXTURES.glob("*.json")))
