@@ -209,19 +209,24 @@ def _print_sync(res) -> None:
 @app.command("export")
 def export_cmd(
     model: Annotated[str, typer.Argument(help="Registered model name, or a run directory from syncopt train.")],
-    fmt: Annotated[str, typer.Option("--format", help="Comma-separated formats, e.g. onnx.")] = "onnx",
-    precision: Annotated[str, typer.Option(help="fp32 or fp16 (INT8 artifacts come from syncopt quantize).")] = "fp32",
+    fmt: Annotated[str, typer.Option("--format", help="Comma-separated formats: onnx, tflite, coreml, tensorrt.")] = "onnx",
+    precision: Annotated[str, typer.Option(help="fp32, fp16, or int8 (tflite, coreml, tensorrt; INT8 ONNX comes "
+                                                "from syncopt quantize).")] = "fp32",
     preset: Annotated[str, typer.Option(help="Preset of MODEL when it is a name.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights file (default: the run's, or random init for a bare name).")] = None,
+    frames: Annotated[int | None, typer.Option(help="TFLite: the fixed clip length T (default: the spec's standard length).")] = None,
     out: Annotated[str, typer.Option(help="Output folder for artifacts and their manifests.")] = "artifacts",
     as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts' manifests as JSON.")] = False,
 ) -> None:
     """Export a model to deployable artifacts, each with a manifest (spec, sha256, source weights).
 
-    A format that fails is reported and the others still export; the exit code is non-zero
-    if any failed.
+    Each format exports on its own. A format whose back-end is not installed or whose hardware
+    is absent (TensorRT: CUDA) is skipped with a line naming the extra or device it needs; that
+    alone does not fail the command unless no format exported (exit 10). Any other failure
+    (unknown format, a model the back-end cannot convert) is reported, the other formats still
+    export, and the exit code is that failure's (2 usage, 11 conversion).
 
-    Example: syncopt export fcn --preset tiny --format onnx --precision fp16 --out artifacts/
+    Example: syncopt export fcn --preset tiny --format onnx,tflite,coreml --precision fp16 --out artifacts/
     """
     from syncopt.export import export
     from syncopt.registry import create
@@ -232,21 +237,29 @@ def export_cmd(
         net, _, _ = load_sync_model(model, preset, None)
     else:
         net = create(model, preset, weights=weights)
-    artifacts, failed = [], []
+    from syncopt.export import BackendUnavailable
+
+    artifacts, failed, skipped = [], [], []
     for f in [f.strip() for f in fmt.split(",") if f.strip()]:
         try:
-            artifacts.append(export(net, f, out, precision))
+            artifacts.append(export(net, f, out, precision, **({"frames": frames} if frames and f == "tflite" else {})))
+        except BackendUnavailable as exc:
+            skipped.append(f"{f}: {exc}")
         except SyncoptError as exc:
-            failed.append(f"{f}: {exc}")
+            failed.append((f"{f}: {exc}", exc.exit_code))
     if as_json:
         typer.echo(json.dumps([a.model_dump(mode="json") for a in artifacts], indent=2))
     else:
         for a in artifacts:
             typer.echo(f"exported {a.format} {a.precision}: {a.path} (sha256 {a.sha256[:12]}…)")
-    for line in failed:
+    for line in skipped:
+        typer.echo(f"skipped {line}", err=True)
+    for line, _ in failed:
         typer.echo(f"error: {line}", err=True)
     if failed:
-        raise typer.Exit(code=UsageError.exit_code)
+        raise typer.Exit(code=failed[0][1])
+    if not artifacts:
+        raise typer.Exit(code=BackendUnavailable.exit_code)
 
 
 @app.command("parity")
@@ -258,7 +271,9 @@ def parity_cmd(
 ) -> None:
     """Compare artifacts with their PyTorch source on random inputs at two lengths and on
     synthetic clips: per-output max abs/rel error, cosine, offset-decision agreement, judged by
-    the precision's tolerances (fp32: abs 1e-4, rel 1e-3). Exits 9 on any breach.
+    the precision's tolerances (fp32: abs 1e-4, rel 1e-3). Exits 9 on any breach. A TFLite
+    artifact is compared at its fixed clip length; a CoreML package off macOS gets structural
+    validation only (it cannot run there).
 
     Example: syncopt parity artifacts/fcn_tiny_fp32.onnx --json
     """
@@ -280,9 +295,34 @@ def parity_cmd(
                 bad = any(f.startswith(o.output + ":") for f in r.failures)
                 table.add_row(Path(r.artifact).name, r.runtime, o.output, f"{o.max_abs:.2e}", f"{o.max_rel:.2e}",
                               f"{o.min_cosine:.5f}", "[red]FAIL[/red]" if bad else "[green]ok[/green]")
-            table.add_row(Path(r.artifact).name, r.runtime, "offset decision", "", "", "",
-                          f"{r.decision_agreement:.1%} agree")
+            if r.decision_agreement is not None:
+                table.add_row(Path(r.artifact).name, r.runtime, "offset decision", "", "", "",
+                              f"{r.decision_agreement:.1%} agree")
+            if r.note:
+                table.add_row(Path(r.artifact).name, r.runtime, r.note, "", "", "",
+                              "[red]FAIL[/red]" if r.failures else "[green]ok[/green]")
         Console().print(table)
     failed = [f"{Path(r.artifact).name}: {'; '.join(r.failures)}" for r in reports if not r.passed]
     if failed:
         raise ParityError("parity breached — " + " | ".join(failed))
+
+
+@app.command("matrix")
+def matrix_cmd(
+    out: Annotated[str, typer.Option(help="Markdown file to write.")] = "docs/conversion-matrix.md",
+    models: Annotated[str | None, typer.Option(help="Comma-separated models (default: every registered one).")] = None,
+    presets: Annotated[str, typer.Option(help="Comma-separated presets; 'tiny' gets parity, 'full' is export-only.")] = "tiny,full",
+    formats: Annotated[str, typer.Option(help="Comma-separated formats.")] = "onnx,tflite,coreml,tensorrt",
+    work: Annotated[str, typer.Option(help="Folder for the exported artifacts.")] = "artifacts/matrix",
+) -> None:
+    """Export every model x format x precision, check parity (tiny) and write the conversion matrix.
+
+    Example: syncopt matrix --presets tiny --out docs/conversion-matrix.md
+    """
+    from syncopt.export.matrix import run_matrix
+
+    cells = run_matrix(out, models=models.split(",") if models else None, presets=presets.split(","),
+                       formats=formats.split(","), work=work, progress=lambda line: typer.echo(line, err=True))
+    typer.echo(f"wrote {out}: {sum(c.status == 'passed' for c in cells)} passed, "
+               f"{sum(c.status == 'exported' for c in cells)} exported, {sum(c.status == 'failed' for c in cells)} "
+               f"failed, {sum(c.status == 'skipped' for c in cells)} skipped")

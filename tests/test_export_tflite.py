@@ -1,0 +1,114 @@
+"""TFLite through onnx2tf: fixed-T artifacts in channels-last layouts, parity, INT8, Flex check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("onnx2tf", reason="the tflite extra is not installed")
+
+import syncopt  # noqa: E402
+from syncopt.artifact import load_artifact  # noqa: E402
+from syncopt.errors import InputSpecError  # noqa: E402
+from syncopt.export import BackendUnavailable, export  # noqa: E402
+from syncopt.parity import TOLERANCES, check_parity  # noqa: E402
+from syncopt.runtimes import load  # noqa: E402
+
+os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"  # onnx2tf runs onnxsim
+
+
+def _model(name: str) -> pytest.param:
+    missing = name not in syncopt.model_names()
+    return pytest.param(name, marks=pytest.mark.skipif(missing, reason=f"model '{name}' is not registered yet"))
+
+
+# fcn_attn: onnx2tf 1.28.8 mis-transposes the local attention's mask add ([1,4,9,25] + [1,9,25,1]).
+FCN_ATTN = pytest.param("fcn_attn", marks=pytest.mark.xfail(
+    reason="onnx2tf mis-transposes the local-attention mask add (see docs/export.md)", strict=True))
+MODELS = ["fcn", FCN_ATTN, _model("x3d_s"), _model("mobile_2d")]
+INT8_MODELS = [_model("mobile_2d"), _model("x3d_s")]
+LENGTHS = (25, 41)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    return tmp_path_factory.mktemp("tflite")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_fp32_parity_at_two_lengths(name, out):
+    for frames in LENGTHS:
+        art = export(syncopt.create(name, "tiny"), "tflite", out / name, "fp32", frames=frames)
+        assert art.frames == frames and art.batch == 1
+        assert not [op for op in art.ops if op.startswith("Flex")]
+        report = check_parity(art.path, synth_clips=2)
+        assert report.passed, report.failures
+        assert all(c.startswith(f"random T={frames}") for c in report.cases[:2])
+        for o in report.outputs:
+            assert o.max_abs <= TOLERANCES["fp32"].max_abs and o.max_rel <= TOLERANCES["fp32"].max_rel
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", INT8_MODELS)
+def test_int8_within_int8_tolerance_and_builtin_only(name, out):
+    art = export(syncopt.create(name, "tiny"), "tflite", out / name, "int8", calibration_clips=16)
+    assert not [op for op in art.ops if op.startswith("Flex")], art.ops
+    assert "QUANTIZE" in art.ops or "DEQUANTIZE" in art.ops
+    report = check_parity(art.path, synth_clips=8)
+    assert report.passed, report.failures
+
+
+@pytest.fixture(scope="module")
+def fcn_tflite(out):
+    return export(syncopt.create("fcn", "tiny"), "tflite", out / "fcn_small", "fp32", frames=9)
+
+
+@pytest.mark.slow
+def test_layouts_recorded_and_fixed_length_enforced(fcn_tflite):
+    art = load_artifact(fcn_tflite.path)
+    layouts = {t.name: (t.layout, t.shape) for t in art.native}
+    assert layouts["video"] == ("NTHWC", (1, 9, 48, 48, 3))
+    assert layouts["audio"][0] == "NFTC" and layouts["video_emb"][0] == "NTC" and layouts["sync_prob"][0] == "NT"
+    assert "CONV_3D" in art.ops and art.spec == syncopt.create("fcn", "tiny").spec
+    session = load(art, threads=1)
+    assert set(session.run(art.spec.example_inputs(T=9, batch=2))) == set(art.spec.output_names)
+    with pytest.raises(InputSpecError, match="fixed at T=9 frames, got 12"):
+        session.run(art.spec.example_inputs(T=12))
+
+
+def test_flex_ops_fail_a_mobile_export(monkeypatch, tmp_path):
+    import syncopt.export.tflite as tfl
+
+    monkeypatch.setattr(tfl, "_run_onnx2tf", lambda onnx2tf, options: _fake_tflite(options))
+    monkeypatch.setattr(tfl, "tflite_ops", lambda path: ["CONV_2D", "FlexMaxPool3D"])
+    with pytest.raises(tfl.ExportError, match=r"needs Flex \(SELECT_TF_OPS\) ops FlexMaxPool3D"):
+        export(syncopt.create("fcn", "tiny"), "tflite", tmp_path, "fp32")
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def _fake_tflite(options: dict) -> None:
+    from pathlib import Path
+
+    folder = Path(options["output_folder_path"])
+    folder.mkdir(parents=True)
+    (folder / f"{Path(options['input_onnx_file_path']).stem}_float32.tflite").write_bytes(b"")
+
+
+def test_missing_backend_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnx2tf", None)  # import onnx2tf now raises ImportError
+    with pytest.raises(BackendUnavailable, match=r"TFLite export needs the 'onnx2tf' package: pip install 'syncopt\[tflite\]'"):
+        export(syncopt.create("fcn", "tiny"), "tflite", tmp_path)
+
+
+def test_cli_skips_missing_backend_and_exports_the_rest(tmp_path):
+    code = ("import sys; sys.modules['coremltools'] = None; from syncopt.cli import main; "
+            f"main(['export', 'fcn', '--format', 'onnx,coreml,tensorrt', '--out', r'{tmp_path}'])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "exported onnx fp32" in res.stdout
+    assert "skipped coreml: CoreML export needs the 'coremltools' package: pip install 'syncopt[coreml]'" in res.stderr
+    assert "skipped tensorrt: TensorRT export (CUDA only) needs the 'tensorrt' package" in res.stderr
