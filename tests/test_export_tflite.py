@@ -112,3 +112,32 @@ def test_cli_skips_missing_backend_and_exports_the_rest(tmp_path):
     assert "exported onnx fp32" in res.stdout
     assert "skipped coreml: CoreML export needs the 'coremltools' package: pip install 'syncopt[coreml]'" in res.stderr
     assert "skipped tensorrt: TensorRT export (CUDA only) needs the 'tensorrt' package" in res.stderr
+
+
+@pytest.mark.slow
+def test_perturbed_tflite_weights_fail_parity_with_exit_code(fcn_tflite, tmp_path):
+    import json
+    import shutil
+
+    import numpy as np
+
+    from syncopt.atomic import sha256_file
+    from syncopt.export.tflite import _schema
+
+    for f in fcn_tflite.folder.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    path = tmp_path / fcn_tflite.file
+    data = path.read_bytes()
+    model = _schema().Model.GetRootAsModel(data, 0)
+    weights = max((model.Buffers(i).DataAsNumpy() for i in range(model.BuffersLength())
+                   if model.Buffers(i).DataLength()), key=len).tobytes()  # the largest weight tensor
+    values = np.frombuffer(weights, np.float32)
+    noisy = values + 0.05 * values.std() * np.random.default_rng(0).standard_normal(values.shape).astype(np.float32)
+    assert data.count(weights) == 1
+    path.write_bytes(data.replace(weights, noisy.tobytes()))
+    manifest = tmp_path / f"{fcn_tflite.file}.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"sha256": sha256_file(path)}))
+    res = subprocess.run([sys.executable, "-m", "syncopt", "parity", str(path), "--clips", "0"],
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 9, res.stderr
+    assert res.stderr.startswith(f"error: parity breached — {fcn_tflite.file}:") and "max abs" in res.stderr
