@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
 
 @app.command("train")
 def train_cmd(
-    model: Annotated[str, typer.Argument(help="Registered model name, e.g. fcn or fcn_attn.")],
+    model: Annotated[str, typer.Argument(help="Registered model name, e.g. fcn, fcn_attn, i3d_wav2vec, x3d_s.")],
     data: Annotated[str, typer.Option(help="'synth' (embedded procedural talking heads), a folder of in-sync "
                                            "videos, or a manifest .csv with columns path,offset.")] = "synth",
     crop: Annotated[str, typer.Option(help="Real data: 'detect' faces, or 'full' if frames are face crops.")] = "detect",
@@ -100,6 +100,16 @@ def train_cmd(
     time_budget: Annotated[float | None, typer.Option(help="Stop after the epoch that passes this many minutes.")] = None,
     out: Annotated[str, typer.Option(help="Run directory (checkpoint, weights, report).")] = "runs/train",
     resume: Annotated[bool, typer.Option(help="Continue from the run directory's checkpoint if there is one.")] = True,
+    video_weights: Annotated[str | None, typer.Option(help="Transfer models: pretrained video backbone checkpoint "
+                                                           "in its reference layout (torchvision, pytorch-i3d, "
+                                                           "pytorchvideo).")] = None,
+    audio_weights: Annotated[str | None, typer.Option(help="Transfer models: pretrained audio backbone file, or a "
+                                                           "local transformers from_pretrained directory.")] = None,
+    unfreeze_schedule: Annotated[str | None, typer.Option(help="Epoch from which each group trains, e.g. "
+                                                               "'audio=2,video=4' (head trains from 0; "
+                                                               "'video=never' keeps it frozen).")] = None,
+    backbone_lr_scale: Annotated[float, typer.Option(help="Backbones learn at this multiple of the head's "
+                                                          "rate (discriminative rates, e.g. 0.1).")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON.")] = False,
 ) -> None:
     """Train a dense sync model with per-frame offset cross-entropy, InfoNCE and in-sync BCE.
@@ -107,12 +117,17 @@ def train_cmd(
     Checkpoints after every epoch (atomic); rerunning the same command resumes. Writes
     OUT/model.safetensors, OUT/config.json and OUT/report.json.
 
-    Example: syncopt train fcn --epochs 12 --out runs/fcn_tiny
+    Examples:
+      syncopt train fcn --epochs 12 --out runs/fcn_tiny
+      syncopt train i3d_wav2vec --preset full --video-weights rgb_imagenet.pt --audio-weights ./wav2vec2-base \
+          --unfreeze-schedule audio=2,video=4 --backbone-lr-scale 0.1
     """
     from syncopt.train import TrainConfig, train
 
     config = TrainConfig(model=model, preset=preset, data=data, crop=crop, epochs=epochs, train_clips=train_clips,
-                         val_clips=val_clips, batch_size=batch_size, lr=lr, seed=seed, time_budget_min=time_budget)
+                         val_clips=val_clips, batch_size=batch_size, lr=lr, seed=seed, time_budget_min=time_budget,
+                         video_weights=video_weights, audio_weights=audio_weights,
+                         unfreeze_schedule=unfreeze_schedule, backbone_lr_scale=backbone_lr_scale)
     report = train(config, out, resume=resume)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))

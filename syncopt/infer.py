@@ -23,6 +23,8 @@ def run_dense(model: nn.Module, video: torch.Tensor, audio: torch.Tensor, chunk:
     shortfall = {t.name: -parse_dim(t.shape[-1])[2] for t in spec.outputs}  # "T-4" -> 4
     margin = max(spec.context_frames, *shortfall.values())
     per_frame = spec.preprocessing.audio_per_frame
+    if spec.max_frames is not None:
+        chunk = min(chunk, spec.max_frames - 2 * margin)
     if frames <= chunk + 2 * margin:
         return model(video=video, audio=audio)
     pieces: dict[str, list[torch.Tensor]] = {name: [] for name in spec.output_names}

@@ -57,15 +57,24 @@ def get_entry(name: str) -> ModelEntry:
     return _MODELS[name]
 
 
-def create(name: str, preset: str = "full", weights: str | os.PathLike | None = None) -> nn.Module:
+def create(name: str, preset: str = "full", weights: str | os.PathLike | None = None,
+           video_weights: str | os.PathLike | None = None,
+           audio_weights: str | os.PathLike | None = None) -> nn.Module:
     """Build a registered model in eval mode; its :class:`~syncopt.spec.ModelSpec` is ``model.spec``.
 
-    ``weights`` is a local state-dict file (safetensors or a ``torch.save``d dict), loaded strictly.
+    ``weights`` is a local state-dict file of the whole model (safetensors or a ``torch.save``d
+    dict), loaded strictly. Transfer models also take pretrained backbones in their reference
+    libraries' layouts: ``video_weights`` (a checkpoint file) and ``audio_weights`` (a file, or a
+    local transformers ``from_pretrained`` directory).
     """
     entry = get_entry(name)
     if preset not in entry.presets:
         raise UsageError(f"model '{name}' has no preset '{preset}' (presets: {', '.join(entry.presets)})")
     model = entry.build(preset)
+    if video_weights is not None or audio_weights is not None:
+        if not hasattr(model, "load_pretrained"):
+            raise UsageError(f"model '{name}' has no pretrained backbones; pass its own checkpoint as weights=")
+        model.load_pretrained(video_weights, audio_weights)
     if weights is not None:
         from syncopt.weights import load_into
 

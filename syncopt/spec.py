@@ -105,6 +105,8 @@ class ModelSpec(BaseModel):
                                                "(beyond which chunked inference is exact)")
     standard_frames: int = Field(25, description="clip length used for MAC counts and benchmarks")
     max_offset: int = Field(description="offsets -K..K frames are scored")
+    max_frames: int | None = Field(None, description="longest clip one forward pass accepts (e.g. Whisper's "
+                                                     "30 s of positions); longer clips run in chunks")
 
     @property
     def input_names(self) -> list[str]:
@@ -186,6 +188,9 @@ class ModelSpec(BaseModel):
                 raise InputSpecError(f"{self.name}: input '{t.name}' contains NaN or Inf")
         if "T" in sizes:
             self.check_length(sizes["T"])
+            if self.max_frames is not None and sizes["T"] > self.max_frames:
+                raise InputSpecError(f"{self.name}: {sizes['T']} frames exceed the {self.max_frames} one pass "
+                                     f"accepts; run longer clips in chunks (syncopt.infer.run_dense)")
         return sizes
 
     def macs_note(self) -> str:

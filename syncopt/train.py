@@ -21,6 +21,7 @@ from syncopt.atomic import atomic_path
 from syncopt.data.datasets import Augment, ClipDataset, media_dataset, synth_dataset
 from syncopt.errors import UsageError
 from syncopt.evaluate import EvalReport, evaluate_dataset
+from syncopt.finetune import apply_schedule, param_groups, parse_schedule
 from syncopt.losses import sync_losses, usable_frames
 from syncopt.registry import create
 from syncopt.weights import save_state_dict
@@ -43,6 +44,11 @@ class TrainConfig(BaseModel):
     seed: int = 0
     time_budget_min: float | None = Field(None, description="stop after the epoch that crosses this budget")
     workers: int = 2
+    video_weights: str | None = Field(None, description="pretrained video backbone checkpoint (transfer models)")
+    audio_weights: str | None = Field(None, description="pretrained audio backbone file or transformers directory")
+    unfreeze_schedule: str | None = Field(None, description="e.g. 'audio=2,video=4' or 'video=never' "
+                                                            "(see syncopt.finetune)")
+    backbone_lr_scale: float = Field(1.0, description="backbones learn at this multiple of the head's rate")
 
 
 class EpochStats(BaseModel):
@@ -68,7 +74,9 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     """Train ``config.model`` and write the run directory; resumes from its checkpoint if present."""
     out = Path(out_dir)
     torch.manual_seed(config.seed)
-    model = create(config.model, config.preset).train()
+    model = create(config.model, config.preset, video_weights=config.video_weights,
+                   audio_weights=config.audio_weights).train()
+    schedule = parse_schedule(config.unfreeze_schedule)
     spec = model.spec
     if "offset_logits" not in spec.output_names:
         raise UsageError(f"model '{config.model}' has no offset_logits output; only dense sync models train here")
@@ -81,8 +89,9 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
 
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(config.seed))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=config.epochs,
+    groups = param_groups(model, config.lr, config.backbone_lr_scale)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], epochs=config.epochs,
                                                     steps_per_epoch=len(loader), pct_start=0.15)
     history: list[EpochStats] = []
     start_epoch = 0
@@ -101,6 +110,9 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     for epoch in range(start_epoch, config.epochs):
         t_epoch = time.perf_counter()
         model.train()
+        training = apply_schedule(model, schedule, epoch)
+        if schedule:
+            tqdm.write(f"epoch {epoch + 1}: training {', '.join(training)}")
         losses, hits, counted = [], 0.0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None)
         for batch in bar:

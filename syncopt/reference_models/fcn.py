@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from syncopt.reference_models.layers import ChannelAttention, CrossModalAttention, TemporalAttention
+from syncopt.reference_models.layers import ChannelAttention, CrossModalAttention, TemporalAttention, frame_projection
 from syncopt.reference_models.two_tower import TwoTowerSync
 from syncopt.registry import register_model
 from syncopt.spec import ModelSpec, Preprocessing, TensorSpec
@@ -65,12 +65,6 @@ PRESETS = {
 }
 
 
-def _projection(width: int, hidden: int, out: int) -> nn.Sequential:
-    """Per-frame fully connected layers written as 1x1 convolutions."""
-    return nn.Sequential(nn.Conv1d(width, hidden, 1), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                         nn.Conv1d(hidden, out, 1))
-
-
 class VideoEncoderFCN(nn.Module):
     """``(B, 3, T, S, S)`` face crops -> ``(B, D, T)``."""
 
@@ -86,7 +80,7 @@ class VideoEncoderFCN(nn.Module):
                 layers.append(ChannelAttention(cout, window=cfg.se_window))
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.projection = _projection(cin, cfg.hidden, cfg.embed_dim)
+        self.projection = frame_projection(cin, cfg.hidden, cfg.embed_dim)
         self.temporal_attention = TemporalAttention(cfg.embed_dim, cfg.heads, cfg.radius) if cfg.attention else None
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -110,7 +104,7 @@ class AudioEncoderFCN(nn.Module):
                 layers.append(_FrequencySqueeze(ChannelAttention(cout, window=cfg.se_window)))
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.projection = _projection(cin, cfg.hidden, cfg.embed_dim)
+        self.projection = frame_projection(cin, cfg.hidden, cfg.embed_dim)
         self.temporal_attention = TemporalAttention(cfg.embed_dim, cfg.heads, cfg.radius) if cfg.attention else None
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -131,17 +125,24 @@ class _FrequencySqueeze(nn.Module):
 
 
 def two_tower_spec(name: str, preset: str, crop_size: int, embed_dim: int, max_offset: int,
-                   min_frames: int, context_frames: int) -> ModelSpec:
-    """Spec of a dense two-tower model on RGB face crops and MFCC (outputs of TwoTowerSync)."""
+                   min_frames: int, context_frames: int, audio_features: str = "mfcc",
+                   max_frames: int | None = None) -> ModelSpec:
+    """Spec of a dense two-tower model on RGB face crops and MFCC or 16 kHz waveform audio
+    (the outputs of TwoTowerSync)."""
     n_off = 2 * max_offset + 1
+    if audio_features == "mfcc":
+        audio = TensorSpec(name="audio", shape=("B", 1, 13, "4*T"), layout="NCFT",
+                           description="MFCC (python_speech_features defaults on int16-scaled 16 kHz audio), 4 per frame")
+    else:
+        audio = TensorSpec(name="audio", shape=("B", 1, "640*T"), layout="NCT", value_range=(-1.0, 1.0),
+                           description="16 kHz mono waveform, 640 samples per frame")
     return ModelSpec(
         name=name,
         preset=preset,
         inputs=(
             TensorSpec(name="video", shape=("B", 3, "T", crop_size, crop_size), layout="NCTHW",
                        value_range=(-1.0, 1.0), description="face crops, RGB, (pixel/255 - 0.5)/0.5, 25 fps"),
-            TensorSpec(name="audio", shape=("B", 1, 13, "4*T"), layout="NCFT",
-                       description="MFCC (python_speech_features defaults on int16-scaled 16 kHz audio), 4 per frame"),
+            audio,
         ),
         outputs=(
             TensorSpec(name="video_emb", shape=("B", embed_dim, "T"), layout="NCT"),
@@ -151,10 +152,12 @@ def two_tower_spec(name: str, preset: str, crop_size: int, embed_dim: int, max_o
             TensorSpec(name="offset_logits", shape=("B", n_off, "T"), layout="NCT"),
             TensorSpec(name="sync_prob", shape=("B", "T"), layout="NT", value_range=(0.0, 1.0)),
         ),
-        preprocessing=Preprocessing(crop_size=crop_size, channel_order="rgb", pixel_mean=127.5, pixel_std=127.5),
+        preprocessing=Preprocessing(crop_size=crop_size, channel_order="rgb", pixel_mean=127.5, pixel_std=127.5,
+                                    audio_features=audio_features),
         min_frames=min_frames,
         context_frames=context_frames,
         max_offset=max_offset,
+        max_frames=max_frames,
     )
 
 

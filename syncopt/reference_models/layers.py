@@ -147,3 +147,9 @@ class SyncPredictor(nn.Module):
         refined = self.refine(correlation)
         offset_logits = self.scale * correlation + refined[:, :-1]
         return offset_logits, refined[:, -1]
+
+
+def frame_projection(width: int, hidden: int, out: int) -> nn.Sequential:
+    """Per-frame fully connected layers written as 1x1 convolutions: ``(B, width, T) -> (B, out, T)``."""
+    return nn.Sequential(nn.Conv1d(width, hidden, 1), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Conv1d(hidden, out, 1))

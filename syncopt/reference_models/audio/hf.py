@@ -153,6 +153,7 @@ class WhisperEncoderBackbone(HFAudioBackbone):
         from transformers.audio_utils import mel_filter_bank
 
         self.out_channels = self.config.d_model
+        self.max_frames = self.config.max_source_positions // 2  # 2 encoder positions per video frame
         filters = mel_filter_bank(num_frequency_bins=WHISPER_N_FFT // 2 + 1, num_mel_filters=self.config.num_mel_bins,
                                   min_frequency=0.0, max_frequency=8000.0, sampling_rate=16000, norm="slaney",
                                   mel_scale="slaney")  # as WhisperFeatureExtractor
