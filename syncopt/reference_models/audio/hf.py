@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,10 @@ FAMILIES: dict[str, HFFamily] = {
 
 
 def _transformers() -> Any:
+    # transformers probes torchao, whose import logs warnings about CUDA kernels and pytree
+    # registrations that mean nothing on CPU; keep them off the user's terminal.
+    for noisy in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         import transformers
     except ImportError as exc:
