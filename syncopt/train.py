@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
-from torch.utils.data import DataLoader
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from syncopt.atomic import atomic_path
@@ -87,9 +89,43 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
                                 rng=np.random.default_rng(config.seed))
     data_time = time.perf_counter() - t0
 
+    history = fit(model, config, train_set, val_set, out, resume=resume, schedule=schedule, t0=t0)
+    weights = save_state_dict(model, out / "model.safetensors")
+    write_json(out / "config.json", {"model": config.model, "preset": config.preset})
+    report = TrainReport(config=config, epochs_done=len(history), wall_time_s=time.perf_counter() - t0,
+                         train_time_s=sum(h.seconds for h in history), data_time_s=data_time, params=sum(p.numel() for p in model.parameters()),
+                         history=history, weights=str(weights))
+    write_json(out / "report.json", report.model_dump(mode="json"))
+    return report
+
+
+LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def supervised_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The training objective of :func:`~syncopt.losses.sync_losses` and the model's outputs."""
+    outputs = model(video=batch["video"], audio=batch["audio"])
+    return sync_losses(outputs, batch["labels"], batch["valid"])["loss"], outputs
+
+
+def fit(model: nn.Module, config: TrainConfig, train_set: Dataset, val_set: ClipDataset, out: Path,
+        loss_fn: LossFn = supervised_loss, extra: nn.Module | None = None, resume: bool = True,
+        schedule: dict[str, int] | None = None, t0: float | None = None) -> list[EpochStats]:
+    """The epoch loop shared by training, distillation and pruning fine-tunes.
+
+    AdamW with a one-cycle schedule over ``model`` (and ``extra``: modules trained alongside it,
+    such as distillation projections, at the head's rate); ``loss_fn(model, batch)`` gives the loss
+    and the model's outputs, whose offset logits are scored against ``batch["labels"]``. After every
+    epoch the model is validated on ``val_set`` and ``out/checkpoint.pt`` is written atomically;
+    an existing checkpoint is resumed from when ``resume``. Returns the history of all epochs.
+    """
+    t0 = time.perf_counter() if t0 is None else t0
+    spec = model.spec
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(config.seed))
     groups = param_groups(model, config.lr, config.backbone_lr_scale)
+    if extra is not None:
+        groups.append({"params": list(extra.parameters()), "lr": config.lr, "name": "extra"})
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], epochs=config.epochs,
                                                     steps_per_epoch=len(loader), pct_start=0.15)
@@ -99,6 +135,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
+        if extra is not None:
+            extra.load_state_dict(state["extra"])
         optimizer.load_state_dict(state["optimizer"])
         # The one-cycle curve follows this invocation's epoch count, so a run can be extended.
         scheduler.load_state_dict({k: v for k, v in state["scheduler"].items()
@@ -110,17 +148,18 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     for epoch in range(start_epoch, config.epochs):
         t_epoch = time.perf_counter()
         model.train()
-        training = apply_schedule(model, schedule, epoch)
+        if extra is not None:
+            extra.train()
+        training = apply_schedule(model, schedule or {}, epoch)
         if schedule:
             tqdm.write(f"epoch {epoch + 1}: training {', '.join(training)}")
         losses, hits, counted = [], 0.0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None)
         for batch in bar:
-            outputs = model(video=batch["video"], audio=batch["audio"])
-            parts = sync_losses(outputs, batch["labels"], batch["valid"])
+            loss, outputs = loss_fn(model, batch)
             optimizer.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 5.0)
             optimizer.step()
             scheduler.step()
             k = spec.max_offset
@@ -128,7 +167,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
             pred = outputs["offset_logits"].argmax(1) - k
             hits += float(((pred == batch["labels"]) & mask).sum())
             counted += float(mask.sum())
-            losses.append(parts["loss"].item())
+            losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{hits / max(counted, 1):.3f}")
         val = evaluate_dataset(model.eval(), val_set)
         stats = EpochStats(epoch=epoch + 1, loss=float(np.mean(losses)), train_frame_accuracy=hits / max(counted, 1),
@@ -137,19 +176,12 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
         tqdm.write(f"epoch {epoch + 1}: loss {stats.loss:.3f}  train frame acc {stats.train_frame_accuracy:.3f}  "
                    f"val acc@15 {val.context_accuracy[15]:.3f} (±1 {val.context_accuracy_pm1[15]:.3f})  "
                    f"val frame acc {val.per_frame_accuracy:.3f}  [{stats.seconds:.0f}s]")
-        _save_checkpoint(ckpt, model, optimizer, scheduler, epoch + 1, history)
+        _save_checkpoint(ckpt, model, optimizer, scheduler, epoch + 1, history, extra)
         elapsed = time.perf_counter() - t0
         if config.time_budget_min is not None and elapsed > 60 * config.time_budget_min:
             tqdm.write(f"time budget of {config.time_budget_min} min reached after epoch {epoch + 1}")
             break
-
-    weights = save_state_dict(model, out / "model.safetensors")
-    _write_json(out / "config.json", {"model": config.model, "preset": config.preset})
-    report = TrainReport(config=config, epochs_done=len(history), wall_time_s=time.perf_counter() - t0,
-                         train_time_s=sum(h.seconds for h in history), data_time_s=data_time, params=sum(p.numel() for p in model.parameters()),
-                         history=history, weights=str(weights))
-    _write_json(out / "report.json", report.model_dump(mode="json"))
-    return report
+    return history
 
 
 def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]:
@@ -174,13 +206,16 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
     return ClipDataset(train_items, data.pre), ClipDataset(val_items, data.pre), spec.max_offset
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, history: list[EpochStats]) -> None:
+def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, history: list[EpochStats],
+                     extra: nn.Module | None = None) -> None:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "epoch": epoch, "history": [h.model_dump_json() for h in history]}
+    if extra is not None:
+        state["extra"] = extra.state_dict()
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2))
