@@ -341,3 +341,50 @@ def matrix_cmd(
     typer.echo(f"wrote {out}: {sum(c.status == 'passed' for c in cells)} passed, "
                f"{sum(c.status == 'exported' for c in cells)} exported, {sum(c.status == 'failed' for c in cells)} "
                f"failed, {sum(c.status == 'skipped' for c in cells)} skipped")
+
+
+@app.command("distill")
+def distill_cmd(
+    teacher: Annotated[str, typer.Option(help="Teacher model name (waveform or MFCC audio).")] = "i3d_wav2vec",
+    student: Annotated[str, typer.Option(help="Student model name, e.g. x3d_s, x3d_xs, mobile_2d.")] = "x3d_s",
+    teacher_weights: Annotated[str | None, typer.Option(help="Teacher weights file or run directory; without it "
+                                                             "the teacher is trained first (cached in OUT/teacher).")] = None,
+    preset: Annotated[str, typer.Option(help="'tiny' (CPU-friendly) or 'full' (paper size), for both models.")] = "tiny",
+    data: Annotated[str, typer.Option(help="'synth', a folder of in-sync videos, or a manifest .csv.")] = "synth",
+    epochs: Annotated[int, typer.Option(help="Student epochs.")] = 10,
+    teacher_epochs: Annotated[int | None, typer.Option(help="Teacher epochs when it is trained here (default: --epochs).")] = None,
+    train_clips: Annotated[int, typer.Option(help="Synthetic training clips (2 s each).")] = 1000,
+    val_clips: Annotated[int, typer.Option(help="Synthetic validation clips.")] = 200,
+    batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature of the offset soft targets.")] = 4.0,
+    kd: Annotated[float, typer.Option(help="Weight of the soft-target KL loss.")] = 1.0,
+    embed: Annotated[float, typer.Option(help="Weight of the embedding (projected, cosine) loss.")] = 1.0,
+    corr: Annotated[float, typer.Option(help="Weight of the correlation-volume MSE.")] = 1.0,
+    hard: Annotated[float, typer.Option(help="Weight of the label loss; 0 for unlabelled data.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed for weights, data order and crops.")] = 0,
+    out: Annotated[str, typer.Option(help="Run directory (student checkpoint, weights, report; teacher cache).")] = "runs/distill",
+    resume: Annotated[bool, typer.Option(help="Continue from the run directory's checkpoint.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Distil a teacher into a student: soft offset targets, projected embeddings, correlation maps,
+    plus labels when present. Writes OUT/model.safetensors, OUT/config.json, OUT/report.json.
+
+    Example: syncopt distill --teacher i3d_wav2vec --student x3d_s --epochs 8 --out runs/x3d_s_kd
+    """
+    from syncopt.compress.distill import DistillConfig, distill
+
+    config = DistillConfig(model=student, teacher=teacher, teacher_weights=teacher_weights, preset=preset, data=data,
+                           epochs=epochs, teacher_epochs=teacher_epochs, train_clips=train_clips, val_clips=val_clips,
+                           batch_size=batch_size, lr=lr, temperature=temperature, kd=kd, embed=embed, corr=corr,
+                           hard=hard, seed=seed)
+    report = distill(config, out, resume=resume)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    t, s = report.teacher, report.student
+    typer.echo(f"{report.teacher_source}\n"
+               f"teacher {t.name}: {t.params / 1e6:.2f} M params, {t.macs / 1e9:.3f} GMACs, offset acc {t.offset_accuracy:.3f}\n"
+               f"student {s.name}: {s.params / 1e6:.2f} M params, {s.macs / 1e9:.3f} GMACs, offset acc {s.offset_accuracy:.3f} "
+               f"(per-frame {s.per_frame_accuracy:.3f}); MACs x{report.macs_ratio:.3f}, size x{report.size_ratio:.3f}; "
+               f"{report.wall_time_s / 60:.1f} min; weights {report.weights}")

@@ -1,0 +1,1 @@
+"""Compression stages: knowledge distillation, structured pruning, INT8 quantization."""

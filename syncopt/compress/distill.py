@@ -1,0 +1,271 @@
+"""``syncopt distill``: knowledge distillation from a teacher sync model into a student.
+
+Objective (each part weighted; a zero weight switches it off):
+
+- ``kd``: soft targets on the per-frame offset distributions — KL divergence between the
+  teacher's and the student's softmax over the 2K+1 offsets at temperature ``T``, scaled by
+  ``T**2`` so its gradients keep their size as ``T`` changes (Hinton et al., "Distilling the
+  Knowledge in a Neural Network", 2015);
+- ``embed``: feature distillation — the student's per-frame video and audio embeddings pass
+  through learned 1x1 projections to the teacher's width and are pulled to the teacher's
+  embeddings by cosine distance (hints through a regressor, Romero et al., FitNets, 2015);
+- ``corr``: correlation-volume matching — mean squared error between the student's and the
+  teacher's (2K+1, T) cosine-similarity maps;
+- ``hard``: the supervised loss of :mod:`syncopt.train` on labelled clips (0: unlabelled data,
+  teacher-only targets).
+
+Teacher and student see the same clips, each in its own input format (e.g. wav2vec 2.0
+waveforms for the teacher, MFCC for the student, crops at each model's size), with the same
+temporal crops. Without ``teacher_weights`` the teacher is trained first with ``syncopt train``
+into ``OUT/teacher`` (a cache: a finished teacher run there is loaded, a partial one resumed).
+The student's run directory is OUT itself: ``checkpoint.pt`` (resumable), ``model.safetensors``,
+``config.json`` and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from syncopt.compress.common import ModelStats, frozen, model_stats
+from syncopt.data.datasets import Augment, ClipDataset, media_dataset
+from syncopt.errors import UsageError
+from syncopt.registry import create
+from syncopt.spec import ModelSpec
+from syncopt.train import EpochStats, TrainConfig, fit, train, write_json
+from syncopt.weights import save_state_dict
+
+
+class DistillConfig(TrainConfig):
+    """A student's training config (``model`` is the student) plus the teacher and loss weights."""
+
+    teacher: str = "i3d_wav2vec"
+    teacher_weights: str | None = Field(None, description="teacher weights file or run directory; None: train it")
+    teacher_epochs: int | None = Field(None, description="epochs to train the teacher (default: epochs)")
+    temperature: float = 4.0
+    kd: float = 1.0
+    embed: float = 1.0
+    corr: float = 1.0
+    hard: float = 1.0
+
+
+class DistillReport(BaseModel):
+    config: DistillConfig
+    teacher_source: str  # where the teacher came from: a file, the run cache, or trained now
+    teacher: ModelStats
+    student: ModelStats
+    macs_ratio: float  # student / teacher
+    params_ratio: float
+    size_ratio: float
+    accuracy_ratio: float | None  # student / teacher offset accuracy
+    epochs_done: int
+    history: list[EpochStats]
+    wall_time_s: float  # this invocation, teacher training included
+    train_time_s: float  # student epochs, across resumed invocations
+    weights: str
+
+
+def check_pair(teacher: ModelSpec, student: ModelSpec) -> None:
+    """Teacher and student must share the timeline and the offset range; :class:`UsageError` if not."""
+    t, s = teacher.preprocessing, student.preprocessing
+    for what, a, b in (("fps", t.fps, s.fps), ("sample rate", t.sample_rate, s.sample_rate),
+                       ("max offset", teacher.max_offset, student.max_offset),
+                       ("channel order", t.channel_order, s.channel_order)):
+        if a != b:
+            raise UsageError(f"teacher {teacher.name} and student {student.name} disagree on {what} ({a} vs {b})")
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-frame KL(teacher || student) over offsets at ``temperature``, times T^2 (Hinton et al., 2015)."""
+    log_p = F.log_softmax(student_logits / temperature, dim=1)
+    log_q = F.log_softmax(teacher_logits / temperature, dim=1)
+    kl = (log_q.exp() * (log_q - log_p)).sum(1)  # (B, T)
+    return kl.mean() * temperature ** 2
+
+
+class DistillLoss(nn.Module):
+    """The weighted distillation objective; holds the learned embedding projections."""
+
+    def __init__(self, student_dim: int, teacher_dim: int, config: DistillConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.video_proj = nn.Conv1d(student_dim, teacher_dim, 1)
+        self.audio_proj = nn.Conv1d(student_dim, teacher_dim, 1)
+
+    def forward(self, student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
+                labels: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        from syncopt.losses import sync_losses
+
+        cfg = self.config
+        parts = {
+            "kd": kd_loss(student["offset_logits"], teacher["offset_logits"], cfg.temperature),
+            "embed": 0.5 * (_cosine_distance(self.video_proj(student["video_emb"]), teacher["video_emb"])
+                            + _cosine_distance(self.audio_proj(student["audio_emb"]), teacher["audio_emb"])),
+            "corr": F.mse_loss(student["correlation"], teacher["correlation"]),
+        }
+        if cfg.hard > 0 and labels is not None:
+            parts["hard"] = sync_losses(student, labels, valid)["loss"]
+        parts["loss"] = sum(getattr(cfg, name) * value for name, value in parts.items())
+        return parts
+
+
+def _cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (1 - F.cosine_similarity(x, y, dim=1)).mean()
+
+
+class PairedClips(Dataset):
+    """The same clips in the student's and the teacher's input formats, cropped alike.
+
+    Items are the student's (``video``, ``audio``, ``labels``, ``valid``) plus ``teacher_video``
+    and ``teacher_audio``. Both sides draw their temporal crop (and audio shift, brightness,
+    contrast) from generators seeded alike and called in lockstep, so they see the same frames.
+    """
+
+    def __init__(self, student: ClipDataset, teacher: ClipDataset, window: int | None = None, max_shift: int = 0,
+                 max_offset: int = 15, seed: int = 0) -> None:
+        if len(student) != len(teacher):
+            raise UsageError(f"student and teacher datasets differ in size ({len(student)} vs {len(teacher)})")
+        self.student, self.teacher = student, teacher
+        self.augments = [Augment(window=window, max_shift=max_shift, max_offset=max_offset,
+                                 audio_per_frame=ds.pre.audio_per_frame, time_masks=0, freq_masks=0,
+                                 rng=np.random.default_rng(seed)) for ds in (student, teacher)] if window else None
+
+    def __len__(self) -> int:
+        return len(self.student)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s, t = self.student[index], self.teacher[index]
+        if self.augments is not None:
+            s, t = self.augments[0](s), self.augments[1](t)
+        return s | {"teacher_video": t["video"], "teacher_audio": t["audio"]}
+
+
+def paired_datasets(config: TrainConfig, student: ModelSpec, teacher: ModelSpec
+                    ) -> tuple[PairedClips, ClipDataset, ClipDataset]:
+    """Training pairs and the validation sets of the student and the teacher, from the same clips.
+
+    Synthetic clips are rendered once at the larger crop size (each model's dataset resizes) and
+    their audio featurised per model; real clips are decoded per model (the same face tracks).
+    """
+    check_pair(teacher, student)
+    if config.data == "synth":
+        big = max((student, teacher), key=lambda s: s.preprocessing.crop_size)
+        sets = {}
+        for split, count in (("train", config.train_clips), ("val", config.val_clips)):
+            clips = _synth_clips(big, split, count, config.clip_frames, config.workers)
+            sets[split] = tuple(_clip_dataset(clips, spec) for spec in (student, teacher))
+        max_shift = 0
+    else:
+        decoded = [media_dataset(spec, config.data, crop=config.crop)[0] for spec in (student, teacher)]
+        if [len(it["labels"]) for it in decoded[0].items] != [len(it["labels"]) for it in decoded[1].items]:
+            raise UsageError(f"{config.data}: student and teacher decode different clips (crop or frame rate)")
+        held = set(range(0, len(decoded[0].items), 10))
+        sets = {split: tuple(ClipDataset([it for i, it in enumerate(d.items) if (i in held) == (split == "val")]
+                                         or d.items, d.pre) for d in decoded) for split in ("train", "val")}
+        max_shift = student.max_offset
+    pairs = PairedClips(*sets["train"], window=config.window, max_shift=max_shift,
+                        max_offset=student.max_offset, seed=config.seed)
+    return pairs, sets["val"][0], sets["val"][1]
+
+
+def _synth_clips(spec: ModelSpec, split: str, count: int, frames: int, workers: int) -> list:
+    from syncopt.data.datasets import DEFAULT_KINDS
+    from syncopt.data.synth import SynthConfig, make_clips
+
+    cfg = SynthConfig(crop_size=spec.preprocessing.crop_size, num_frames=frames, max_offset=spec.max_offset)
+    return make_clips(split, count, cfg, kinds=DEFAULT_KINDS, workers=workers)
+
+
+def _clip_dataset(clips: list, spec: ModelSpec) -> ClipDataset:
+    from syncopt.preprocess import audio_to_tensor
+
+    pre = spec.preprocessing
+    items = [{"frames": c.frames, "audio": audio_to_tensor(c.audio, c.frames.shape[0], pre),
+              "labels": torch.from_numpy(c.per_frame_offset.astype(np.int64)),
+              "valid": torch.from_numpy(c.per_frame_valid.astype(bool)), "offset": c.offset, "kind": c.kind}
+             for c in clips]
+    return ClipDataset(items, pre)
+
+
+def obtain_teacher(config: DistillConfig, out: Path) -> tuple[nn.Module, str]:
+    """The teacher model and a line saying where it came from (file, cache, or trained now)."""
+    if config.teacher_weights is not None:
+        from syncopt.sync import load_sync_model
+
+        teacher, used, _ = load_sync_model(config.teacher, config.preset, config.teacher_weights)
+        return teacher, f"teacher {config.teacher} ({config.preset}) from {used}"
+    run = out / "teacher"
+    teacher_config = TrainConfig(model=config.teacher, preset=config.preset, data=config.data, crop=config.crop,
+                                 train_clips=config.train_clips, val_clips=config.val_clips,
+                                 clip_frames=config.clip_frames, window=config.window,
+                                 epochs=config.teacher_epochs or config.epochs, batch_size=config.batch_size,
+                                 lr=config.lr, seed=config.seed, workers=config.workers)
+    report = run / "report.json"
+    if report.is_file() and (run / "model.safetensors").is_file():
+        from syncopt.train import TrainReport
+
+        cached = TrainReport.model_validate_json(report.read_text())
+        if cached.config == teacher_config:
+            teacher = create(config.teacher, config.preset, weights=run / "model.safetensors")
+            return teacher, f"teacher {config.teacher} ({config.preset}) loaded from the run cache {run}"
+    tqdm.write(f"no teacher weights given: training teacher {config.teacher} ({config.preset}) with syncopt train "
+               f"for {teacher_config.epochs} epochs into {run}")
+    done = train(teacher_config, run)
+    teacher = create(config.teacher, config.preset, weights=done.weights)
+    return teacher, f"teacher {config.teacher} ({config.preset}) trained now with syncopt train into {run}"
+
+
+def distill(config: DistillConfig, out_dir: str | Path, resume: bool = True) -> DistillReport:
+    """Distil ``config.teacher`` into the student ``config.model``; writes the run directory OUT."""
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    student_spec = create(config.model, config.preset).spec
+    teacher_spec = create(config.teacher, config.preset).spec
+    check_pair(teacher_spec, student_spec)
+    teacher, source = obtain_teacher(config, out)
+    tqdm.write(source)
+    frozen(teacher)
+    torch.manual_seed(config.seed)
+    student = create(config.model, config.preset).train()
+    pairs, val_student, val_teacher = paired_datasets(config, student_spec, teacher_spec)
+    objective = DistillLoss(_width(student_spec), _width(teacher_spec), config)
+    history = fit(student, config, pairs, val_student, out, loss_fn=distill_step(teacher, objective),
+                  extra=objective, resume=resume, t0=t0)
+    weights = save_state_dict(student, out / "model.safetensors")
+    write_json(out / "config.json", {"model": config.model, "preset": config.preset})
+    teacher_stats = model_stats(teacher, val_teacher)
+    student_stats = model_stats(student, report=history[-1].val)
+    report = DistillReport(
+        config=config, teacher_source=source, teacher=teacher_stats, student=student_stats,
+        macs_ratio=student_stats.macs / teacher_stats.macs, params_ratio=student_stats.params / teacher_stats.params,
+        size_ratio=student_stats.size_bytes / teacher_stats.size_bytes,
+        accuracy_ratio=(student_stats.offset_accuracy / teacher_stats.offset_accuracy
+                        if teacher_stats.offset_accuracy else None),
+        epochs_done=len(history), history=history, wall_time_s=time.perf_counter() - t0,
+        train_time_s=sum(h.seconds for h in history), weights=str(weights))
+    write_json(out / "report.json", report.model_dump(mode="json"))
+    return report
+
+
+def distill_step(teacher: nn.Module, objective: DistillLoss):
+    """A :func:`syncopt.train.fit` loss function: run the frozen teacher on its inputs, then the objective."""
+
+    def step(student: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            target = teacher(video=batch["teacher_video"], audio=batch["teacher_audio"])
+        outputs = student(video=batch["video"], audio=batch["audio"])
+        return objective(outputs, target, batch["labels"], batch["valid"])["loss"], outputs
+
+    return step
+
+
+def _width(spec: ModelSpec) -> int:
+    return int(next(t for t in spec.outputs if t.name == "video_emb").shape[1])
