@@ -29,7 +29,7 @@ def _model(name: str) -> pytest.param:
 FCN_ATTN = pytest.param("fcn_attn", marks=pytest.mark.xfail(
     reason="onnx2tf mis-transposes the local-attention mask add (see docs/export.md)", strict=True))
 MODELS = ["fcn", FCN_ATTN, _model("x3d_s"), _model("mobile_2d")]
-INT8_MODELS = [_model("mobile_2d"), _model("x3d_s")]
+INT8_MODELS = [_model("mobile_2d")]  # the 2D-lowered INT8 target (x3d_s INT8: see docs/conversion-matrix.md)
 LENGTHS = (25, 41)
 
 

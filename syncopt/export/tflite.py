@@ -74,6 +74,8 @@ def export_tflite(model: nn.Module, out_dir: Path, precision: str = "fp32", fram
         produced = work / "tf" / f"{source.stem}_{_PRODUCED[precision]}.tflite"
         if not produced.is_file():
             raise ExportError(f"{spec.name}: onnx2tf wrote no {produced.name}")
+        if precision == "int8":  # the quantized file lists its outputs in another order than the float one
+            _match_outputs(produced, work / "tf" / f"{source.stem}_float32.tflite", options)
         ops = tflite_ops(produced)
         flex = sorted(op for op in ops if op.startswith("Flex"))
         if flex and not allow_flex:
@@ -109,7 +111,7 @@ def native_tensors(path: str | os.PathLike, spec: ModelSpec, sizes: dict[str, in
     """The TFLite model's inputs (matched by name) and outputs (in order) as TensorSpecs in their own layouts."""
     schema = _schema()
     graph = schema.Model.GetRootAsModel(Path(path).read_bytes(), 0).Subgraphs(0)
-    inputs = {_input_name(graph.Tensors(graph.Inputs(i)).Name().decode()): graph.Tensors(graph.Inputs(i))
+    inputs = {input_name(graph.Tensors(graph.Inputs(i)).Name().decode()): graph.Tensors(graph.Inputs(i))
               for i in range(graph.InputsLength())}
     outputs = [graph.Tensors(graph.Outputs(i)) for i in range(graph.OutputsLength())]
     if set(inputs) != set(spec.input_names) or len(outputs) != len(spec.outputs):
@@ -118,7 +120,37 @@ def native_tensors(path: str | os.PathLike, spec: ModelSpec, sizes: dict[str, in
                  for t, tensor in [*((t, inputs[t.name]) for t in spec.inputs), *zip(spec.outputs, outputs)])
 
 
-def _input_name(name: str) -> str:
+def _match_outputs(path: Path, reference: Path, options: dict) -> None:
+    """Reorder ``path``'s subgraph outputs in place to follow ``reference``'s (which follow the ONNX graph).
+
+    Both models run on the first calibration item; each reference output takes the not yet taken
+    output of the same shape whose values correlate best with it.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    feeds = {name: np.load(npy)[:1] for name, npy, _, _ in options["custom_input_op_name_np_data_path"]}
+    results = []
+    for model in (reference, path):
+        interpreter = Interpreter(model_path=str(model))
+        interpreter.allocate_tensors()
+        for d in interpreter.get_input_details():
+            interpreter.set_tensor(d["index"], feeds[input_name(d["name"])].astype(np.float32))
+        interpreter.invoke()
+        results.append([interpreter.get_tensor(d["index"]).ravel() for d in interpreter.get_output_details()])
+    ref, got = results
+    order: list[int] = []
+    for r in ref:
+        candidates = [j for j, g in enumerate(got) if j not in order and g.shape == r.shape]
+        if not candidates:
+            raise ExportError(f"{path.name}: no quantized output matches a float output of {r.size} values")
+        order.append(max(candidates, key=lambda j: np.corrcoef(r, got[j])[0, 1] if r.std() and got[j].std() else 0))
+    data = bytearray(path.read_bytes())
+    outputs = _schema().Model.GetRootAsModel(data, 0).Subgraphs(0).OutputsAsNumpy()  # a view into ``data``
+    outputs[:] = outputs[order].copy()
+    path.write_bytes(bytes(data))
+
+
+def input_name(name: str) -> str:
     """The ONNX input name: onnx2tf copies it into some files, others keep ``serving_default_<name>:0``."""
     return name.removeprefix("serving_default_").removesuffix(":0")
 

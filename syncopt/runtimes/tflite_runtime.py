@@ -12,6 +12,7 @@ import numpy as np
 from syncopt.artifact import Artifact, permutation
 from syncopt.errors import InputSpecError
 from syncopt.export import require
+from syncopt.export.tflite import input_name
 from syncopt.runtimes import Session
 
 
@@ -26,7 +27,7 @@ class TFLiteSession(Session):
             require("tensorflow", "tflite", "A TFLite model with Flex ops")  # importing TF registers the Flex delegate
         self.interpreter = litert.Interpreter(model_path=str(artifact.path), num_threads=threads)
         self.interpreter.allocate_tensors()
-        self.inputs = {d["name"]: d["index"] for d in self.interpreter.get_input_details()}
+        self.inputs = {input_name(d["name"]): d["index"] for d in self.interpreter.get_input_details()}
         self.outputs = [d["index"] for d in self.interpreter.get_output_details()]  # in the spec's output order
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
