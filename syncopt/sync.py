@@ -86,21 +86,26 @@ def available_shipped() -> list[str]:
 
 def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", synthetic: bool = False,
                crop: str = "detect", chunk: int = 500) -> VideoSync:
-    """Decode ``path``, find face tracks (or use whole frames), run the model and decode offsets."""
+    """Decode ``path``, find face tracks (or use whole frames), run the model and decode offsets.
+
+    Frames are streamed (one pass to track faces, one to crop them), so memory grows with the
+    face crops, not with the video's resolution.
+    """
     from syncopt.data.faces import face_crops
-    from syncopt.data.media import load_media
+    from syncopt.data.media import FrameSource, decode_audio, fit_audio
     from syncopt.infer import run_dense
     from syncopt.preprocess import audio_to_tensor, frames_to_tensor
 
     spec = model.spec
     pre = spec.preprocessing
-    media = load_media(path, fps=pre.fps, sample_rate=pre.sample_rate)
-    spec.check_length(media.num_frames)
-    audio = audio_to_tensor(media.audio, media.num_frames, pre)
+    source = FrameSource(path, fps=pre.fps)
+    track_audio = decode_audio(path, sample_rate=pre.sample_rate)
+    tracks = face_crops(source, crop, spec, Path(path).name)
+    audio = audio_to_tensor(fit_audio(track_audio.samples, source.num_frames, pre.fps, pre.sample_rate, source.notes),
+                            source.num_frames, pre)
     per_frame = pre.audio_per_frame
     results = []
-    for index, (track, crops) in enumerate(face_crops(media.frames, crop, pre.crop_size, spec.min_frames,
-                                                      Path(path).name)):
+    for index, (track, crops) in enumerate(tracks):
         video = frames_to_tensor(crops, pre)[None]
         segment = audio[None, ..., per_frame * track.start:per_frame * track.end]
         result = _decode(run_dense(model, video, segment, chunk=chunk), spec.max_offset)
@@ -115,8 +120,8 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
         results[speaker].speaking = True
     return VideoSync(
         video=str(path), model=spec.name, preset=spec.preset, weights=weights, synthetic_weights=synthetic,
-        fps=pre.fps, frames=media.num_frames, duration_s=media.num_frames / pre.fps,
-        media_notes=list(media.notes), tracks=results, speaker=speaker,
+        fps=pre.fps, frames=source.num_frames, duration_s=source.num_frames / pre.fps,
+        media_notes=list(source.notes), tracks=results, speaker=speaker,
     )
 
 

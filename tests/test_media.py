@@ -80,6 +80,21 @@ def test_30fps_video_is_resampled_to_25fps(tmp_path):
     assert np.abs(got - 4 * np.floor(1.2 * np.arange(50))).max() < 3
 
 
+def test_frame_source_streams_the_same_timeline_on_every_pass(tmp_path):
+    from syncopt.data.media import FrameSource
+
+    levels = (np.arange(60) * 4).astype(np.uint8)
+    frames = np.repeat(levels[:, None, None, None], 32, 1).repeat(32, 2).repeat(3, 3)
+    path = write_video(tmp_path / "v30.mp4", frames, 0.3 * np.sin(np.arange(32000) / 5.0), fps=30)
+    source = FrameSource(path)
+    assert source.num_frames is None  # known only after a pass
+    first = list(source)
+    assert source.num_frames == 50 and "video resampled from 30.00 to 25 fps" in source.notes
+    np.testing.assert_array_equal(np.stack(list(source)), np.stack(first))  # a second pass decodes again
+    np.testing.assert_array_equal(load_media(path).frames, np.stack(first))
+    assert len(list(FrameSource(path, max_frames=7))) == 7
+
+
 @pytest.mark.parametrize("rate,channels,codec", [(44100, 2, "aac"), (48000, 2, "pcm_s16le"), (8000, 1, "pcm_s16le")])
 def test_audio_is_resampled_to_16k_mono(tmp_path, rate, channels, codec):
     t = np.arange(2 * rate) / rate

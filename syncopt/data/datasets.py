@@ -149,7 +149,7 @@ def media_dataset(spec: ModelSpec, source: str | os.PathLike, crop: str = "detec
     for path, offset in read_manifest(source):
         try:
             media = load_media(path, fps=pre.fps, sample_rate=pre.sample_rate)
-            track, frames = face_crops(media.frames, crop, pre.crop_size, spec.min_frames, path.name)[0]
+            track, frames = face_crops(media.frames, crop, spec, path.name)[0]
         except SyncoptError as exc:
             skipped.append(f"{path.name}: {exc}")
             continue

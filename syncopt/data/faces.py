@@ -15,7 +15,7 @@ are already face crops use :func:`whole_frame_track` instead of detection.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from syncopt.errors import InputFileError, InputSpecError
+from syncopt.spec import ModelSpec
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # cv2.data.haarcascades: OpenCV 4.x wheels; /usr/share/opencv4/haarcascades: Debian's opencv-data.
@@ -72,20 +73,26 @@ def detector_available() -> bool:
     return True
 
 
-def detect_faces(frame: np.ndarray, min_size: int = 40) -> np.ndarray:
+def detect_faces(frame: np.ndarray, min_size: int = 40, max_side: int = 480) -> np.ndarray:
     """Frontal faces in one ``(H, W, 3)`` uint8 RGB frame -> ``(k, 5)`` float32 ``x1,y1,x2,y2,score``.
 
-    ``score`` is ``n / (n + 5)`` for ``n`` merged cascade windows (at least 6 are required, so
-    scores lie in ``[6/11, 1)``): a relative confidence, not a probability.
+    Frames larger than ``max_side`` are searched at reduced size (as the original pipeline runs
+    its detector at a quarter scale) and boxes mapped back to full-frame pixels. ``score`` is
+    ``n / (n + 5)`` for ``n`` merged cascade windows (at least 6 are required, so scores lie in
+    ``[6/11, 1)``): a relative confidence, not a probability.
     """
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise InputSpecError(f"detect_faces expects an (H, W, 3) RGB frame, got shape {frame.shape}")
-    gray = cv2.equalizeHist(cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.uint8), cv2.COLOR_RGB2GRAY))
-    rects, counts = _face_cascade().detectMultiScale2(gray, scaleFactor=_SCALE_FACTOR, minNeighbors=_MIN_NEIGHBORS,
-                                                      minSize=(min_size, min_size))
+    scale = min(1.0, max_side / max(frame.shape[:2]))
+    gray = cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+    if scale < 1.0:
+        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    side = max(24, int(round(min_size * scale)))  # 24 px: the cascade's own window
+    rects, counts = _face_cascade().detectMultiScale2(cv2.equalizeHist(gray), scaleFactor=_SCALE_FACTOR,
+                                                      minNeighbors=_MIN_NEIGHBORS, minSize=(side, side))
     out = np.zeros((len(rects), 5), np.float32)
     if len(rects):
-        rects = np.asarray(rects, np.float32).reshape(-1, 4)
+        rects = np.asarray(rects, np.float32).reshape(-1, 4) / scale
         counts = np.asarray(counts, np.float32).reshape(-1)
         out[:, :2] = rects[:, :2]
         out[:, 2:4] = rects[:, :2] + rects[:, 2:]
@@ -103,14 +110,15 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def _check_frames(frames: np.ndarray) -> None:
-    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-        raise InputSpecError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.dtype} {frames.shape}")
+def _check_frame(frame: np.ndarray) -> None:
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise InputSpecError(f"expected (H, W, 3) uint8 RGB frames, got {frame.dtype} {frame.shape}")
 
 
-def track_faces(frames: np.ndarray, detect_every: int = 1, iou_threshold: float = 0.5, max_gap: int = 5,
+def track_faces(frames: Iterable[np.ndarray], detect_every: int = 1, iou_threshold: float = 0.5, max_gap: int = 5,
                 min_track: int = 10, detector: Detector = detect_faces) -> list[FaceTrack]:
-    """Face tracks in ``(T, H, W, 3)`` uint8 RGB ``frames``, longest first (empty if none).
+    """Face tracks in ``(H, W, 3)`` uint8 RGB ``frames`` (an array or a stream: one pass, only
+    detections are kept), longest first (empty if none).
 
     ``detector`` runs on every ``detect_every``-th frame. A detection joins the track whose last box
     overlaps it most (IoU >= ``iou_threshold``, greedy, one detection per track) if that track missed
@@ -119,13 +127,15 @@ def track_faces(frames: np.ndarray, detect_every: int = 1, iou_threshold: float 
     Tracks spanning fewer than ``min_track`` frames are dropped; the rest get their box centre and
     size median-smoothed over 13 frames.
     """
-    _check_frames(frames)
     if detect_every < 1:
         raise InputSpecError(f"detect_every must be >= 1, got {detect_every}")
     max_step = (max_gap + 1) * detect_every
     raw: list[list[tuple[int, np.ndarray]]] = []  # per track: (frame, x1,y1,x2,y2,score)
-    for t in range(0, len(frames), detect_every):
-        dets = np.asarray(detector(frames[t]), np.float32).reshape(-1, 5)
+    for t, frame in enumerate(frames):
+        _check_frame(frame)
+        if t % detect_every:
+            continue
+        dets = np.asarray(detector(frame), np.float32).reshape(-1, 5)
         live = [i for i, tr in enumerate(raw) if t - tr[-1][0] <= max_step]
         unmatched = set(range(len(dets)))
         if live and len(dets):
@@ -164,23 +174,39 @@ def crop_track(frames: np.ndarray, track: FaceTrack, crop_size: int, margin: flo
     Each crop is centred on the track's box with side ``max(w, h) * (1 + margin)``; parts outside
     the frame are black. ``margin=0`` on a :func:`whole_frame_track` of square frames just resizes.
     """
-    _check_frames(frames)
     if track.start < 0 or track.end > len(frames):
         raise InputSpecError(f"track frames {track.start}..{track.end} outside the clip's {len(frames)} frames")
-    height, width = frames.shape[1:3]
-    out = np.empty((len(track.boxes), crop_size, crop_size, 3), np.uint8)
-    for i, (x1, y1, x2, y2) in enumerate(track.boxes.astype(np.float64)):
-        side = max(1, int(round(max(x2 - x1, y2 - y1) * (1 + margin))))
-        left = int(round((x1 + x2 - side) / 2))
-        top = int(round((y1 + y2 - side) / 2))
-        canvas = np.zeros((side, side, 3), np.uint8)
-        sx0, sy0 = max(left, 0), max(top, 0)
-        sx1, sy1 = min(left + side, width), min(top + side, height)
-        if sx1 > sx0 and sy1 > sy0:
-            canvas[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = frames[track.start + i, sy0:sy1, sx0:sx1]
-        interp = cv2.INTER_AREA if side > crop_size else cv2.INTER_LINEAR
-        out[i] = cv2.resize(canvas, (crop_size, crop_size), interpolation=interp)
+    return crop_tracks(frames, [track], crop_size, margin)[0]
+
+
+def crop_tracks(frames: Iterable[np.ndarray], tracks: list[FaceTrack], crop_size: int,
+                margin: float = 0.4) -> list[np.ndarray]:
+    """:func:`crop_track` for several tracks in one pass over ``frames`` (an array or a stream)."""
+    out = [np.zeros((len(tr.boxes), crop_size, crop_size, 3), np.uint8) for tr in tracks]
+    last = max((tr.end for tr in tracks), default=0)
+    for t, frame in enumerate(frames):
+        if t >= last:
+            break
+        _check_frame(frame)
+        for track, crops in zip(tracks, out):
+            if track.start <= t < track.end:
+                crops[t - track.start] = _crop_box(frame, track.boxes[t - track.start], crop_size, margin)
     return out
+
+
+def _crop_box(frame: np.ndarray, box: np.ndarray, crop_size: int, margin: float) -> np.ndarray:
+    x1, y1, x2, y2 = box.astype(np.float64)
+    height, width = frame.shape[:2]
+    side = max(1, int(round(max(x2 - x1, y2 - y1) * (1 + margin))))
+    left = int(round((x1 + x2 - side) / 2))
+    top = int(round((y1 + y2 - side) / 2))
+    canvas = np.zeros((side, side, 3), np.uint8)
+    sx0, sy0 = max(left, 0), max(top, 0)
+    sx1, sy1 = min(left + side, width), min(top + side, height)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = frame[sy0:sy1, sx0:sx1]
+    interp = cv2.INTER_AREA if side > crop_size else cv2.INTER_LINEAR
+    return cv2.resize(canvas, (crop_size, crop_size), interpolation=interp)
 
 
 def whole_frame_track(num_frames: int, height: int, width: int) -> FaceTrack:
@@ -189,18 +215,35 @@ def whole_frame_track(num_frames: int, height: int, width: int) -> FaceTrack:
     return FaceTrack(start=0, boxes=boxes, scores=np.ones(num_frames, np.float32))
 
 
-def face_crops(frames: np.ndarray, mode: str, crop_size: int, min_track: int,
+def face_crops(frames: Iterable[np.ndarray], mode: str, spec: ModelSpec,
                source: str = "the clip") -> list[tuple[FaceTrack, np.ndarray]]:
-    """Face tracks with their crops, longest first: ``mode`` 'detect' tracks faces (raising
-    :class:`MediaError` when there are none), 'full' takes whole frames as the face crop."""
+    """Face tracks with their crops at ``spec``'s crop size, longest first: ``mode`` 'detect'
+    tracks faces (raising :class:`MediaError` when there are none), 'full' takes whole frames
+    as the face crop. A clip shorter than ``spec.min_frames`` raises :class:`ClipTooShortError`.
+
+    ``frames`` is iterated once or twice (an array, or a :class:`~syncopt.data.media.FrameSource`
+    that decodes each pass): detection keeps only boxes and cropping only crops, so memory grows
+    with the crops, not with the decoded frames.
+    """
     from syncopt.errors import MediaError, UsageError
 
+    size = spec.preprocessing.crop_size
     if mode == "full":
-        track = whole_frame_track(len(frames), *frames.shape[1:3])
-        return [(track, crop_track(frames, track, crop_size, margin=0.0))]
+        crops = np.stack([_crop_box(f, np.array([0, 0, f.shape[1], f.shape[0]], np.float32), size, 0.0)
+                          for f in frames])
+        spec.check_length(len(crops))
+        return [(whole_frame_track(len(crops), size, size), crops)]
     if mode != "detect":
         raise UsageError(f"unknown crop mode '{mode}' (choose detect or full)")
-    tracks = track_faces(frames, min_track=min_track)
+    count = 0
+
+    def counted() -> Iterator[np.ndarray]:
+        nonlocal count
+        for count, frame in enumerate(frames, start=1):
+            yield frame
+
+    tracks = track_faces(counted(), min_track=spec.min_frames)
+    spec.check_length(count)
     if not tracks:
         raise MediaError(f"no face found in {source} (use --crop full if the video is already a face crop)")
-    return [(track, crop_track(frames, track, crop_size)) for track in tracks]
+    return list(zip(tracks, crop_tracks(frames, tracks, size)))

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,91 +47,111 @@ class Media:
 
 def load_media(path: str | os.PathLike, fps: float = 25.0, sample_rate: int = 16000, require_audio: bool = True,
                max_frames: int | None = None) -> Media:
-    """Decode ``path`` onto a ``fps`` frame timeline with mono ``sample_rate`` audio.
+    """Decode ``path`` onto a ``fps`` frame timeline with mono ``sample_rate`` audio, all in memory
+    (for long videos iterate a :class:`FrameSource` instead).
 
     Raises :class:`InputFileError` (missing/unreadable), :class:`MediaError` (not media, no
     decodable video) or :class:`NoAudioError` (no audio stream, or silent/constant audio).
     A file that stops decoding part-way yields its decodable prefix with a note.
     """
+    source = FrameSource(path, fps, max_frames)
+    track = decode_audio(path, sample_rate, require_audio)
+    frames = np.stack(list(source))
+    audio = fit_audio(track.samples, len(frames), fps, sample_rate, source.notes)
+    return Media(frames=frames, audio=audio, fps=fps, sample_rate=sample_rate, source_fps=source.source_fps,
+                 source_sample_rate=track.source_rate, source_channels=track.source_channels,
+                 notes=tuple(source.notes))
+
+
+def _open(p: Path):
+    """An open PyAV container with a video stream; one-line errors for missing or non-media files."""
     import av
 
-    p = Path(path)
     if not p.is_file():
         raise InputFileError(f"video not found: {p}")
     if not os.access(p, os.R_OK):
         raise InputFileError(f"video not readable: {p}")
-    notes: list[str] = []
     try:
         container = av.open(str(p))
     except av.error.FFmpegError as exc:
         raise MediaError(f"{p.name} is not a readable media file ({_reason(exc)})") from exc
-    with container:
-        if not container.streams.video:
-            raise MediaError(f"{p.name} has no video stream")
-        vstream = container.streams.video[0]
-        source_fps = float(vstream.average_rate or vstream.guessed_rate or fps)
-        times, images, truncated = _decode_video(container, vstream, fps, max_frames)
-    if not images:
-        raise MediaError(f"{p.name}: no decodable video frames (corrupt or truncated)")
-    if truncated:
-        notes.append(f"truncated: video decoding stopped at {times[-1]:.2f} s ({truncated})")
-    frames = _resample_frames(times, images, fps, max_frames)
-    if abs(source_fps - fps) > 0.01:
-        notes.append(f"video resampled from {source_fps:.2f} to {fps:g} fps")
-
-    audio, source_rate, channels = _decode_audio(p, sample_rate, require_audio)
-    target = int(round(len(frames) * sample_rate / fps))
-    diff = len(audio) - target
-    if abs(diff) > sample_rate / fps:
-        notes.append(f"audio {'trimmed' if diff > 0 else 'padded'} by {abs(diff) / sample_rate * 1000:.0f} ms "
-                     f"to match the video")
-    audio = audio[:target] if diff > 0 else np.pad(audio, (0, -diff))
-    if require_audio and (np.abs(audio).max(initial=0.0) < SILENCE_PEAK or np.ptp(audio) == 0):
-        raise NoAudioError(f"{p.name}: the audio track is silent or constant")
-    return Media(frames=frames, audio=audio.astype(np.float32), fps=fps, sample_rate=sample_rate,
-                 source_fps=source_fps, source_sample_rate=source_rate, source_channels=channels, notes=tuple(notes))
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"{p.name} has no video stream")
+    return container
 
 
-def _decode_video(container, stream, fps: float, max_frames: int | None) -> tuple[list[float], list[np.ndarray], str]:
+class FrameSource:
+    """A video's ``(H, W, 3)`` uint8 RGB frames on the ``fps`` timeline, decoded one at a time.
+
+    Iterable any number of times (each pass decodes again), so long videos are processed in
+    bounded memory. Target frame ``k`` is the latest source frame whose time is at or before
+    ``k / fps`` (the first frame before any; robust to variable frame rate); the clip lasts until
+    the last source frame's time plus the median source frame interval. After a full pass,
+    ``num_frames`` and ``notes`` (truncation, resampling) are set.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = 25.0, max_frames: int | None = None) -> None:
+        self.path, self.fps, self.max_frames = Path(path), fps, max_frames
+        with _open(self.path) as container:  # fail early, with one line, on a missing or non-media file
+            stream = container.streams.video[0]
+            self.source_fps = float(stream.average_rate or stream.guessed_rate or fps)
+        self.num_frames: int | None = None
+        self.notes: list[str] = []
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import av
+
+        limit = np.inf if self.max_frames is None else self.max_frames
+        times: list[float] = []
+        emitted, previous, truncated = 0, None, ""
+        with _open(self.path) as container:
+            try:
+                for frame in container.decode(container.streams.video[0]):
+                    t = float(frame.time) if frame.time is not None else len(times) / self.fps
+                    t = max(t - times[0], times[-1]) if times else 0.0  # relative, never going back
+                    while previous is not None and emitted < limit and emitted / self.fps < t - 1e-6:
+                        yield previous
+                        emitted += 1
+                    if emitted >= limit:
+                        break
+                    times.append(t)
+                    previous = frame.to_ndarray(format="rgb24")
+            except (av.error.FFmpegError, ValueError) as exc:
+                truncated = _reason(exc)
+        if previous is None:
+            raise MediaError(f"{self.path.name}: no decodable video frames (corrupt or truncated)")
+        step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / self.fps
+        count = min(limit, max(1, int(np.floor((times[-1] + step) * self.fps + 1e-6))))
+        while emitted < count:
+            yield previous
+            emitted += 1
+        self.num_frames = emitted
+        self.notes = [f"truncated: video decoding stopped at {times[-1]:.2f} s ({truncated})"] if truncated else []
+        if abs(self.source_fps - self.fps) > 0.01:
+            self.notes.append(f"video resampled from {self.source_fps:.2f} to {self.fps:g} fps")
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    samples: np.ndarray  # float32 mono at the requested rate, in [-1, 1]
+    source_rate: int
+    source_channels: int
+
+
+def decode_audio(path: str | os.PathLike, sample_rate: int = 16000, require_audio: bool = True) -> AudioTrack:
+    """The first audio stream mixed to mono and resampled to ``sample_rate`` (FFmpeg's swresample).
+
+    Raises :class:`NoAudioError` for a missing, silent or constant track when ``require_audio``.
+    """
     import av
 
-    times: list[float] = []
-    images: list[np.ndarray] = []
-    limit = None if max_frames is None else max_frames / fps
-    try:
-        for frame in container.decode(stream):
-            t = float(frame.time) if frame.time is not None else len(times) / fps
-            if limit is not None and t >= limit:
-                break
-            times.append(t)
-            images.append(frame.to_ndarray(format="rgb24"))
-    except (av.error.FFmpegError, ValueError) as exc:
-        return times, images, _reason(exc)
-    return times, images, ""
-
-
-def _resample_frames(times: list[float], images: list[np.ndarray], fps: float, max_frames: int | None) -> np.ndarray:
-    """Target frame k = the latest source frame with time <= k / fps (the first before any)."""
-    t = np.asarray(times) - times[0]
-    order = np.argsort(t, kind="stable")
-    t = t[order]
-    duration = t[-1] + (np.median(np.diff(t)) if len(t) > 1 else 1.0 / fps)
-    count = max(1, int(np.floor(duration * fps + 1e-6)))
-    if max_frames is not None:
-        count = min(count, max_frames)
-    targets = np.arange(count) / fps
-    index = np.clip(np.searchsorted(t, targets + 1e-6, side="right") - 1, 0, len(t) - 1)
-    return np.stack([images[order[i]] for i in index])
-
-
-def _decode_audio(path: Path, sample_rate: int, require_audio: bool) -> tuple[np.ndarray, int, int]:
-    import av
-
-    with av.open(str(path)) as container:
+    p = Path(path)
+    with _open(p) as container:
         if not container.streams.audio:
             if require_audio:
-                raise NoAudioError(f"{path.name} has no audio stream")
-            return np.zeros(0, np.float32), 0, 0
+                raise NoAudioError(f"{p.name} has no audio stream")
+            return AudioTrack(np.zeros(0, np.float32), 0, 0)
         stream = container.streams.audio[0]
         source_rate = int(stream.rate or stream.codec_context.sample_rate or 0)
         channels = int(stream.codec_context.channels or 0)
@@ -143,8 +164,21 @@ def _decode_audio(path: Path, sample_rate: int, require_audio: bool) -> tuple[np
         except (av.error.FFmpegError, ValueError):
             pass  # keep what decoded; the length reconciliation reports the shortfall
         chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return np.clip(audio, -1.0, 1.0), source_rate, channels
+    audio = np.clip(np.concatenate(chunks) if chunks else np.zeros(0, np.float32), -1.0, 1.0).astype(np.float32)
+    if require_audio and (np.abs(audio).max(initial=0.0) < SILENCE_PEAK or np.ptp(audio) == 0):
+        raise NoAudioError(f"{p.name}: the audio track is silent or constant")
+    return AudioTrack(audio, source_rate, channels)
+
+
+def fit_audio(audio: np.ndarray, num_frames: int, fps: float = 25.0, sample_rate: int = 16000,
+              notes: list[str] | None = None) -> np.ndarray:
+    """``audio`` trimmed or zero-padded to exactly ``num_frames / fps`` seconds (noted past a frame)."""
+    target = int(round(num_frames * sample_rate / fps))
+    diff = len(audio) - target
+    if abs(diff) > sample_rate / fps and notes is not None:
+        notes.append(f"audio {'trimmed' if diff > 0 else 'padded'} by {abs(diff) / sample_rate * 1000:.0f} ms "
+                     f"to match the video")
+    return audio[:target] if diff > 0 else np.pad(audio, (0, -diff))
 
 
 def _reason(exc: Exception) -> str:
