@@ -388,3 +388,85 @@ def distill_cmd(
                f"student {s.name}: {s.params / 1e6:.2f} M params, {s.macs / 1e9:.3f} GMACs, offset acc {s.offset_accuracy:.3f} "
                f"(per-frame {s.per_frame_accuracy:.3f}); MACs x{report.macs_ratio:.3f}, size x{report.size_ratio:.3f}; "
                f"{report.wall_time_s / 60:.1f} min; weights {report.weights}")
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated integers, got '{text}'") from None
+
+
+@app.command("bench")
+def bench_cmd(
+    targets: Annotated[list[str], typer.Argument(help="Artifacts (or manifests), run directories or model names; "
+                                                      "with --pipeline sync: video files.")],
+    runtimes: Annotated[str | None, typer.Option(help="Comma-separated: torch, onnxruntime, tflite, coreml, tensorrt "
+                                                      "(default: an artifact's own runtime, torch for a model).")] = None,
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
+    frames: Annotated[str | None, typer.Option(help="Comma-separated clip lengths in frames (default: the spec's "
+                                                    "standard 25 = 1 s); TFLite artifacts run at their own T.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads for every runtime (default: its own).")] = None,
+    preset: Annotated[str, typer.Option(help="Preset of model names (and of the --pipeline model).")] = "tiny",
+    warmup: Annotated[int, typer.Option(help="Untimed passes before timing.")] = 2,
+    repeats: Annotated[int, typer.Option(help="Timed passes per cell (fewer if --max-seconds passes first, at least 3).")] = 20,
+    max_seconds: Annotated[float, typer.Option(help="Time budget per cell.")] = 10.0,
+    pipeline: Annotated[str | None, typer.Option(help="'sync': time the end-to-end sync path stage by stage on the videos.")] = None,
+    model: Annotated[str, typer.Option(help="--pipeline: model name or run directory.")] = "fcn",
+    weights: Annotated[str | None, typer.Option(help="--pipeline: weights (default: shipped synthetic-data weights).")] = None,
+    crop: Annotated[str, typer.Option(help="--pipeline: 'detect' faces or 'full' frames.")] = "detect",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the cells as CSV.")] = False,
+    out: Annotated[str | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+    plot: Annotated[str | None, typer.Option(help="Write a PNG chart of latencies.")] = None,
+) -> None:
+    """Latency p50/p90/p99, throughput (clips/s, seconds of video per second), peak memory, file
+    size, MACs and achieved GFLOP/s per target x runtime x batch x clip length.
+
+    A model name is benchmarked in torch eager mode and exported on the fly for other runtimes.
+    Runtimes whose hardware is absent (CoreML off macOS, TensorRT without CUDA) are skipped with
+    the reason.
+
+    Examples:
+      syncopt bench x3d_s mobile_2d --runtimes torch,onnxruntime --batch 1,8 --frames 25,250 --plot bench.png
+      syncopt bench artifacts/fcn_tiny_fp32.onnx artifacts/fcn_tiny_int8_T25.tflite --json
+      syncopt bench --pipeline sync tests/fixtures/example.avi --crop full
+    """
+    from syncopt import bench
+
+    if pipeline is not None:
+        if pipeline != "sync":
+            raise UsageError(f"unknown pipeline '{pipeline}' (known: sync)")
+        if as_csv or plot:
+            raise UsageError("--csv and --plot apply to model benchmarks, not --pipeline")
+        reports = [bench.bench_pipeline(v, model, preset, weights, crop, repeats=min(repeats, 3)) for v in targets]
+        text = json.dumps([r.model_dump(mode="json") for r in reports], indent=2)
+        if out:
+            _write_text(out, text)
+        if as_json:
+            typer.echo(text)
+        else:
+            for r in reports:
+                bench.print_pipeline(r)
+        return
+    report = bench.bench(targets, runtimes=[r.strip() for r in runtimes.split(",")] if runtimes else None,
+                         batches=_ints(batch, "--batch"), frames=_ints(frames, "--frames") if frames else None,
+                         threads=threads, preset=preset, warmup=warmup, repeats=repeats, max_seconds=max_seconds,
+                         progress=None if as_json or as_csv else lambda line: typer.echo(line, err=True))
+    if out:
+        _write_text(out, report.model_dump_json(indent=2))
+    if plot:
+        bench.plot(report, plot)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    elif as_csv:
+        typer.echo(bench.to_csv(report), nl=False)
+    else:
+        bench.print_table(report)
+
+
+def _write_text(path: str, text: str) -> None:
+    from syncopt.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,121 @@
+"""syncopt bench: every requested cell present with positive figures, skips with reasons, outputs, pipeline."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import platform
+from pathlib import Path
+
+import pytest
+import torch
+
+from syncopt.bench import bench, bench_pipeline, percentiles, to_csv
+from syncopt.cli import main
+from syncopt.errors import UsageError
+
+FIXTURE = Path(__file__).parent / "fixtures" / "example.avi"
+FAST = dict(warmup=1, repeats=3, max_seconds=0.5)
+
+
+@pytest.fixture(scope="module")
+def report():
+    return bench(["mobile_2d"], runtimes=["torch", "onnxruntime"], batches=(1, 2), frames=(5, 9), **FAST)
+
+
+def test_every_runtime_batch_frames_cell_has_positive_numbers(report):
+    cells = {(c.runtime, c.batch, c.frames): c for c in report.cells}
+    assert set(cells) == set(itertools.product(["torch", "onnxruntime"], [1, 2], [5, 9]))
+    for c in cells.values():
+        assert c.status == "ok", c.reason
+        assert c.repeats >= 3
+        for value in (c.latency_ms_p50, c.clips_per_s, c.video_s_per_s, c.size_mb, c.macs, c.gflops):
+            assert value is not None and value > 0
+        assert c.latency_ms_p50 <= c.latency_ms_p90 <= c.latency_ms_p99
+        assert c.peak_mem_mb is not None and c.peak_mem_mb >= 0
+        assert c.video_s_per_s == pytest.approx(c.clips_per_s * c.frames / 25.0)
+    assert cells["onnxruntime", 1, 5].note == "exported to onnx on the fly"
+    # MACs scale with the batch
+    assert cells["torch", 2, 9].macs == 2 * cells["torch", 1, 9].macs
+
+
+def test_csv_has_one_row_per_cell(report):
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert len(rows) == len(report.cells) == 8
+    assert float(rows[0]["latency_ms_p50"]) > 0
+
+
+def test_absent_hardware_is_skipped_with_a_reason():
+    rep = bench(["mobile_2d"], runtimes=["coreml", "tensorrt"], batches=(1,), **FAST)
+    by_runtime = {c.runtime: c for c in rep.cells}
+    if platform.system() != "Darwin":
+        assert by_runtime["coreml"].status == "skipped" and "macOS" in by_runtime["coreml"].reason
+    if not torch.cuda.is_available():
+        assert by_runtime["tensorrt"].status == "skipped" and "CUDA" in by_runtime["tensorrt"].reason
+
+
+def test_artifact_in_a_foreign_runtime_fails_its_row(tmp_path):
+    from syncopt.export import export
+    from syncopt.registry import create
+
+    art = export(create("mobile_2d", "tiny"), "onnx", tmp_path)
+    rep = bench([str(art.path)], runtimes=["onnxruntime", "tflite", "torch"], frames=(6,), **FAST)
+    status = {c.runtime: c.status for c in rep.cells}
+    assert status == {"onnxruntime": "ok", "tflite": "failed", "torch": "ok"}
+    assert rep.cells[0].size_mb == pytest.approx(art.path.stat().st_size / 1e6)
+
+
+def test_percentiles():
+    p50, p90, p99, mean = percentiles([0.001 * i for i in range(1, 101)])
+    assert p50 == pytest.approx(50.5) and p90 == pytest.approx(90.1) and p99 == pytest.approx(99.01)
+    assert mean == pytest.approx(50.5)
+
+
+def test_bad_options_are_usage_errors():
+    with pytest.raises(UsageError, match="unknown runtime"):
+        bench(["mobile_2d"], runtimes=["openvino"])
+    with pytest.raises(UsageError, match="unknown model"):
+        bench(["no_such_model"])
+
+
+def test_cli_json_and_plot(tmp_path, capsys):
+    png = tmp_path / "bench.png"
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "mobile_2d", "--frames", "5", "--repeats", "3", "--warmup", "1", "--json", "--plot", str(png)])
+    assert exc.value.code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [c["status"] for c in data["cells"]] == ["ok"]
+    assert data["machine"]["cores"] >= 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_bad_batch_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "mobile_2d", "--batch", "one"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_pipeline_times_every_stage():
+    rep = bench_pipeline(str(FIXTURE), "fcn", "tiny", crop="full", repeats=1)
+    stages = [s.stage for s in rep.stages]
+    assert stages == ["decode video", "decode audio", "face track + crop", "MFCC / audio features",
+                      "crops -> tensor", "model", "offset decoding"]
+    assert all(s.ms_p50 > 0 for s in rep.stages)
+    assert sum(s.ms_p50 for s in rep.stages) == pytest.approx(rep.total_ms)
+    assert rep.frames > 200 and rep.realtime_factor > 0
+
+
+@pytest.mark.slow
+def test_tflite_artifact_runs_at_its_own_length(tmp_path):
+    pytest.importorskip("onnx2tf")
+    from syncopt.export import export
+    from syncopt.registry import create
+
+    art = export(create("mobile_2d", "tiny"), "tflite", tmp_path, frames=7)
+    rep = bench([str(art.path)], batches=(2,), frames=(25,), **FAST)
+    (cell,) = rep.cells
+    assert cell.status == "ok" and cell.runtime == "tflite" and cell.frames == 7
+    assert "fixed at T=7 (requested 25)" in cell.note
