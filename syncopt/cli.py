@@ -470,3 +470,52 @@ def _write_text(path: str, text: str) -> None:
 
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+@app.command("stream")
+def stream_cmd(
+    source: Annotated[str, typer.Argument(help="Video file, or a live source FFmpeg opens (URL, or a device with --format).")],
+    model: Annotated[str, typer.Option(help="A causal model (fcn_causal), or a run directory of one.")] = "fcn_causal",
+    preset: Annotated[str, typer.Option(help="Model preset.")] = "tiny",
+    weights: Annotated[str | None, typer.Option(help="Weights file or run directory (default: shipped synthetic-data weights).")] = None,
+    chunk_ms: Annotated[float, typer.Option(help="Read and process this much media per step.")] = 200.0,
+    crop: Annotated[str, typer.Option(help="'detect': follow the largest face; 'full': frames are face crops.")] = "detect",
+    window: Annotated[int, typer.Option(help="Frames the running offset averages over.")] = 50,
+    tolerance: Annotated[int, typer.Option(help="|offset| at or below this many frames counts as in sync.")] = 1,
+    input_format: Annotated[str | None, typer.Option("--format", help="FFmpeg input format for devices, e.g. v4l2.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per frame.")] = False,
+) -> None:
+    """Follow a video's audio-video offset in real time, chunk by chunk, with a causal model.
+
+    Prints the running offset and in-sync state after each chunk (or every frame with --json).
+    Latency per frame: the model's look-ahead (80 ms for fcn_causal), 15 ms of MFCC window and
+    the chunk.
+
+    Example: syncopt stream clip.mp4 --chunk-ms 200 --crop full --json
+    """
+    from syncopt.streaming import StreamCropper, StreamingSync, read_chunks
+    from syncopt.sync import load_sync_model
+
+    net, _, synthetic = load_sync_model(model, preset, weights)
+    pre = net.spec.preprocessing
+    chunk = max(1, round(chunk_ms * pre.fps / 1000))
+    stream = StreamingSync(net, window=window, tolerance=tolerance)
+    cropper = StreamCropper(crop, pre.crop_size)
+    if synthetic and not as_json:
+        typer.echo("note: synthetic-data weights shipped with syncopt (not trained on real video)", err=True)
+
+    def show(results) -> None:
+        if as_json:
+            for r in results:
+                typer.echo(r.model_dump_json())
+        elif results:
+            r = results[-1]
+            typer.echo(f"t={r.time_s:7.2f} s  offset {r.offset:+3d} frames ({r.offset_ms:+5.0f} ms)  "
+                       f"confidence {r.confidence:5.2f}  sync prob {r.sync_prob:.2f}  "
+                       f"{'in sync' if r.in_sync else 'OUT OF SYNC'}")
+
+    for frames, audio in read_chunks(source, chunk, pre.fps, pre.sample_rate, input_format):
+        show(stream.push(cropper(frames), audio))
+    show(stream.finish())
+    if not stream.emitted:
+        raise SyncoptError(f"{Path(source).name}: no frames decoded")

@@ -1,0 +1,331 @@
+"""Real-time sync: feed a causal model chunk by chunk and read a running offset per frame.
+
+:class:`StreamingSync` takes face crops and 16 kHz audio in pieces of any size and returns one
+:class:`FrameResult` per frame as soon as it is decidable. Its outputs equal the offline causal
+model on the whole clip (``tests/test_streaming.py``), because
+
+- MFCC columns are computed incrementally with the arithmetic of
+  :func:`syncopt.data.media.mfcc_for_frames` (:class:`MfccStream`); a frame's last columns
+  reach 15 ms (240 samples) into the next frame, and the very last frame's are finished, as
+  offline, from audio trimmed to the clip;
+- the model's state (causal convolution inputs, embedding histories) is carried between chunks
+  as explicit tensors (:meth:`~syncopt.reference_models.causal.CausalSync.step`);
+- :meth:`StreamingSync.finish` flushes the look-ahead with ``valid = 0`` padding.
+
+Algorithmic latency of a frame: the model's look-ahead (``L`` frames), the MFCC window's 15 ms,
+and the wait for the rest of the chunk it arrives in.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from scipy.fft import dct
+
+from syncopt.errors import InputFileError, MediaError, UsageError
+from syncopt.preprocess import frames_to_tensor
+
+WINDOW, HOP, NFFT = 400, 160, 512  # python_speech_features defaults at 16 kHz: 25 ms every 10 ms
+
+
+class MfccStream:
+    """SyncNet MFCC columns (``mfcc_for_frames``' arithmetic) from audio that arrives in pieces.
+
+    Keeps only the pre-emphasised samples from the first column not yet computed.
+    """
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        from syncopt.data.media import _mel_filterbank
+
+        if sample_rate != 16000:
+            raise UsageError(f"streaming MFCC expects 16 kHz audio, not {sample_rate} Hz")
+        self.bank = _mel_filterbank(sample_rate, NFFT)
+        self.received = 0  # samples pushed
+        self._emph = np.zeros(0)  # pre-emphasised samples from index self._origin
+        self._origin = 0
+        self._last: float | None = None
+
+    def push(self, audio: np.ndarray) -> None:
+        """Append mono float samples in [-1, 1]."""
+        s = np.asarray(audio, dtype=np.float64).reshape(-1) * 32768.0
+        if not len(s):
+            return
+        prev = np.concatenate([[s[0] if self._last is None else self._last], s[:-1]])
+        e = s - 0.97 * prev
+        if self._last is None:
+            e[0] = s[0]
+        self._last = float(s[-1])
+        self._emph = np.concatenate([self._emph, e])
+        self.received += len(s)
+
+    def columns(self, start: int, stop: int, end: int | None = None) -> np.ndarray:
+        """Columns ``start .. stop-1`` ``(13, n)``, from samples before ``end`` (zeros after it), then
+        forget the samples before column ``stop``."""
+        end = self.received if end is None else end
+        lo = start * HOP - self._origin
+        if lo < 0:
+            raise ValueError(f"column {start} was already released")
+        need = (stop - 1) * HOP + WINDOW - self._origin
+        signal = self._emph[:max(0, end - self._origin)]
+        signal = np.pad(signal, (0, max(0, need - len(signal))))
+        frames = np.lib.stride_tricks.sliding_window_view(signal[lo:need], WINDOW)[::HOP][:stop - start]
+        power = np.abs(np.fft.rfft(frames, NFFT)) ** 2 / NFFT
+        energy = power.sum(1)
+        energy = np.where(energy == 0, np.finfo(float).eps, energy)
+        feat = power @ self.bank.T
+        feat = np.where(feat == 0, np.finfo(float).eps, feat)
+        cep = dct(np.log(feat), type=2, axis=1, norm="ortho")[:, :13]
+        cep *= 1 + (22 / 2.0) * np.sin(np.pi * np.arange(13) / 22)
+        cep[:, 0] = np.log(energy)
+        drop = stop * HOP - self._origin
+        self._emph, self._origin = self._emph[drop:], self._origin + drop
+        return cep.T.astype(np.float32)
+
+
+def offline_columns(samples: int) -> int:
+    """How many columns ``syncopt.data.media.mfcc`` computes for ``samples`` samples."""
+    return 1 if samples <= WINDOW else 1 + math.ceil((samples - WINDOW) / HOP)
+
+
+class FrameResult(BaseModel):
+    """One frame's streaming decision."""
+
+    frame: int
+    time_s: float
+    frame_offset: int = Field(description="this frame's most likely offset (frames; + = audio leads)")
+    sync_prob: float = Field(description="this frame's in-sync probability")
+    offset: int = Field(description="running offset: best mean log-probability over the last window")
+    offset_ms: float
+    confidence: float = Field(description="running score of the offset minus the median offset's")
+    in_sync: bool = Field(description="|running offset| <= tolerance")
+
+
+class StreamingSync:
+    """``push(frames, audio) -> [FrameResult]``; ``finish() -> [FrameResult]`` at the end.
+
+    ``frames``: ``(n, H, W, 3)`` uint8 RGB face crops (resized to the model's crop size);
+    ``audio``: 16 kHz mono float samples. The two may arrive at different paces; a frame is
+    processed once its audio (plus 15 ms) and the next frame are in. The running offset averages
+    per-frame offset log-probabilities over the last ``window`` frames (as ``decode_dense``
+    does over a clip). ``record`` keeps the raw per-frame outputs in :attr:`outputs`.
+    """
+
+    def __init__(self, model: torch.nn.Module, window: int = 50, tolerance: int = 1, record: bool = False) -> None:
+        if not hasattr(model, "step"):
+            raise UsageError(f"model '{model.spec.name}' is not causal; stream with fcn_causal")
+        self.model = model.eval()
+        self.spec = model.spec
+        self.pre = self.spec.preprocessing
+        self.k, self.lookahead = self.spec.max_offset, model.lookahead
+        self.window, self.tolerance = window, tolerance
+        self.state = model.initial_state()
+        self.mfcc = MfccStream(self.pre.sample_rate)
+        self._pending: list[torch.Tensor] = []  # normalised (3, S, S) frames not yet processed
+        self.frames_in = 0  # frames pushed
+        self.processed = 0  # frames through the model
+        self.emitted = 0  # results returned
+        self._positions = 0  # stream steps taken, flush included
+        self._logp: deque[np.ndarray] = deque()
+        self._sum = np.zeros(2 * self.k + 1)
+        self.outputs: list[dict[str, np.ndarray]] | None = [] if record else None
+        self.finished = False
+
+    @property
+    def samples_per_frame(self) -> int:
+        return round(self.pre.sample_rate / self.pre.fps)
+
+    @property
+    def audio_lookahead(self) -> int:
+        """Samples past a frame's own audio that its last MFCC window reaches (240 = 15 ms)."""
+        return HOP * (self.pre.mfcc_per_frame - 1) + WINDOW - self.samples_per_frame
+
+    def push(self, frames: np.ndarray, audio: np.ndarray) -> list[FrameResult]:
+        """Add frames and audio; return the frames that became decidable."""
+        if self.finished:
+            raise UsageError("stream already finished")
+        frames = np.asarray(frames)
+        if len(frames):
+            self._pending.extend(frames_to_tensor(frames, self.pre).unbind(1))
+            self.frames_in += len(frames)
+        self.mfcc.push(audio)
+        spf = self.samples_per_frame
+        by_audio = (self.mfcc.received - spf - self.audio_lookahead) // spf + 1
+        ready = min(self.frames_in - 1, by_audio)  # the last frame waits for the clip's end or its successor
+        return self._run(ready)
+
+    def finish(self) -> list[FrameResult]:
+        """Process the remaining frames (audio trimmed or zero-padded to the video, as offline) and
+        flush the look-ahead."""
+        if self.finished:
+            return []
+        spf = self.samples_per_frame
+        end = self.frames_in * spf
+        if self.mfcc.received < end:
+            self.mfcc.push(np.zeros(end - self.mfcc.received, np.float32))
+        results = self._run(self.frames_in, end=end)
+        s = self.pre.crop_size
+        la = self.lookahead
+        if self.frames_in:
+            results += self._step(torch.zeros(1, 3, la, s, s), torch.zeros(1, 1, self.pre.num_mfcc, 4 * la),
+                                  torch.zeros(1, la))
+        self.finished = True
+        return results
+
+    def _run(self, ready: int, end: int | None = None) -> list[FrameResult]:
+        n = ready - self.processed
+        if n <= 0:
+            return []
+        per = self.pre.mfcc_per_frame
+        start, stop = per * self.processed, per * ready
+        if end is None:
+            cols = self.mfcc.columns(start, stop)
+        else:  # the clip's end: offline computes fewer columns and repeats the last one
+            have = min(stop, offline_columns(end))
+            cols = self.mfcc.columns(start, have, end=end)
+            cols = np.pad(cols, ((0, 0), (0, stop - have)), mode="edge")
+        video = torch.stack(self._pending[:n], dim=1)[None]
+        del self._pending[:n]
+        self.processed = ready
+        return self._step(video, torch.from_numpy(cols)[None, None], torch.ones(1, n))
+
+    @torch.no_grad()
+    def _step(self, video: torch.Tensor, audio: torch.Tensor, valid: torch.Tensor) -> list[FrameResult]:
+        out, self.state = self.model.step(video, audio, valid, self.state)
+        logits, prob = out["offset_logits"][0], out["sync_prob"][0]
+        base = self._positions - self.lookahead  # frame of the first output
+        self._positions += video.shape[2]
+        return [self._decide(logits[:, i], float(prob[i])) for i in range(max(0, -base), logits.shape[1])]
+
+    def _decide(self, logits: torch.Tensor, prob: float) -> FrameResult:
+        if self.outputs is not None:
+            self.outputs.append({"offset_logits": logits.numpy().copy(), "sync_prob": np.float32(prob)})
+        logp = torch.log_softmax(logits.double(), 0).numpy()
+        self._logp.append(logp)
+        self._sum += logp
+        if len(self._logp) > self.window:
+            self._sum -= self._logp.popleft()
+        mean = self._sum / len(self._logp)
+        best = int(mean.argmax())
+        offset = best - self.k
+        frame = self.emitted
+        self.emitted += 1
+        return FrameResult(frame=frame, time_s=frame / self.pre.fps, frame_offset=int(logp.argmax()) - self.k,
+                           sync_prob=prob, offset=offset, offset_ms=1000.0 * offset / self.pre.fps,
+                           confidence=float(mean[best] - np.median(mean)), in_sync=abs(offset) <= self.tolerance)
+
+    def latency_ms(self, chunk_frames: int) -> dict[str, float]:
+        """Algorithmic latency of the last frame of a chunk (first frame: plus the chunk)."""
+        fps = self.pre.fps
+        mfcc_ms = 1000.0 * self.audio_lookahead / self.pre.sample_rate
+        return {"lookahead_ms": 1000.0 * self.lookahead / fps, "mfcc_ms": mfcc_ms,
+                "chunk_ms": 1000.0 * chunk_frames / fps,
+                "total_ms": 1000.0 * (self.lookahead + chunk_frames) / fps + mfcc_ms}
+
+
+def export_stream(model: torch.nn.Module, fmt: str, out_dir: str | os.PathLike, chunk_frames: int = 5,
+                  precision: str = "fp32"):
+    """Export one streaming step of ``chunk_frames`` frames (state as explicit inputs ``<name>`` and
+    outputs ``<name>_out``) with :func:`syncopt.export.export`; returns the Artifact."""
+    from syncopt.export import export
+    from syncopt.reference_models.causal import StreamStep
+
+    if not hasattr(model, "step"):
+        raise UsageError(f"model '{model.spec.name}' is not causal; export a streaming step of fcn_causal")
+    if chunk_frames < 1:
+        raise UsageError(f"chunk must be at least one frame, got {chunk_frames}")
+    options = {"frames": chunk_frames} if fmt == "tflite" else {}
+    return export(StreamStep(model.eval(), chunk_frames), fmt, Path(out_dir), precision, **options)
+
+
+def read_chunks(source: str, chunk_frames: int, fps: float = 25.0, sample_rate: int = 16000,
+                input_format: str | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(frames (n, H, W, 3) uint8 RGB, audio float32)`` pieces of about ``chunk_frames`` frames from
+    a file or a live source (any URL or device FFmpeg opens, e.g. ``input_format='v4l2'``), in one
+    demuxing pass, so a live source is consumed as it arrives.
+
+    Frames go on the ``fps`` timeline (target frame ``k``: the latest source frame at or before
+    ``k / fps``, as :class:`~syncopt.data.media.FrameSource`); audio is mixed to mono and resampled.
+    """
+    import av
+
+    if "://" not in source and input_format is None:
+        path = Path(source)
+        if not path.is_file():
+            raise InputFileError(f"video not found: {path}")
+    try:
+        container = av.open(source, format=input_format)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{Path(source).name} is not a readable media source ({str(exc).splitlines()[0][:200]})") from exc
+    with container:
+        if not container.streams.video:
+            raise MediaError(f"{Path(source).name} has no video stream")
+        streams = [container.streams.video[0], *container.streams.audio[:1]]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        frames: list[np.ndarray] = []
+        audio: list[np.ndarray] = []
+        previous, origin, emitted = None, None, 0
+        try:
+            for packet in container.demux(*streams):
+                for frame in packet.decode():
+                    if isinstance(frame, av.AudioFrame):
+                        frame.pts = None
+                        audio += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                        continue
+                    t = float(frame.time or 0.0)
+                    origin = t if origin is None else origin
+                    while previous is not None and emitted / fps < t - origin - 1e-6:
+                        frames.append(previous)
+                        emitted += 1
+                    previous = frame.to_ndarray(format="rgb24")
+                if len(frames) >= chunk_frames:
+                    yield np.stack(frames), _joined(audio)
+                    frames, audio = [], []
+        except av.error.FFmpegError:
+            pass  # a truncated file: keep what decoded
+        if previous is not None:
+            frames.append(previous)
+        audio += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)] if len(streams) > 1 else []
+        if frames or audio:
+            yield (np.stack(frames) if frames else np.zeros((0, 1, 1, 3), np.uint8)), _joined(audio)
+
+
+def _joined(pieces: list[np.ndarray]) -> np.ndarray:
+    return np.clip(np.concatenate(pieces), -1, 1).astype(np.float32) if pieces else np.zeros(0, np.float32)
+
+
+class StreamCropper:
+    """Face crops for a stream: ``'full'`` resizes whole frames; ``'detect'`` runs the Haar detector
+    every ``detect_every`` frames, follows the largest face (box smoothed exponentially) and keeps
+    the last box between detections (the whole frame before the first face)."""
+
+    def __init__(self, mode: str, crop_size: int, detect_every: int = 5, smoothing: float = 0.5) -> None:
+        if mode not in ("full", "detect"):
+            raise UsageError(f"unknown crop mode '{mode}' (choose detect or full)")
+        self.mode, self.size, self.every, self.smoothing = mode, crop_size, detect_every, smoothing
+        self.box: np.ndarray | None = None
+        self.seen = 0
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        from syncopt.data.faces import _crop_box, detect_faces
+
+        crops = []
+        for frame in frames:
+            h, w = frame.shape[:2]
+            if self.mode == "detect" and self.seen % self.every == 0:
+                faces = detect_faces(frame)
+                if len(faces):
+                    big = faces[np.argmax((faces[:, 2] - faces[:, 0]) * (faces[:, 3] - faces[:, 1])), :4]
+                    self.box = big if self.box is None else self.smoothing * self.box + (1 - self.smoothing) * big
+            self.seen += 1
+            if self.mode == "full" or self.box is None:
+                crops.append(_crop_box(frame, np.array([0, 0, w, h], np.float32), self.size, 0.0))
+            else:
+                crops.append(_crop_box(frame, self.box, self.size, 0.4))
+        return np.stack(crops) if crops else np.zeros((0, self.size, self.size, 3), np.uint8)
