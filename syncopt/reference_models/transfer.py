@@ -71,23 +71,26 @@ class TransferSync(TwoTowerSync):
         return self
 
 
-def _cfg(video: str, audio: str, full_crop: int, embed: int = 512, hidden: int = 512) -> dict[str, TransferConfig]:
+def _cfg(video: str, audio: str, full_crop: int, tiny_crop: int, embed: int = 512,
+         hidden: int = 512) -> dict[str, TransferConfig]:
     return {"full": TransferConfig(video, audio, full_crop, embed, hidden),
-            "tiny": TransferConfig(video, audio, 64, 32, 64)}
+            "tiny": TransferConfig(video, audio, tiny_crop, 32, 64)}
 
 
 # Full crops follow each backbone's published input size (X3D-S/XS: 160; I3D, SlowFast and
-# TimeSformer: 224; R3D: 112), rounded to its spatial stride; tiny presets use 64x64 crops.
+# TimeSformer: 224; R3D: 112). Tiny crops are the smallest multiple of the backbone's spatial
+# stride that keeps CPU training fast (32 for stride-32 backbones, 48 for R3D; TimeSformer's
+# tiny patch grid is fixed at 64x64).
 MODELS: dict[str, tuple[str, dict[str, TransferConfig]]] = {
-    "r3d18_vggish": ("R3D-18 video + VGGish audio teacher", _cfg("r3d_18", "vggish", 112)),
-    "i3d_wav2vec": ("I3D video + wav2vec 2.0 audio, the default teacher", _cfg("i3d", "wav2vec2", 224)),
-    "slowfast_hubert": ("SlowFast-R50 video + HuBERT audio teacher", _cfg("slowfast_r50", "hubert", 224)),
+    "r3d18_vggish": ("R3D-18 video + VGGish audio teacher", _cfg("r3d_18", "vggish", 112, 48)),
+    "i3d_wav2vec": ("I3D video + wav2vec 2.0 audio, the default teacher", _cfg("i3d", "wav2vec2", 224, 32)),
+    "slowfast_hubert": ("SlowFast-R50 video + HuBERT audio teacher", _cfg("slowfast_r50", "hubert", 224, 32)),
     "timesformer_whisper": ("TimeSformer video + Whisper encoder audio teacher",
-                            _cfg("timesformer", "whisper", 224)),
-    "x3d_s": ("student: X3D-S video + small MFCC CNN", _cfg("x3d_s", "mfcc_cnn", 160, embed=128, hidden=256)),
-    "x3d_xs": ("student: X3D-XS video + small MFCC CNN", _cfg("x3d_xs", "mfcc_cnn", 160, embed=128, hidden=256)),
+                            _cfg("timesformer", "whisper", 224, 64)),
+    "x3d_s": ("student: X3D-S video + small MFCC CNN", _cfg("x3d_s", "mfcc_cnn", 160, 32, embed=128, hidden=256)),
+    "x3d_xs": ("student: X3D-XS video + small MFCC CNN", _cfg("x3d_xs", "mfcc_cnn", 160, 32, embed=128, hidden=256)),
     "mobile_2d": ("student for INT8 TFLite: per-frame Conv2d video + MFCC CNN (no Conv3d)",
-                  _cfg("mobile_2d", "mfcc_cnn", 112, embed=128, hidden=256)),
+                  _cfg("mobile_2d", "mfcc_cnn", 112, 32, embed=128, hidden=256)),
 }
 
 

@@ -166,7 +166,7 @@ class X3D(nn.Module):
         return x
 
 
-_TINY = X3DConfig(depth_factor=0.5, width_factor=1.0, stem_dim_in=8, head_dim_out=64, num_classes=10)
+_TINY = X3DConfig(depth_factor=0.5, width_factor=0.5, stem_dim_in=8, head_dim_out=64, num_classes=10)
 
 PRESETS: dict[tuple[str, str], X3DConfig] = {
     ("x3d_xs", "full"): X3DConfig(),
