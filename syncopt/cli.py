@@ -519,3 +519,44 @@ def stream_cmd(
     show(stream.finish())
     if not stream.emitted:
         raise SyncoptError(f"{Path(source).name}: no frames decoded")
+
+
+@app.command("bundle")
+def bundle_cmd(
+    args: Annotated[list[str], typer.Argument(help="A student run directory or a TFLite/CoreML artifact; or "
+                                                   "'verify' followed by bundles (.zip or folders).")],
+    target: Annotated[str, typer.Option(help="android (TFLite), ios (CoreML) or both.")] = "android",
+    out: Annotated[str | None, typer.Option(help="Bundle to write: a .zip, or a folder (default <model>_<target>_bundle.zip).")] = None,
+    frames: Annotated[int | None, typer.Option(help="TFLite clip length T (default: the spec's standard length).")] = None,
+    precision: Annotated[str, typer.Option(help="Comma-separated precisions exported from a run directory.")] = "fp32,int8",
+    clips: Annotated[int, typer.Option(help="Synthetic clips in each model's parity check.")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="verify: print the reports as JSON.")] = False,
+) -> None:
+    """Pack a student for phones: TFLite and/or CoreML models, manifest.json (spec with layouts,
+    preprocessing, offset range, label meaning, metrics, parity results, sha256 of every file) and
+    a README with the tensor contract. `syncopt bundle verify B.zip` checks checksums and schema,
+    runs every bundled TFLite model on a clip and checks parity figures; exits 12 on any failure.
+
+    Examples:
+      syncopt bundle runs/x3d_s_kd --target both --out x3d_s_bundle.zip
+      syncopt bundle verify x3d_s_bundle.zip
+    """
+    from syncopt import bundle
+
+    if args[0] == "verify":
+        if len(args) < 2:
+            raise UsageError("syncopt bundle verify needs at least one bundle")
+        reports = [bundle.verify_bundle(b) for b in args[1:]]
+        if as_json:
+            typer.echo(json.dumps([r.model_dump() for r in reports], indent=2))
+        for r in reports if not as_json else []:
+            typer.echo(f"{r.bundle}: ok — {r.files_checked} checksums, manifest schema, parity figures present")
+            for line in r.runs:
+                typer.echo(f"  {line}")
+        return
+    if len(args) != 1:
+        raise UsageError("syncopt bundle takes one run directory or artifact")
+    precisions = tuple(p.strip() for p in precision.split(",") if p.strip())
+    path = bundle.make_bundle(args[0], target, out or f"{Path(args[0]).stem}_{target}_bundle.zip",
+                              frames=frames, precisions=precisions, parity_clips=clips)
+    typer.echo(f"wrote {path}")
