@@ -180,6 +180,11 @@ def resolve_target(arg: str, preset: str = "tiny") -> Target:
     return Target(label=arg, name=arg, preset=preset)
 
 
+def default_runtime(target: Target) -> str:
+    """An artifact's own runtime; torch for a model."""
+    return "torch" if target.artifact is None else DEFAULT_RUNTIME.get(target.artifact.format, "torch")
+
+
 def _hardware_absent(runtime: str) -> str | None:
     if runtime == "coreml" and platform.system() != "Darwin":
         return "CoreML prediction needs macOS"
@@ -219,7 +224,7 @@ class _Prepared:
     note: str = ""
 
 
-def _prepare(target: Target, runtime: str, frames: int, threads: int | None, workdir: Path) -> _Prepared:
+def prepare_session(target: Target, runtime: str, frames: int, threads: int | None, workdir: Path) -> _Prepared:
     """A loaded session for ``target`` in ``runtime``, exporting on the fly for a model name."""
     from syncopt.runtimes import load
 
@@ -296,9 +301,8 @@ def bench(targets: list[str], runtimes: list[str] | None = None, batches: tuple[
     with tempfile.TemporaryDirectory(prefix="syncopt-bench-") as tmp:
         for target in resolved:
             spec = target.spec
-            own = [DEFAULT_RUNTIME.get(target.artifact.format, "torch")] if target.artifact is not None else ["torch"]
             macs_cache: dict[int, int | None] = {}
-            for runtime in runtimes or own:
+            for runtime in runtimes or [default_runtime(target)]:
                 for t_req in frames or (spec.standard_frames,):
                     base = dict(target=target.label, model=target.name, preset=target.preset, runtime=runtime,
                                 format=RUNTIME_FORMAT[runtime] if target.artifact is None else target.artifact.format,
@@ -308,7 +312,7 @@ def bench(targets: list[str], runtimes: list[str] | None = None, batches: tuple[
                     if absent is None:
                         try:
                             spec.check_length(t_req)
-                            prepared = _prepare(target, runtime, t_req, threads, Path(tmp))
+                            prepared = prepare_session(target, runtime, t_req, threads, Path(tmp))
                         except BackendUnavailable as exc:
                             reason = str(exc)
                         except SyncoptError as exc:

@@ -560,3 +560,31 @@ def bundle_cmd(
     path = bundle.make_bundle(args[0], target, out or f"{Path(args[0]).stem}_{target}_bundle.zip",
                               frames=frames, precisions=precisions, parity_clips=clips)
     typer.echo(f"wrote {path}")
+
+
+@app.command("gate")
+def gate_cmd(
+    config: Annotated[str, typer.Option(help="Gates file (YAML): parity, speed ratios, budgets.")] = "gates.yaml",
+    junit: Annotated[str | None, typer.Option(help="Write a JUnit XML report here (for CI test reporters).")] = None,
+    machine: Annotated[str | None, typer.Option(help="This machine's name for absolute budgets "
+                                                     "(default: the file's 'machine', or $SYNCOPT_MACHINE).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """CI gates: parity per precision, speed ratios measured side by side in this run (e.g. INT8
+    >= 1.8x fp32), absolute latency budgets on a named machine. Exits 13 on any breach, 2 on a
+    malformed gates file (one line naming the field). See docs/ci-gates.md.
+
+    Example: syncopt gate --config gates.yaml --junit gate-report.xml
+    """
+    from syncopt import gate
+
+    results = gate.run_gates(gate.load_config(config), machine)
+    if junit:
+        gate.write_junit(results, junit)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump() for r in results], indent=2))
+    else:
+        gate.print_summary(results)
+    failed = [r.name for r in results if r.status == "failed"]
+    if failed:
+        raise gate.GateBreach(f"{len(failed)} of {len(results)} gates failed: {', '.join(failed)}")
