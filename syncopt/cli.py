@@ -185,6 +185,8 @@ def sync_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON (a list, one entry per video).")] = False,
     plot: Annotated[str | None, typer.Option(help="Write a PNG of offset scores and the per-frame timeline "
                                                   "(with several videos, the video's name is appended).")] = None,
+    render: Annotated[str | None, typer.Option(help="Write an annotated video (.mp4/.mkv/.mov/.avi): track boxes, "
+                                                    "speaking state and offsets (name appended with several videos).")] = None,
 ) -> None:
     """Measure each video's audio-video offset per face track, and which frames are out of sync.
 
@@ -204,6 +206,11 @@ def sync_cmd(
 
             target = plot if len(videos) == 1 else str(Path(plot).with_stem(f"{Path(plot).stem}_{Path(video).stem}"))
             plot_sync(res, target)
+        if render:
+            from syncopt.render import render_sync
+
+            render_sync(res, render if len(videos) == 1 else
+                        str(Path(render).with_stem(f"{Path(render).stem}_{Path(video).stem}")))
         if not as_json:
             _print_sync(res)
     if as_json:
@@ -219,6 +226,9 @@ def _print_sync(res) -> None:
         typer.echo(f"  track {t.track} frames {t.start_frame}-{t.start_frame + t.num_frames - 1}: "
                    f"AV offset {t.offset_frames:+d} frames ({t.offset_ms:+.0f} ms), confidence {t.confidence:.3f}"
                    f"{'  [speaking]' if t.speaking else ''}")
+    if res.speakers is not None and len(res.tracks) > 1:
+        turns = ", ".join(f"#{u.track} {u.start_s:.2f}-{u.end_s:.2f} s" for u in res.speakers.turns) or "none"
+        typer.echo(f"  speaker turns: {turns}")
 
 
 @app.command("export")

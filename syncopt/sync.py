@@ -14,6 +14,7 @@ from torch import nn
 from syncopt.decode import SyncResult, decode_dense
 from syncopt.errors import UsageError
 from syncopt.registry import create
+from syncopt.speakers import SpeakerTimeline, active_speaker, frame_scores
 
 class TrackSync(BaseModel):
     """One face track's result."""
@@ -27,6 +28,7 @@ class TrackSync(BaseModel):
     confidence: float
     speaking: bool
     result: SyncResult
+    frame_boxes: list[list[float]] | None = Field(None, exclude=True, description="per-frame boxes (for rendering)")
 
 
 class VideoSync(BaseModel):
@@ -43,6 +45,7 @@ class VideoSync(BaseModel):
     media_notes: list[str]
     tracks: list[TrackSync]
     speaker: int | None
+    speakers: SpeakerTimeline | None = Field(None, description="who speaks at each frame, and the turns")
 
 
 def shipped_weights(model: str, preset: str) -> Path | None:
@@ -114,6 +117,7 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
             box=None if crop == "full" else np.median(track.boxes, axis=0).tolist(),
             offset_frames=result.offset, offset_ms=1000.0 * result.offset / pre.fps,
             confidence=result.confidence, speaking=False, result=result,
+            frame_boxes=None if crop == "full" else track.boxes.tolist(),
         ))
     speaker = max(range(len(results)), key=lambda i: results[i].confidence) if results else None
     if speaker is not None:
@@ -122,6 +126,7 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
         video=str(path), model=spec.name, preset=spec.preset, weights=weights, synthetic_weights=synthetic,
         fps=pre.fps, frames=source.num_frames, duration_s=source.num_frames / pre.fps,
         media_notes=list(source.notes), tracks=results, speaker=speaker,
+        speakers=active_speaker(frame_scores(results, source.num_frames), pre.fps) if results else None,
     )
 
 
