@@ -226,6 +226,9 @@ def _print_sync(res) -> None:
         typer.echo(f"  track {t.track} frames {t.start_frame}-{t.start_frame + t.num_frames - 1}: "
                    f"AV offset {t.offset_frames:+d} frames ({t.offset_ms:+.0f} ms), confidence {t.confidence:.3f}"
                    f"{'  [speaking]' if t.speaking else ''}")
+        if t.inconsistency is not None and t.inconsistency.segments:
+            spans = ", ".join(f"{g.start_s:.2f}-{g.end_s:.2f} s ({g.offset:+d})" for g in t.inconsistency.segments)
+            typer.echo(f"    inconsistent: {spans}; score {t.inconsistency.score:.2f}")
     if res.speakers is not None and len(res.tracks) > 1:
         turns = ", ".join(f"#{u.track} {u.start_s:.2f}-{u.end_s:.2f} s" for u in res.speakers.turns) or "none"
         typer.echo(f"  speaker turns: {turns}")
@@ -598,3 +601,38 @@ def gate_cmd(
     failed = [r.name for r in results if r.status == "failed"]
     if failed:
         raise gate.GateBreach(f"{len(failed)} of {len(results)} gates failed: {', '.join(failed)}")
+
+
+@app.command("prune")
+def prune_cmd(
+    source: Annotated[str, typer.Argument(help="A run directory (train, distill, prune) or a registered model name.")],
+    macs: Annotated[float | None, typer.Option(help="Target MACs as a fraction of the original (0.5 halves them).")] = 0.5,
+    ratio: Annotated[float | None, typer.Option(help="Channel ratio to remove instead of a MAC target.")] = None,
+    criterion: Annotated[str, typer.Option(help="Importance: magnitude, taylor or group_norm.")] = "group_norm",
+    global_pruning: Annotated[bool, typer.Option("--global", help="Rank channels across layers, not per layer.")] = False,
+    steps: Annotated[int, typer.Option(help="Iterative prune -> fine-tune rounds.")] = 1,
+    epochs: Annotated[int, typer.Option(help="Fine-tune epochs per round (0: prune only).")] = 0,
+    kd: Annotated[bool, typer.Option(help="Distil each fine-tune from the unpruned model.")] = True,
+    preset: Annotated[str, typer.Option(help="Preset of SOURCE when it is a name.")] = "tiny",
+    weights: Annotated[str | None, typer.Option(help="Weights for SOURCE when it is a name.")] = None,
+    train_clips: Annotated[int, typer.Option(help="Synthetic fine-tune clips.")] = 1000,
+    val_clips: Annotated[int, typer.Option(help="Synthetic validation clips.")] = 200,
+    out: Annotated[str, typer.Option(help="Output run directory (weights, architecture.json, report).")] = "runs/prune",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Structured channel pruning (Torch-Pruning dependency graph); embedding widths are kept.
+
+    Example: syncopt prune runs/x3d_s_kd --macs 0.5 --steps 2 --epochs 2 --out runs/x3d_s_pruned
+    """
+    from syncopt.compress.prune import PruneConfig, prune
+
+    config = PruneConfig(model=source, preset=preset, weights=weights, macs=None if ratio is not None else macs,
+                         ratio=ratio, criterion=criterion, global_pruning=global_pruning, steps=steps, epochs=epochs,
+                         kd=kd, train_clips=train_clips, val_clips=val_clips)
+    report = prune(config, out, source=source)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    typer.echo(f"pruned {report.original.name}: MACs x{report.macs_ratio:.3f}, params x{report.params_ratio:.3f}, "
+               f"offset accuracy {report.original.offset_accuracy:.3f} -> {report.pruned.offset_accuracy:.3f}; "
+               f"weights {report.weights} + {report.architecture}")

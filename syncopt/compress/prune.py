@@ -1,0 +1,311 @@
+"""``syncopt prune``: structured channel pruning with Torch-Pruning's dependency graph.
+
+Torch-Pruning (Fang et al., "DepGraph: Towards Any Structural Pruning", CVPR 2023) groups every
+channel that must go together — a convolution's outputs, the BatchNorm after it, the next
+layer's inputs, residual and concatenation partners, depthwise groups, the gates of channel
+attention — across the Conv3d/Conv2d/Conv1d layers of both towers and the predictor.
+
+What is kept: the embedding widths (the correlation needs video and audio widths equal, and
+the spec names them) — the towers' final projections and the predictor's output layer are
+ignored — and the local temporal/cross-modal attention blocks, which work on the embeddings;
+while the graph is traced they are swapped for identities (their shifted-window loop makes the
+graph trace explode) and put back afterwards.
+
+Criteria: ``magnitude`` (L1 of each channel), ``taylor`` (first-order Taylor, |w * dL/dw|, from
+a labelled batch) and ``group_norm`` (L2 over the whole coupled group). Amount: a channel ratio
+(uniform per layer, global, or per named layer) or a MAC budget (``macs``: the pruned model's
+MACs as a fraction of the original's), reached in ``steps`` prune -> fine-tune rounds, each
+fine-tune optionally distilled from the unpruned model.
+
+Pruned models save as ``model.safetensors`` plus ``architecture.json`` (the channel counts of
+every resized layer), replayed on a freshly built model by :func:`load_pruned`: no pickles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+from tqdm.auto import tqdm
+
+from syncopt.compress.common import ModelStats, frozen, model_stats
+from syncopt.errors import UsageError, WeightsError
+from syncopt.registry import create
+from syncopt.train import EpochStats, TrainConfig, fit, write_json
+from syncopt.weights import load_into, save_state_dict
+
+ARCHITECTURE = "architecture.json"
+_SIZE_ATTRS = ("in_channels", "out_channels", "groups", "num_features", "in_features", "out_features")
+
+
+class PruneConfig(TrainConfig):
+    """What to prune and how; the inherited fields configure each fine-tune round (``epochs`` per round)."""
+
+    weights: str | None = Field(None, description="weights file or run directory (train, distill or prune)")
+    criterion: Literal["magnitude", "taylor", "group_norm"] = "group_norm"
+    macs: float | None = Field(0.5, description="target MACs as a fraction of the original (None: use ratio)")
+    ratio: float | None = Field(None, description="channel ratio removed per layer (or globally)")
+    layer_ratios: dict[str, float] = Field(default_factory=dict, description="module name -> its own ratio")
+    global_pruning: bool = False
+    steps: int = Field(1, description="prune -> fine-tune rounds")
+    epochs: int = Field(0, description="fine-tune epochs per round (0: prune only)")
+    kd: bool = Field(True, description="distil the fine-tune from the unpruned model")
+    lr: float = 1e-3
+
+
+class PruneReport(BaseModel):
+    config: PruneConfig
+    original: ModelStats
+    pruned: ModelStats
+    macs_ratio: float  # pruned / original
+    params_ratio: float
+    accuracy_drop: float | None  # points of offset accuracy lost (original - pruned), x100
+    history: list[EpochStats]
+    wall_time_s: float
+    weights: str
+    architecture: str
+
+
+@contextlib.contextmanager
+def attention_hidden(model: nn.Module) -> Iterator[None]:
+    """Swap local attention blocks (they act on the kept embeddings) for identities while tracing."""
+    from syncopt.reference_models.layers import CrossModalAttention, LocalAttention
+
+    swapped = []
+    for name, module in list(model.named_modules()):
+        if isinstance(module, (LocalAttention, CrossModalAttention)):
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            swapped.append((parent, child, module))
+            setattr(parent, child, _Identity(isinstance(module, CrossModalAttention)))
+    try:
+        yield
+    finally:
+        for parent, child, module in swapped:
+            setattr(parent, child, module)
+
+
+class _Identity(nn.Module):
+    def __init__(self, pair: bool) -> None:
+        super().__init__()
+        self.pair = pair
+
+    def forward(self, x, *rest):
+        return (x, *rest) if self.pair else x
+
+
+def kept_layers(model: nn.Module) -> list[nn.Module]:
+    """Layers whose outputs define the spec's widths: the towers' last projections, the predictor's head."""
+    kept = [model.predictor.refine[-1]]
+    for tower in (model.video_encoder, model.audio_encoder):
+        kept.append(tower.projection[-1])
+    return kept
+
+
+def _importance(criterion: str):
+    import torch_pruning as tp
+
+    return {"magnitude": lambda: tp.importance.MagnitudeImportance(p=1),
+            "taylor": lambda: tp.importance.TaylorImportance(),
+            "group_norm": lambda: tp.importance.GroupMagnitudeImportance(p=2)}[criterion]()
+
+
+def make_pruner(model: nn.Module, config: PruneConfig, max_ratio: float, iterative_steps: int):
+    """A Torch-Pruning MetaPruner over ``model`` (attention hidden while the graph is traced)."""
+    import torch_pruning as tp
+
+    modules = dict(model.named_modules())
+    unknown = sorted(set(config.layer_ratios) - set(modules))
+    if unknown:
+        raise UsageError(f"layer_ratios names unknown modules: {', '.join(unknown)}")
+    example = model.spec.example_inputs(T=max(8, model.spec.min_frames))
+    with attention_hidden(model):
+        return tp.pruner.MetaPruner(
+            model, example_inputs=example, forward_fn=lambda m, feeds: m(**feeds),
+            output_transform=lambda out: sum(v.sum() for v in out.values()),
+            importance=_importance(config.criterion), global_pruning=config.global_pruning,
+            pruning_ratio=max_ratio, iterative_steps=iterative_steps, max_pruning_ratio=0.95,
+            pruning_ratio_dict={modules[n]: r for n, r in config.layer_ratios.items()} or None,
+            ignored_layers=kept_layers(model))
+
+
+def prune_model(model: nn.Module, config: PruneConfig, finetune=None) -> nn.Module:
+    """Prune ``model`` in place in ``config.steps`` rounds; ``finetune(model, round)`` runs after each."""
+    from syncopt.complexity import count_macs
+
+    spec = model.spec
+    base = count_macs(model, spec)
+    by_macs = config.ratio is None and not config.layer_ratios
+    if by_macs and not (config.macs is not None and 0 < config.macs < 1):
+        raise UsageError(f"MAC budget must be a fraction in (0, 1), got {config.macs}")
+    fine = 200  # MAC mode: many small steps, stop once under the round's budget
+    pruner = make_pruner(model, config, 0.95 if by_macs else (config.ratio or 0.0),
+                         fine if by_macs else config.steps)
+    batch = _taylor_batch(spec, config) if config.criterion == "taylor" else None
+    for round_ in range(1, config.steps + 1):
+        if by_macs:
+            target = base * (1 - (1 - config.macs) * round_ / config.steps)
+            while count_macs(model, spec) > target and pruner.current_step < fine:
+                _step(model, pruner, batch)
+        else:
+            _step(model, pruner, batch)
+        tqdm.write(f"prune round {round_}/{config.steps}: MACs x{count_macs(model, spec) / base:.3f}")
+        if finetune is not None:
+            finetune(model, round_)
+    return model
+
+
+def _step(model: nn.Module, pruner, batch: dict | None) -> None:
+    if batch is not None:  # Taylor importance needs gradients of the training loss
+        from syncopt.train import supervised_loss
+
+        model.zero_grad()
+        supervised_loss(model.train(), batch)[0].backward()
+    with attention_hidden(model):
+        pruner.step()
+    model.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def _taylor_batch(spec, config: PruneConfig) -> dict[str, torch.Tensor]:
+    from syncopt.data.datasets import synth_dataset
+
+    data = synth_dataset(spec, "train", min(config.batch_size, 16), config.clip_frames)
+    items = [data[i] for i in range(len(data))]
+    return {k: torch.stack([it[k] for it in items]) for k in ("video", "audio", "labels", "valid")}
+
+
+def architecture(model: nn.Module) -> dict:
+    """Sizes of every layer that differs from a fresh build of the same model (JSON-ready)."""
+    fresh = dict(create(model.spec.name, model.spec.preset).named_modules())
+    layers = {}
+    for name, module in model.named_modules():
+        shapes = {k: list(v.shape) for k, v in [*module.named_parameters(recurse=False),
+                                                 *module.named_buffers(recurse=False)]}
+        ref = fresh.get(name)
+        ref_shapes = {k: list(v.shape) for k, v in [*ref.named_parameters(recurse=False),
+                                                     *ref.named_buffers(recurse=False)]} if ref is not None else None
+        if shapes and shapes != ref_shapes:
+            layers[name] = {"attrs": {a: getattr(module, a) for a in _SIZE_ATTRS if hasattr(module, a)},
+                            "shapes": shapes}
+    return {"model": model.spec.name, "preset": model.spec.preset, "layers": layers}
+
+
+def apply_architecture(model: nn.Module, arch: dict) -> nn.Module:
+    """Resize a fresh model's layers to ``arch`` (from :func:`architecture`); weights load afterwards."""
+    modules = dict(model.named_modules())
+    for name, layer in arch["layers"].items():
+        module = modules.get(name)
+        if module is None:
+            raise WeightsError(f"architecture names layer {name!r}, which {model.spec.name} does not have")
+        for attr, value in layer["attrs"].items():
+            setattr(module, attr, value)
+        for key, shape in layer["shapes"].items():
+            old = getattr(module, key)
+            new = torch.zeros(shape, dtype=old.dtype)
+            if isinstance(old, nn.Parameter):
+                setattr(module, key, nn.Parameter(new, requires_grad=old.requires_grad))
+            else:
+                module.register_buffer(key, new)
+    return model
+
+
+def save_pruned(model: nn.Module, out: Path) -> tuple[Path, Path]:
+    """Write ``model.safetensors``, ``architecture.json`` and ``config.json`` into ``out``."""
+    weights = save_state_dict(model, out / "model.safetensors")
+    arch = out / ARCHITECTURE
+    write_json(arch, architecture(model))
+    write_json(out / "config.json", {"model": model.spec.name, "preset": model.spec.preset,
+                                     "architecture": ARCHITECTURE})
+    return weights, arch
+
+
+def load_model(source: str | Path, preset: str = "tiny", weights: str | Path | None = None) -> nn.Module:
+    """A model from a name (with optional weights) or a run directory, pruned or not."""
+    path = Path(source)
+    if path.is_dir():
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise UsageError(f"{path} is a directory without config.json (expected a run directory)")
+        cfg = json.loads(cfg_file.read_text())
+        model = create(cfg["model"], cfg["preset"])
+        if cfg.get("architecture"):
+            apply_architecture(model, json.loads((path / cfg["architecture"]).read_text()))
+        return load_into(model, path / "model.safetensors", f"{cfg['model']} from {path}").eval()
+    if weights is not None and Path(weights).is_dir():
+        return load_model(weights)
+    return create(str(source), preset, weights=weights)
+
+
+load_pruned = load_model
+
+
+def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -> PruneReport:
+    """Prune ``source`` (a run directory, or ``config.model`` with ``config.weights``) into OUT."""
+    from syncopt.compress.distill import DistillConfig, DistillLoss, distill_step
+    from syncopt.data.datasets import synth_dataset
+
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    model = load_model(source or config.model, config.preset, config.weights)
+    config = config.model_copy(update={"model": model.spec.name, "preset": model.spec.preset})
+    spec = model.spec
+    reference = frozen(copy.deepcopy(model))
+    val = synth_dataset(spec, "val", config.val_clips, config.clip_frames, workers=config.workers)
+    original = model_stats(reference, val)
+    history: list[EpochStats] = []
+
+    def finetune(net: nn.Module, round_: int) -> None:
+        if config.epochs <= 0:
+            return
+        torch.manual_seed(config.seed + round_)
+        train_set = synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers)
+        from syncopt.data.datasets import Augment
+        import numpy as np
+
+        train_set.augment = Augment(window=config.window, max_offset=spec.max_offset,
+                                    audio_per_frame=spec.preprocessing.audio_per_frame,
+                                    rng=np.random.default_rng(config.seed + round_))
+        kwargs = {}
+        if config.kd:
+            objective = DistillLoss(_width(spec), _width(spec), DistillConfig(model=spec.name, teacher=spec.name))
+            kwargs = {"loss_fn": distill_step(reference, objective), "extra": objective}
+            train_set = _SelfPaired(train_set)
+        history.extend(fit(net, config, train_set, val, out / f"round{round_}", resume=True, **kwargs))
+
+    prune_model(model, config, finetune)
+    weights, arch = save_pruned(model, out)
+    pruned = model_stats(model.eval(), val)
+    report = PruneReport(config=config, original=original, pruned=pruned, macs_ratio=pruned.macs / original.macs,
+                         params_ratio=pruned.params / original.params,
+                         accuracy_drop=100 * (original.offset_accuracy - pruned.offset_accuracy),
+                         history=history, wall_time_s=time.perf_counter() - t0, weights=str(weights),
+                         architecture=str(arch))
+    write_json(out / "report.json", report.model_dump(mode="json"))
+    return report
+
+
+class _SelfPaired(torch.utils.data.Dataset):
+    """Items of one dataset fed to a teacher with the same spec (the unpruned model)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.dataset[index]
+        return item | {"teacher_video": item["video"], "teacher_audio": item["audio"]}
+
+
+def _width(spec) -> int:
+    return int(next(t for t in spec.outputs if t.name == "video_emb").shape[1])

@@ -1,0 +1,64 @@
+"""Pruning: the requested MAC cut, runs, saves and reloads, unchanged channels keep their outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import syncopt
+from syncopt.cli import main
+from syncopt.compress.prune import PruneConfig, load_model, prune, prune_model, save_pruned
+from syncopt.complexity import count_macs
+from syncopt.errors import UsageError
+
+
+@pytest.mark.slow
+def test_prune_hits_mac_budget_runs_and_reloads(tmp_path):
+    config = PruneConfig(model="x3d_s", macs=0.5, val_clips=4, clip_frames=30, epochs=0, criterion="group_norm")
+    report = prune(config, tmp_path)
+    assert abs(report.macs_ratio - 0.5) <= 0.05
+    model = load_model(tmp_path)
+    assert count_macs(model, model.spec) == report.pruned.macs
+    feeds = model.spec.example_inputs(T=20, batch=2, seed=1)
+    out = model(**feeds)
+    assert out["video_emb"].shape == (2, 32, 20) and out["offset_logits"].shape == (2, 31, 20)
+    again = load_model(tmp_path)(**feeds)
+    for k in out:
+        assert torch.equal(out[k], again[k])
+
+
+def test_zero_channels_are_pruned_without_changing_outputs(tmp_path):
+    model = syncopt.create("fcn", "tiny")
+    conv, bn = model.video_encoder.features[3], model.video_encoder.features[4]  # 16 channels
+    with torch.no_grad():
+        for c in range(4):  # channels whose output is exactly zero after BN + ReLU
+            conv.weight[c].zero_(), conv.bias[c].zero_(), bn.weight[c].zero_(), bn.bias[c].zero_()
+    feeds = model.spec.example_inputs(T=12, seed=2)
+    before = {k: v.detach() for k, v in model(**feeds).items()}
+    config = PruneConfig(model="fcn", macs=None, ratio=0.0, layer_ratios={"video_encoder.features.3": 0.25},
+                         criterion="magnitude")
+    prune_model(model, config)
+    assert conv.out_channels == 12 and bn.num_features == 12
+    after = model(**feeds)
+    for k in before:
+        assert torch.allclose(after[k], before[k], atol=1e-5), k
+    save_pruned(model, tmp_path)
+    reloaded = load_model(tmp_path)(**feeds)
+    assert torch.allclose(reloaded["offset_logits"], before["offset_logits"], atol=1e-5)
+
+
+def test_taylor_criterion_and_bad_budget():
+    model = syncopt.create("fcn", "tiny")
+    base = count_macs(model, model.spec)
+    prune_model(model, PruneConfig(model="fcn", macs=None, ratio=0.25, criterion="taylor", batch_size=2,
+                                   clip_frames=20))
+    assert count_macs(model, model.spec) < 0.8 * base
+    with pytest.raises(UsageError, match="MAC budget"):
+        prune_model(syncopt.create("fcn", "tiny"), PruneConfig(model="fcn", macs=1.5))
+
+
+def test_cli_prune_unknown_model(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", "x3d_ss", "--macs", "0.5"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: unknown model 'x3d_ss'")
