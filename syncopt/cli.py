@@ -636,3 +636,90 @@ def prune_cmd(
     typer.echo(f"pruned {report.original.name}: MACs x{report.macs_ratio:.3f}, params x{report.params_ratio:.3f}, "
                f"offset accuracy {report.original.offset_accuracy:.3f} -> {report.pruned.offset_accuracy:.3f}; "
                f"weights {report.weights} + {report.architecture}")
+
+
+@app.command("robustness")
+def robustness_cmd(
+    targets: Annotated[list[str], typer.Argument(help="Model names, run directories or artifact files (.onnx, "
+                                                       ".tflite, or their manifests), compared side by side.")],
+    preset: Annotated[str, typer.Option(help="Preset of model names.")] = "tiny",
+    clips: Annotated[int, typer.Option(help="Synthetic test clips per condition.")] = 20,
+    frames: Annotated[int, typer.Option(help="Frames per clip (an artifact fixed at T needs T here).")] = 75,
+    corruptions: Annotated[str | None, typer.Option(help="Comma-separated subset of noise, codec, resolution, blur, "
+                                                         "occlusion, frame_drop, fps (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    out: Annotated[str | None, typer.Option(help="Also write the JSON report here.")] = None,
+    plot: Annotated[str | None, typer.Option(help="Write a PNG of accuracy against severity.")] = None,
+) -> None:
+    """Offset accuracy under audio noise, codec compression, low resolution, blur, mouth occlusion,
+    frame drops and low frame rates, for several models or artifacts on the same clips.
+
+    Example: syncopt robustness fcn fcn_attn artifacts/fcn_tiny_fp32.onnx --clips 20 --plot robustness.png
+    """
+    from syncopt.robustness import run_robustness, write_report
+
+    report = run_robustness(targets, clips=clips, frames=frames, preset=preset,
+                            corruptions=corruptions.split(",") if corruptions else None,
+                            progress=None if as_json else (lambda line: typer.echo(line, err=True)))
+    if out:
+        write_report(report, out)
+    if plot:
+        from syncopt.plots import plot_robustness
+
+        plot_robustness(report, plot)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    models = list(dict.fromkeys(c.model for c in report.cells))
+    table = Table(title=f"offset accuracy ±1 frame (per-frame accuracy) on {report.clips} synthetic clips")
+    for col in ("corruption", "severity", *models):
+        table.add_column(col, justify="left" if col == "corruption" else "right")
+    for kind, severity in dict.fromkeys((c.corruption, c.severity) for c in report.cells):
+        row = {c.model: f"{c.clip_accuracy_pm1:.3f} ({c.frame_accuracy:.3f})" for c in report.cells
+               if c.corruption == kind and c.severity == severity}
+        unit = report.units.get(kind, "")
+        table.add_row(kind, "-" if severity is None else f"{severity:g} {unit}", *(row.get(m, "") for m in models))
+    Console().print(table)
+
+
+@app.command("quantize")
+def quantize_cmd(
+    source: Annotated[str, typer.Argument(help="An fp32 ONNX artifact, a run directory, or a registered model name.")],
+    method: Annotated[str, typer.Option(help="ort (ONNX Runtime static QDQ) or tflite (full-integer, 2D students).")] = "ort",
+    calibration: Annotated[str, typer.Option(help="Activation calibration: minmax, entropy or percentile.")] = "minmax",
+    calibration_data: Annotated[str, typer.Option(help="'synth' or a folder/manifest of videos (ort).")] = "synth",
+    calibration_clips: Annotated[int, typer.Option(help="Calibration clips.")] = 32,
+    eval_clips: Annotated[int, typer.Option(help="Held-out synthetic test clips for accuracy and agreement.")] = 100,
+    frames: Annotated[int, typer.Option(help="Frames per clip (TFLite: the artifact's fixed length).")] = 50,
+    tolerance: Annotated[float, typer.Option(help="Accuracy points INT8 may lose.")] = 1.0,
+    preset: Annotated[str, typer.Option(help="Preset of SOURCE when it is a name.")] = "tiny",
+    weights: Annotated[str | None, typer.Option(help="Weights for SOURCE when it is a name.")] = None,
+    out: Annotated[str, typer.Option(help="Output folder for artifacts, manifests and the report.")] = "artifacts/int8",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """INT8 quantization with a report: size, accuracy drop and offset agreement against fp32,
+    ONNX Runtime speed-up at batch 1. The INT8 ONNX artifact has a manifest (syncopt parity checks it).
+
+    Example: syncopt quantize runs/x3d_s_pruned --method ort --calibration percentile --out artifacts/int8
+    """
+    from syncopt.compress.quantize import QuantizeConfig, quantize
+
+    if method not in ("ort", "tflite"):
+        raise UsageError(f"unknown quantization method '{method}' (known: ort, tflite)")
+    if calibration not in ("minmax", "entropy", "percentile"):
+        raise UsageError(f"unknown calibration '{calibration}' (known: minmax, entropy, percentile)")
+    config = QuantizeConfig(method=method, calibration=calibration, calibration_data=calibration_data,
+                            calibration_clips=calibration_clips, eval_clips=eval_clips, frames=frames,
+                            tolerance=tolerance, preset=preset, weights=weights)
+    report = quantize(source, config, out)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    speed = f", ORT speed-up x{report.speedup:.2f}" if report.speedup else ""
+    typer.echo(f"{report.artifact}: size x{report.size_ratio:.3f}, offset accuracy {report.fp32_accuracy:.3f} -> "
+               f"{report.int8_accuracy:.3f} (drop {report.accuracy_drop:.1f} points), agreement "
+               f"{report.offset_agreement:.1%}, min embedding cosine {report.min_embedding_cosine:.4f}{speed}; "
+               f"{'within' if report.within_tolerance else 'OUTSIDE'} tolerance")

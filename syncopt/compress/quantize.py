@@ -1,0 +1,244 @@
+"""``syncopt quantize``: INT8 artifacts with accuracy, agreement, size and speed against fp32.
+
+- ``ort``: ONNX Runtime static quantization of the fp32 ONNX export — QDQ format, per-channel
+  symmetric int8 weights, activations calibrated on clips with MinMax, Entropy or Percentile
+  (ONNX Runtime, "Quantize ONNX models", onnxruntime.ai/docs/performance/model-optimizations/
+  quantization.html). The CPU route for 3D convolutions. The artifact is an ``onnx``/``int8``
+  manifest like the export module's, so ``syncopt parity`` checks it against torch.
+- ``tflite``: full-integer INT8 through the TFLite exporter (mobile, 2D-lowered students such
+  as ``mobile_2d``); its representative dataset is the same synthetic calibration clips (the
+  ``train`` split, first N clips at the artifact's length).
+
+Calibration clips come from the ``train`` split (or a folder of videos); evaluation clips from
+the held-out ``test`` split, so calibration never sees them. Accuracy is the 15-frame clip
+offset accuracy of :mod:`syncopt.evaluate`; agreement is the share of clips whose decoded offset
+equals fp32's; the speed-up is fp32 over INT8 median latency in ONNX Runtime at batch 1.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+from tqdm.auto import tqdm
+
+from syncopt.artifact import Artifact, load_artifact, manifest_path
+from syncopt.atomic import atomic_path, sha256_file
+from syncopt.compress.common import CONTEXT
+from syncopt.data.datasets import ClipDataset, media_dataset, synth_dataset
+from syncopt.errors import UsageError
+from syncopt.spec import ModelSpec
+from syncopt.train import write_json
+
+METHODS = ("ort", "tflite")
+# Only the weighted layers: the correlation (normalise, shifted products) and the elementwise tail
+# stay float, which keeps the offset decision and avoids Q/DQ pairs around cheap ops.
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+CALIBRATION = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+class QuantizeConfig(BaseModel):
+    method: Literal["ort", "tflite"] = "ort"
+    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_data: str = Field("synth", description="'synth' or a folder/manifest of videos")
+    calibration_clips: int = 32
+    eval_clips: int = 100
+    frames: int = Field(50, description="frames per calibration/evaluation clip (TFLite: the fixed length)")
+    per_channel: bool = True
+    preset: str = "tiny"
+    weights: str | None = None
+    tolerance: float = Field(1.0, description="accuracy points INT8 may lose")
+    speed_runs: int = 50
+
+
+class QuantizeReport(BaseModel):
+    config: QuantizeConfig
+    artifact: str
+    fp32_bytes: int
+    int8_bytes: int
+    size_ratio: float
+    fp32_accuracy: float
+    int8_accuracy: float
+    accuracy_drop: float  # points (x100) lost against fp32
+    per_frame_accuracy_fp32: float
+    per_frame_accuracy_int8: float
+    offset_agreement: float  # share of eval clips with the same decoded offset as fp32
+    min_embedding_cosine: float  # per frame, over eval clips
+    fp32_latency_ms: float | None  # ONNX Runtime, batch 1 (ort method)
+    int8_latency_ms: float | None
+    speedup: float | None
+    within_tolerance: bool
+    wall_time_s: float
+
+
+def calibration_set(spec: ModelSpec, config: QuantizeConfig) -> ClipDataset:
+    """Calibration clips: the first N of the synthetic ``train`` split, or real clips."""
+    if config.calibration_clips <= 0:
+        raise UsageError("empty calibration set: calibration_clips must be at least 1")
+    if config.calibration_data == "synth":
+        return synth_dataset(spec, "train", config.calibration_clips, config.frames)
+    data, _ = media_dataset(spec, config.calibration_data, crop="full")
+    data.items = data.items[:config.calibration_clips]
+    return data
+
+
+def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) -> QuantizeReport:
+    """Quantize ``source`` (an fp32 ONNX artifact, a run directory or a model name) into OUT."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    model = _source_model(source, config)
+    spec = model.spec
+    calib = calibration_set(spec, config)
+    if len(calib) == 0:
+        raise UsageError("empty calibration set: no clips to calibrate on")
+    test = synth_dataset(spec, "test", config.eval_clips, config.frames)
+    if config.method == "ort":
+        fp32, int8 = _ort(model, calib, config, out)
+        ref_run, q_run = _session_runner(fp32), _session_runner(int8)
+        fp32_ms, int8_ms = _latency(fp32, config), _latency(int8, config)
+        fp32_bytes = fp32.path.stat().st_size
+    else:
+        int8 = _tflite(model, config, out)
+        ref_run, q_run = _torch_runner(model), _session_runner(int8)
+        fp32_ms = int8_ms = None
+        fp32_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    stats = compare(ref_run, q_run, test)
+    drop = 100 * (stats["fp32"].context_accuracy[CONTEXT] - stats["int8"].context_accuracy[CONTEXT])
+    report = QuantizeReport(
+        config=config, artifact=str(int8.path), fp32_bytes=fp32_bytes, int8_bytes=int8.path.stat().st_size,
+        size_ratio=int8.path.stat().st_size / fp32_bytes, fp32_accuracy=stats["fp32"].context_accuracy[CONTEXT],
+        int8_accuracy=stats["int8"].context_accuracy[CONTEXT], accuracy_drop=drop,
+        per_frame_accuracy_fp32=stats["fp32"].per_frame_accuracy, per_frame_accuracy_int8=stats["int8"].per_frame_accuracy,
+        offset_agreement=stats["agreement"], min_embedding_cosine=stats["cosine"], fp32_latency_ms=fp32_ms,
+        int8_latency_ms=int8_ms, speedup=fp32_ms / int8_ms if fp32_ms and int8_ms else None,
+        within_tolerance=drop <= config.tolerance and stats["agreement"] >= 0.99 and stats["cosine"] >= 0.99,
+        wall_time_s=time.perf_counter() - t0)
+    write_json(out / f"{spec.name}_{spec.preset}_int8_{config.method}.report.json", report.model_dump(mode="json"))
+    return report
+
+
+def _source_model(source: str | Path, config: QuantizeConfig) -> nn.Module:
+    from syncopt.compress.prune import load_model
+
+    path = Path(source)
+    if path.is_file() or path.suffix in (".onnx", ".json"):
+        art = load_artifact(path)
+        if art.format != "onnx" or art.precision != "fp32":
+            raise UsageError(f"{path.name} is a {art.format} {art.precision} artifact; quantize an fp32 ONNX one")
+        return load_model(art.source_model, art.source_preset, art.weights_path)
+    return load_model(source, config.preset, config.weights)
+
+
+def _ort(model: nn.Module, calib: ClipDataset, config: QuantizeConfig, out: Path) -> tuple[Artifact, Artifact]:
+    """Export fp32 ONNX, then static QDQ quantization calibrated on ``calib``."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from syncopt.export.onnx import export_onnx
+
+    fp32 = export_onnx(model, out, "fp32")
+    spec = model.spec
+    target = out / f"{spec.name}_{spec.preset}_int8.onnx"
+    with atomic_path(target.with_suffix(".pre.onnx")) as pre, atomic_path(target) as tmp:
+        quant_pre_process(str(fp32.path), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(tmp), _Reader(calib, spec), quant_format=QuantFormat.QDQ,
+                        per_channel=config.per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, CALIBRATION[config.calibration]),
+                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=conv3d_nodes(pre),
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    target.with_suffix(".pre.onnx").unlink(missing_ok=True)
+    artifact = fp32.model_copy(update={"precision": "int8", "file": target.name, "sha256": sha256_file(target)})
+    artifact.write(manifest_path(target))
+    return fp32, artifact
+
+
+def conv3d_nodes(path: str | Path) -> list[str]:
+    """Names of 3D convolutions: ONNX Runtime's CPU provider has no INT8 kernel for them (QDQ around a
+    Conv3d stays DequantizeLinear -> float Conv -> QuantizeLinear, slower than float), so they stay fp32."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    ranks = {t.name: len(t.dims) for t in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "Conv" and ranks.get(n.input[1]) == 5]
+
+
+class _Reader:
+    """ONNX Runtime calibration reader: one clip per batch, as the spec's named inputs."""
+
+    def __init__(self, dataset: ClipDataset, spec: ModelSpec) -> None:
+        self.items = iter(range(len(dataset)))
+        self.dataset, self.spec = dataset, spec
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        index = next(self.items, None)
+        if index is None:
+            return None
+        item = self.dataset[index]
+        return {name: item[name][None].numpy() for name in self.spec.input_names}
+
+
+def _tflite(model: nn.Module, config: QuantizeConfig, out: Path) -> Artifact:
+    if config.calibration_data != "synth":
+        raise UsageError("TFLite INT8 calibrates on the synthetic train split only (the exporter's representative set)")
+    from syncopt.export import export
+
+    return export(model, "tflite", out, "int8", frames=config.frames, calibration_clips=config.calibration_clips)
+
+
+def _session_runner(artifact: Artifact):
+    from syncopt.runtimes import load
+
+    session = load(artifact, threads=1)
+    return lambda feeds: {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in session.run(feeds).items()}
+
+
+def _torch_runner(model: nn.Module):
+    def run(feeds):
+        with torch.no_grad():
+            return model.eval()(**{k: torch.as_tensor(v) for k, v in feeds.items()})
+    return run
+
+
+def compare(reference, quantized, dataset: ClipDataset) -> dict:
+    """Evaluation reports of both, decision agreement and the worst per-frame embedding cosine."""
+    from syncopt.decode import decode_dense
+    from syncopt.evaluate import evaluate_outputs
+
+    outs = {"fp32": [], "int8": []}
+    agree, cosine = [], 1.0
+    for index in tqdm(range(len(dataset)), desc="int8 vs fp32", leave=False, disable=None):
+        item = dataset[index]
+        feeds = {"video": item["video"][None].numpy(), "audio": item["audio"][None].numpy()}
+        for name, run in (("fp32", reference), ("int8", quantized)):
+            res = run(feeds)
+            outs[name].append({k: v[0] for k, v in res.items()} | {"labels": item["labels"], "valid": item["valid"]})
+        a, b = outs["fp32"][-1], outs["int8"][-1]
+        agree.append(decode_dense(a["offset_logits"]).offset == decode_dense(b["offset_logits"]).offset)
+        for emb in ("video_emb", "audio_emb"):
+            cosine = min(cosine, float(torch.nn.functional.cosine_similarity(a[emb], b[emb], dim=0).min()))
+    offsets = [it["offset"] for it in dataset.items]
+    kinds = [it["kind"] for it in dataset.items]
+    return {"fp32": evaluate_outputs(outs["fp32"], offsets, kinds), "int8": evaluate_outputs(outs["int8"], offsets, kinds),
+            "agreement": float(np.mean(agree)), "cosine": cosine}
+
+
+def _latency(artifact: Artifact, config: QuantizeConfig) -> float:
+    """Median ms of one batch-1 clip of ``config.frames`` frames in ONNX Runtime, one thread."""
+    from syncopt.runtimes import load
+
+    session = load(artifact, threads=1)
+    feeds = artifact.spec.example_inputs(T=config.frames, batch=1, seed=0)
+    for _ in range(3):
+        session.run(feeds)
+    times = []
+    for _ in range(config.speed_runs):
+        t = time.perf_counter()
+        session.run(feeds)
+        times.append(1000 * (time.perf_counter() - t))
+    return statistics.median(times)
