@@ -99,7 +99,7 @@ def _flexible_shape(ct, t: TensorSpec, spec: ModelSpec, max_frames: int) -> tupl
             if name != "T":
                 raise ExportError(f"{spec.name}: CoreML export knows the time axis only, not '{d}'")
             dims.append(ct.RangeDim(lower_bound=k * spec.min_frames + c, upper_bound=k * max_frames + c,
-                                    default=k * spec.standard_frames + c, symbol=f"{t.name}_{d}".replace("*", "x")))
+                                    default=k * spec.standard_frames + c))  # named symbols outlive a failed convert
     return tuple(dims)
 
 
