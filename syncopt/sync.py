@@ -13,6 +13,7 @@ from torch import nn
 
 from syncopt.decode import SyncResult, decode_dense
 from syncopt.errors import UsageError
+from syncopt.inconsistency import Inconsistency, find_inconsistency
 from syncopt.registry import create
 from syncopt.speakers import SpeakerTimeline, active_speaker, frame_scores
 
@@ -29,6 +30,7 @@ class TrackSync(BaseModel):
     speaking: bool
     result: SyncResult
     frame_boxes: list[list[float]] | None = Field(None, exclude=True, description="per-frame boxes (for rendering)")
+    inconsistency: Inconsistency | None = Field(None, description="segments whose offset departs from the track's")
 
 
 class VideoSync(BaseModel):
@@ -118,6 +120,7 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
             offset_frames=result.offset, offset_ms=1000.0 * result.offset / pre.fps,
             confidence=result.confidence, speaking=False, result=result,
             frame_boxes=None if crop == "full" else track.boxes.tolist(),
+            inconsistency=find_inconsistency(result, pre.fps, track.start),
         ))
     speaker = max(range(len(results)), key=lambda i: results[i].confidence) if results else None
     if speaker is not None:

@@ -1,0 +1,50 @@
+"""Sync-inconsistency segments and score: on constructed per-frame offsets and on synthetic
+cut-in / constant clips with the shipped weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from syncopt.data.synth import SynthConfig, make_clip, split_seed
+from syncopt.decode import SyncResult
+from syncopt.inconsistency import find_inconsistency, inconsistent_frames, judged_frames, temporal_iou
+from syncopt.speakers import score_faces
+from syncopt.sync import load_sync_model
+
+
+def _result(per_frame: list[int], offset: int) -> SyncResult:
+    n = len(per_frame)
+    return SyncResult(offset=offset, confidence=1.0, max_offset=15, offset_scores=[0.0] * 31,
+                      per_frame_offset=per_frame, per_frame_confidence=[0.0] * n)
+
+
+def test_segments_from_per_frame_offsets():
+    per_frame = [2] * 60
+    per_frame[20:35] = [9] * 15  # a cut-in at +9
+    per_frame[45:47] = [-5, -5]  # a 2-frame glitch: filtered out
+    found = find_inconsistency(_result(per_frame, 2), fps=25.0, start_frame=10)
+    [seg] = found.segments
+    assert (seg.start_frame, seg.end_frame, seg.offset) == (30, 45, 9) and seg.start_s == pytest.approx(1.2)
+    assert found.score == pytest.approx(15 / judged_frames(60, 2).sum())
+    assert find_inconsistency(_result([2] * 60, 2), 25.0).score == 0.0
+    assert not inconsistent_frames(_result([3] * 30 + [2] * 30, 2)).any()  # within the 1-frame tolerance
+    assert temporal_iou(np.array([1, 1, 0, 0], bool), np.array([0, 1, 1, 0], bool)) == pytest.approx(1 / 3)
+
+
+@pytest.mark.slow
+def test_cut_ins_score_above_constant_clips():
+    model = load_sync_model("fcn", "tiny", None)[0]
+    consistent, inconsistent, ious = [], [], []
+    for i in range(4):
+        for kind in ("constant", "cutin"):
+            clip = make_clip(split_seed("test", 7000 + i), SynthConfig(num_frames=100), kind=kind)
+            [track] = score_faces(model, [clip.frames], clip.audio)
+            found = find_inconsistency(track.result, 25.0)
+            (inconsistent if kind == "cutin" else consistent).append(found.score)
+            if kind == "cutin":
+                mask = clip.per_frame_valid & judged_frames(100, track.result.offset)
+                truth = (np.abs(clip.per_frame_offset - clip.offset) > 1) & mask
+                ious.append(temporal_iou(inconsistent_frames(track.result) & mask, truth))
+    assert min(inconsistent) > max(consistent)
+    assert np.mean(ious) >= 0.6
