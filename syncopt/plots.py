@@ -63,3 +63,27 @@ def _save(fig, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def plot_robustness(report, path: str | os.PathLike) -> None:
+    """Clip offset accuracy (±1 frame) against severity, one panel per corruption, one line per model."""
+    plt = _pyplot()
+    kinds = list(report.units)
+    cols = min(4, len(kinds))
+    rows = -(-len(kinds) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    models = list(dict.fromkeys(c.model for c in report.cells))
+    for ax, kind in zip(axes.flat, kinds):
+        for model in models:
+            clean = next(c for c in report.cells if c.model == model and c.severity is None)
+            cells = [c for c in report.cells if c.model == model and c.corruption == kind]
+            ax.plot(range(len(cells) + 1), [clean.clip_accuracy_pm1] + [c.clip_accuracy_pm1 for c in cells],
+                    marker="o", ms=3, label=model)
+            ax.set_xticks(range(len(cells) + 1), ["clean"] + [f"{c.severity:g}" for c in cells], fontsize=7)
+        ax.set(title=kind, xlabel=report.units[kind], ylabel="offset accuracy (±1)", ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(kinds):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"robustness on {report.clips} synthetic clips of {report.frames} frames")
+    _save(fig, path)

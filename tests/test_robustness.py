@@ -1,0 +1,43 @@
+"""Robustness suite: every corruption changes its input (more with severity where measurable),
+and accuracy falls with audio noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from syncopt.data.synth import SynthConfig, make_clip
+from syncopt.errors import UsageError
+from syncopt.robustness import SEVERITIES, corrupt, run_robustness
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_clip(3, SynthConfig(num_frames=40))
+
+
+@pytest.mark.parametrize("kind", list(SEVERITIES))
+def test_each_corruption_changes_the_input(clip, kind):
+    changes = []
+    for severity in SEVERITIES[kind]:
+        frames, audio = corrupt(kind, severity, clip.frames, clip.audio, seed=1)
+        assert frames.shape == clip.frames.shape and frames.dtype == np.uint8 and audio.shape == clip.audio.shape
+        change = (np.abs(frames.astype(float) - clip.frames).mean() + np.abs(audio - clip.audio).mean())
+        assert change > 0, f"{kind} at {severity} left the clip unchanged"
+        changes.append(change)
+    if kind in ("noise", "resolution", "blur", "occlusion"):  # deterministic in severity: more is worse
+        assert all(b > a for a, b in zip(changes, changes[1:])), changes
+
+
+def test_unknown_corruption_is_a_usage_error(clip):
+    with pytest.raises(UsageError, match="unknown corruption 'rain'"):
+        corrupt("rain", 1.0, clip.frames, clip.audio)
+
+
+@pytest.mark.slow
+def test_accuracy_falls_with_audio_noise():
+    report = run_robustness(["fcn"], clips=4, frames=50, corruptions=["noise"])
+    acc = [c.frame_accuracy for c in report.cells]  # clean, then 20 .. -10 dB
+    assert acc[0] > 0.7
+    assert acc[-1] < acc[0] - 0.3
+    assert all(b <= a + 0.05 for a, b in zip(acc, acc[1:])), acc
