@@ -24,6 +24,7 @@ from syncopt.data.datasets import Augment, ClipDataset, media_dataset, synth_dat
 from syncopt.errors import UsageError
 from syncopt.evaluate import EvalReport, evaluate_dataset
 from syncopt.finetune import apply_schedule, param_groups, parse_schedule
+from syncopt.log import status
 from syncopt.losses import sync_losses, usable_frames
 from syncopt.registry import create
 from syncopt.weights import save_state_dict
@@ -143,7 +144,7 @@ def fit(model: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Clip
                                    if k not in ("total_steps", "_schedule_phases")})
         start_epoch = int(state["epoch"])
         history = [EpochStats.model_validate_json(h) for h in state["history"]]
-        tqdm.write(f"resuming {config.model} from {ckpt} after epoch {start_epoch}")
+        status(f"resuming {config.model} from {ckpt} after epoch {start_epoch}")
 
     for epoch in range(start_epoch, config.epochs):
         t_epoch = time.perf_counter()
@@ -152,7 +153,7 @@ def fit(model: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Clip
             extra.train()
         training = apply_schedule(model, schedule or {}, epoch)
         if schedule:
-            tqdm.write(f"epoch {epoch + 1}: training {', '.join(training)}")
+            status(f"epoch {epoch + 1}: training {', '.join(training)}")
         losses, hits, counted = [], 0.0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None)
         for batch in bar:
@@ -173,13 +174,13 @@ def fit(model: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Clip
         stats = EpochStats(epoch=epoch + 1, loss=float(np.mean(losses)), train_frame_accuracy=hits / max(counted, 1),
                            val=val, seconds=time.perf_counter() - t_epoch)
         history.append(stats)
-        tqdm.write(f"epoch {epoch + 1}: loss {stats.loss:.3f}  train frame acc {stats.train_frame_accuracy:.3f}  "
+        status(f"epoch {epoch + 1}: loss {stats.loss:.3f}  train frame acc {stats.train_frame_accuracy:.3f}  "
                    f"val acc@15 {val.context_accuracy[15]:.3f} (±1 {val.context_accuracy_pm1[15]:.3f})  "
                    f"val frame acc {val.per_frame_accuracy:.3f}  [{stats.seconds:.0f}s]")
         _save_checkpoint(ckpt, model, optimizer, scheduler, epoch + 1, history, extra)
         elapsed = time.perf_counter() - t0
         if config.time_budget_min is not None and elapsed > 60 * config.time_budget_min:
-            tqdm.write(f"time budget of {config.time_budget_min} min reached after epoch {epoch + 1}")
+            status(f"time budget of {config.time_budget_min} min reached after epoch {epoch + 1}")
             break
     return history
 
@@ -195,7 +196,7 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
         return train_set, synth_dataset(spec, "val", config.val_clips, config.clip_frames, workers=config.workers), 0
     data, skipped = media_dataset(spec, config.data, crop=config.crop)
     for line in skipped:
-        tqdm.write(f"skipped {line}")
+        status(f"skipped {line}")
     short = [i for i, item in enumerate(data.items) if len(item["labels"]) < config.window + 2 * spec.max_offset]
     if short:
         raise UsageError(f"{len(short)} clips are shorter than {config.window + 2 * spec.max_offset} frames "

@@ -1,0 +1,174 @@
+"""Reliability: runs killed with SIGKILL leave complete files and resume; fuzzed inputs give only
+the documented errors; variable frame rate and huge frames are handled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import syncopt
+from syncopt.errors import SyncoptError
+
+TRAIN = [sys.executable, "-m", "syncopt", "train", "fcn", "--train-clips", "16", "--val-clips", "4",
+         "--batch-size", "8", "--json"]
+
+
+def _wait_for(predicate, timeout: float = 120.0, step: float = 0.002) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_point_leaves_complete_checkpoints_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    ckpt = out / "checkpoint.pt"
+    epochs_seen = []
+    # kill (1) while a checkpoint's temporary file exists, i.e. mid-save, (2) and (3) between saves
+    for point in ("mid-save", "between", "between"):
+        proc = subprocess.Popen([*TRAIN, "--epochs", "40", "--out", str(out)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        if point == "mid-save":
+            assert _wait_for(lambda: any(out.glob(".checkpoint.pt.*.tmp")))
+        else:
+            before = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
+            assert _wait_for(lambda: ckpt.exists() and ckpt.stat().st_mtime_ns != before)
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if ckpt.exists():  # the old complete file or the new complete file, never a partial one
+            state = torch.load(ckpt, weights_only=True)
+            assert len(state["history"]) == state["epoch"]
+            epochs_seen.append(state["epoch"])
+    assert epochs_seen == sorted(epochs_seen) and epochs_seen[-1] >= 1
+    kept = torch.load(ckpt, weights_only=True)["history"]
+    done = subprocess.run([*TRAIN, "--epochs", str(epochs_seen[-1] + 1), "--out", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [h["epoch"] for h in report["history"]] == list(range(1, epochs_seen[-1] + 2))
+    # resumed, not restarted: the finished epochs are the checkpoint's, timings and all
+    assert [json.loads(h) for h in kept] == report["history"][:-1]
+    syncopt.create("fcn", "tiny", weights=out / "model.safetensors")  # the final weights load strictly
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(min_size=0, max_size=4096))
+def test_random_bytes_as_media_give_only_documented_errors(tmp_path, data):
+    from syncopt.data.media import load_media
+
+    path = tmp_path / "fuzz.mp4"
+    path.write_bytes(data)
+    with pytest.raises(SyncoptError):
+        load_media(path)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(0, 9), min_size=0, max_size=6),
+       dtype=st.sampled_from([torch.float32, torch.float16, torch.int64]),
+       poison=st.sampled_from([None, float("nan"), float("inf")]))
+def test_spec_validator_rejects_random_tensors_with_its_error(shape, dtype, poison):
+    spec = syncopt.create("fcn", "tiny").spec
+    video = torch.zeros(shape, dtype=dtype)
+    if poison is not None and video.numel() and video.is_floating_point():
+        video.view(-1)[0] = poison
+    feeds = {"video": video, "audio": torch.zeros(1, 1, 13, 4 * 8)}
+    try:
+        spec.validate_inputs(feeds)
+    except SyncoptError:
+        return
+    assert tuple(shape) == (1, 3, 8, 48, 48) and dtype == torch.float32 and poison is None
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=200),
+                      st.dictionaries(st.sampled_from(["format", "precision", "file", "sha256", "spec"]),
+                                      st.one_of(st.text(max_size=20), st.integers(), st.none())).map(json.dumps)))
+def test_malformed_manifests_give_one_line_errors(tmp_path, text):
+    from syncopt.artifact import load_artifact
+
+    manifest = tmp_path / "model.onnx.json"
+    manifest.write_text(text)
+    with pytest.raises(SyncoptError) as info:
+        load_artifact(manifest)
+    assert "\n" not in str(info.value)
+
+
+def _write_frames(path: Path, frames: np.ndarray, times: list[float]) -> Path:
+    """Video frames at explicit presentation times (seconds, millisecond clock), plus a tone."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=1000)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        audio = container.add_stream("pcm_s16le", rate=16000)
+        audio.layout = "mono"
+        for image, t in zip(frames, times):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = int(round(t * 1000)), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        wave = (0.3 * np.sin(np.arange(int((times[-1] + 0.1) * 16000)) / 5.0) * 32767).astype(np.int16)[None]
+        chunk = av.AudioFrame.from_ndarray(wave, format="s16p", layout="mono")
+        chunk.sample_rate, chunk.pts = 16000, 0
+        container.mux(audio.encode(chunk))
+        container.mux(audio.encode(None))
+    return path
+
+
+def test_variable_frame_rate_video_lands_on_the_25fps_timeline(tmp_path):
+    from syncopt.data.media import load_media
+
+    rng = np.random.default_rng(0)
+    gaps = rng.choice([0.02, 0.04, 0.07], size=40)  # 50, 25 and ~14 fps mixed
+    times = np.concatenate([[0.0], np.cumsum(gaps)[:-1]])
+    levels = (np.arange(40) * 6).astype(np.uint8)
+    frames = np.repeat(levels[:, None, None, None], 32, 1).repeat(32, 2).repeat(3, 3)
+    media = load_media(_write_frames(tmp_path / "vfr.mkv", frames, list(times)))
+    expected_count = int(np.floor((times[-1] + np.median(gaps[:-1])) * 25 + 1e-6))
+    assert media.num_frames == expected_count
+    # frame k shows the latest source frame at or before k / 25 s
+    want = levels[np.searchsorted(times, np.arange(media.num_frames) / 25 + 1e-6, side="right") - 1]
+    got = media.frames[:, 8:24, 8:24].mean((1, 2, 3))
+    assert np.abs(got - want).max() < 4
+
+
+def test_huge_frames_are_searched_downscaled_and_boxed_in_full_resolution():
+    import cv2
+
+    from syncopt.data.faces import detect_faces
+    from syncopt.data.media import load_media
+
+    face = load_media(Path(__file__).parent / "fixtures" / "example.avi", max_frames=1).frames[0]
+    canvas = np.full((2160, 3840, 3), 80, np.uint8)  # 4K
+    canvas[400:1800, 1000:2400] = cv2.resize(face, (1400, 1400), interpolation=cv2.INTER_CUBIC)
+    small = detect_faces(face)
+    big = detect_faces(canvas)  # searched at 480 px on the long side, boxes mapped back
+    assert len(small) >= 1 and len(big) >= 1
+    scale = 1400 / 224
+    expected = np.array([[1000, 400, 1000, 400]]) + small[np.argmax(small[:, 4]), :4] * scale
+    # the same face, in 4K pixels: where the 224-px detection lands once scaled and pasted
+    assert _iou(big[:, :4], expected).max() > 0.6
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
