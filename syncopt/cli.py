@@ -688,7 +688,8 @@ def robustness_cmd(
 @app.command("quantize")
 def quantize_cmd(
     source: Annotated[str, typer.Argument(help="An fp32 ONNX artifact, a run directory, or a registered model name.")],
-    method: Annotated[str, typer.Option(help="ort (ONNX Runtime static QDQ) or tflite (full-integer, 2D students).")] = "ort",
+    method: Annotated[str, typer.Option(help="ort (ONNX Runtime static QDQ), inc (Neural Compressor PT2E, tuned to "
+                                               "--tolerance) or tflite (full-integer, 2D students).")] = "ort",
     calibration: Annotated[str, typer.Option(help="Activation calibration: minmax, entropy or percentile.")] = "minmax",
     calibration_data: Annotated[str, typer.Option(help="'synth' or a folder/manifest of videos (ort).")] = "synth",
     calibration_clips: Annotated[int, typer.Option(help="Calibration clips.")] = 32,
@@ -707,8 +708,8 @@ def quantize_cmd(
     """
     from syncopt.compress.quantize import QuantizeConfig, quantize
 
-    if method not in ("ort", "tflite"):
-        raise UsageError(f"unknown quantization method '{method}' (known: ort, tflite)")
+    if method not in ("ort", "inc", "tflite"):
+        raise UsageError(f"unknown quantization method '{method}' (known: ort, inc, tflite)")
     if calibration not in ("minmax", "entropy", "percentile"):
         raise UsageError(f"unknown calibration '{calibration}' (known: minmax, entropy, percentile)")
     config = QuantizeConfig(method=method, calibration=calibration, calibration_data=calibration_data,

@@ -47,3 +47,13 @@ def test_cli_quantize_errors(capsys, tmp_path):
         assert exc.value.code == code
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_inc_pt2e_tuning_runs_and_saves(tmp_path):
+    config = QuantizeConfig(method="inc", weights=str(shipped_weights("fcn", "tiny")), calibration_clips=4,
+                            eval_clips=16)
+    report = quantize("fcn", config, tmp_path)
+    assert report.artifact.endswith(".pt2") and (tmp_path / report.artifact.split("/")[-1]).is_file()
+    assert report.accuracy_drop <= 1.0 + 100 / 16  # one clip of slack on 16 held-out clips
+    assert report.offset_agreement >= 0.8

@@ -5,6 +5,10 @@
   (ONNX Runtime, "Quantize ONNX models", onnxruntime.ai/docs/performance/model-optimizations/
   quantization.html). The CPU route for 3D convolutions. The artifact is an ``onnx``/``int8``
   manifest like the export module's, so ``syncopt parity`` checks it against torch.
+- ``inc``: Intel Neural Compressor 3.x post-training static INT8 through its PT2E path (torchao's
+  X86 inductor quantizer) with accuracy-aware tuning: ``autotune`` accepts the first configuration
+  whose clip-offset accuracy on val clips is within ``tolerance`` points of fp32. Saved as a
+  ``torch.export`` program; runs in PyTorch only.
 - ``tflite``: full-integer INT8 through the TFLite exporter (mobile, 2D-lowered students such
   as ``mobile_2d``); its representative dataset is the same synthetic calibration clips (the
   ``train`` split, first N clips at the artifact's length).
@@ -17,6 +21,7 @@ equals fp32's; the speed-up is fp32 over INT8 median latency in ONNX Runtime at 
 
 from __future__ import annotations
 
+import io
 import statistics
 import time
 from pathlib import Path
@@ -30,13 +35,13 @@ from tqdm.auto import tqdm
 
 from syncopt.artifact import Artifact, load_artifact, manifest_path
 from syncopt.atomic import atomic_path, sha256_file
-from syncopt.compress.common import CONTEXT
+from syncopt.compress.common import CONTEXT, state_bytes
 from syncopt.data.datasets import ClipDataset, media_dataset, synth_dataset
 from syncopt.errors import UsageError
 from syncopt.spec import ModelSpec
 from syncopt.train import write_json
 
-METHODS = ("ort", "tflite")
+METHODS = ("ort", "inc", "tflite")
 # Only the weighted layers: the correlation (normalise, shifted products) and the elementwise tail
 # stay float, which keeps the offset decision and avoids Q/DQ pairs around cheap ops.
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
@@ -44,7 +49,7 @@ CALIBRATION = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percenti
 
 
 class QuantizeConfig(BaseModel):
-    method: Literal["ort", "tflite"] = "ort"
+    method: Literal["ort", "inc", "tflite"] = "ort"
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
     calibration_data: str = Field("synth", description="'synth' or a folder/manifest of videos")
     calibration_clips: int = 32
@@ -103,11 +108,15 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
         ref_run, q_run = _session_runner(fp32), _session_runner(int8)
         fp32_ms, int8_ms = _latency(fp32, config), _latency(int8, config)
         fp32_bytes = fp32.path.stat().st_size
+    elif config.method == "inc":
+        int8, q_run = _inc(model, calib, config, out)
+        ref_run, fp32_ms, int8_ms = _torch_runner(model), None, None
+        fp32_bytes = state_bytes(model)
     else:
         int8 = _tflite(model, config, out)
         ref_run, q_run = _torch_runner(model), _session_runner(int8)
         fp32_ms = int8_ms = None
-        fp32_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        fp32_bytes = state_bytes(model)
     stats = compare(ref_run, q_run, test)
     drop = 100 * (stats["fp32"].context_accuracy[CONTEXT] - stats["int8"].context_accuracy[CONTEXT])
     report = QuantizeReport(
@@ -181,6 +190,76 @@ class _Reader:
             return None
         item = self.dataset[index]
         return {name: item[name][None].numpy() for name in self.spec.input_names}
+
+
+def _inc(model: nn.Module, calib: ClipDataset, config: QuantizeConfig, out: Path) -> tuple[Artifact, object]:
+    """Intel Neural Compressor 3.x: PT2E static INT8 with accuracy-aware tuning (``autotune`` stops at the
+    first configuration within ``tolerance`` points of fp32 clip-offset accuracy on held-out val clips).
+
+    The graph is exported at batch 1 and ``config.frames`` frames. Saved as a ``torch.export`` program
+    (``.pt2``, no pickled code); its manifest records the fixed size. Runs in PyTorch only.
+    """
+    from syncopt.export import require
+
+    require("neural_compressor.torch.quantization", "inc", "INC quantization")
+    from neural_compressor.torch.export import export as inc_export
+    from neural_compressor.torch.quantization import StaticQuantConfig, TuningConfig, autotune
+
+    spec = model.spec
+    val = synth_dataset(spec, "val", max(config.eval_clips // 2, 8), config.frames)
+    wrapped = _TupleOutputs(model).eval()
+    example = tuple(calib[0][name][None] for name in spec.input_names)
+
+    def run_fn(net) -> None:
+        for i in range(len(calib)):
+            net(*(calib[i][name][None] for name in spec.input_names))
+
+    def eval_fn(net) -> float:
+        from syncopt.decode import decode_dense
+
+        index = spec.output_names.index("offset_logits")
+        with torch.no_grad():
+            hits = [decode_dense(net(*(val[i][n][None] for n in spec.input_names))[index][0]).offset
+                    == val.items[i]["offset"] for i in range(len(val))]
+        return float(np.mean(hits))
+
+    graph = inc_export(wrapped, example_inputs=example)
+    tuning = TuningConfig(config_set=[StaticQuantConfig()], tolerable_loss=config.tolerance / 100, max_trials=3)
+    quantized = autotune(graph, tuning, eval_fn=eval_fn, run_fn=run_fn, example_inputs=example)
+    target = out / f"{spec.name}_{spec.preset}_int8_inc_T{config.frames}.pt2"
+    buffer = io.BytesIO()  # torch.export.save wants a .pt2 name or a buffer; the file is written atomically
+    torch.export.save(torch.export.export(quantized, example), buffer)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    artifact = Artifact(format="torch_export", precision="int8", file=target.name, sha256=sha256_file(target),
+                        spec=spec, frames=config.frames, batch=1, source_model=spec.name, source_preset=spec.preset,
+                        source_weights="", syncopt_version=_version())
+    artifact.write(manifest_path(target))
+
+    def run(feeds):
+        with torch.no_grad():
+            outs = quantized(*(torch.as_tensor(feeds[n]) for n in spec.input_names))
+        return dict(zip(spec.output_names, outs))
+
+    return artifact, run
+
+
+class _TupleOutputs(nn.Module):
+    """The model with positional inputs and its outputs as a tuple in the spec's order (for export)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(**dict(zip(self.model.spec.input_names, inputs)))
+        return tuple(out[name] for name in self.model.spec.output_names)
+
+
+def _version() -> str:
+    from syncopt import __version__
+
+    return __version__
 
 
 def _tflite(model: nn.Module, config: QuantizeConfig, out: Path) -> Artifact:
