@@ -55,8 +55,9 @@ def test_paired_clips_share_frames_and_crops():
     student, teacher = (syncopt.create(n, "tiny").spec for n in ("x3d_s", "i3d_wav2vec"))
     pairs, val_s, val_t = paired_datasets(config, student, teacher)
     item = pairs[0]
-    assert item["video"].shape == (3, 20, 64, 64) and item["audio"].shape == (1, 13, 80)
-    assert item["teacher_video"].shape == (3, 20, 64, 64) and item["teacher_audio"].shape == (1, 640 * 20)
+    s_crop, t_crop = student.preprocessing.crop_size, teacher.preprocessing.crop_size
+    assert item["video"].shape == (3, 20, s_crop, s_crop) and item["audio"].shape == (1, 13, 80)
+    assert item["teacher_video"].shape == (3, 20, t_crop, t_crop) and item["teacher_audio"].shape == (1, 640 * 20)
     assert torch.equal(item["video"], item["teacher_video"])  # same crop, same brightness/contrast draw
     assert len(val_s) == len(val_t) == 1
 
