@@ -624,8 +624,10 @@ def prune_cmd(
 
     Example: syncopt prune runs/x3d_s_kd --macs 0.5 --steps 2 --epochs 2 --out runs/x3d_s_pruned
     """
-    from syncopt.compress.prune import PruneConfig, prune
+    from syncopt.compress.prune import CRITERIA, PruneConfig, prune
 
+    if criterion not in CRITERIA:
+        raise UsageError(f"unknown pruning criterion '{criterion}' (known: {', '.join(CRITERIA)})")
     config = PruneConfig(model=source, preset=preset, weights=weights, macs=None if ratio is not None else macs,
                          ratio=ratio, criterion=criterion, global_pruning=global_pruning, steps=steps, epochs=epochs,
                          kd=kd, train_clips=train_clips, val_clips=val_clips)
@@ -706,12 +708,12 @@ def quantize_cmd(
 
     Example: syncopt quantize runs/x3d_s_pruned --method ort --calibration percentile --out artifacts/int8
     """
-    from syncopt.compress.quantize import QuantizeConfig, quantize
+    from syncopt.compress.quantize import CALIBRATION, METHODS, QuantizeConfig, quantize
 
-    if method not in ("ort", "inc", "tflite"):
-        raise UsageError(f"unknown quantization method '{method}' (known: ort, inc, tflite)")
-    if calibration not in ("minmax", "entropy", "percentile"):
-        raise UsageError(f"unknown calibration '{calibration}' (known: minmax, entropy, percentile)")
+    if method not in METHODS:
+        raise UsageError(f"unknown quantization method '{method}' (known: {', '.join(METHODS)})")
+    if calibration not in CALIBRATION:
+        raise UsageError(f"unknown calibration '{calibration}' (known: {', '.join(CALIBRATION)})")
     config = QuantizeConfig(method=method, calibration=calibration, calibration_data=calibration_data,
                             calibration_clips=calibration_clips, eval_clips=eval_clips, frames=frames,
                             tolerance=tolerance, preset=preset, weights=weights)

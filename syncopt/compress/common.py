@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from pydantic import BaseModel
 from torch import nn
 
@@ -44,13 +43,14 @@ def model_stats(model: nn.Module, dataset: ClipDataset | None = None, report: Ev
     return stats
 
 
+def embedding_width(spec) -> int:
+    """Channels of the spec's ``video_emb`` output (equal to ``audio_emb``'s)."""
+    return int(next(t for t in spec.outputs if t.name == "video_emb").shape[1])
+
+
 def frozen(model: nn.Module) -> nn.Module:
     """``model`` in eval mode with gradients off (a teacher or a reference)."""
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
 
-
-def no_grad_outputs(model: nn.Module, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
-    with torch.no_grad():
-        return model(video=video, audio=audio)

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from syncopt.compress.common import ModelStats, frozen, model_stats
+from syncopt.compress.common import ModelStats, embedding_width, frozen, model_stats
 from syncopt.data.datasets import Augment, ClipDataset, media_dataset
 from syncopt.errors import UsageError
 from syncopt.registry import create
@@ -236,7 +236,7 @@ def distill(config: DistillConfig, out_dir: str | Path, resume: bool = True) -> 
     torch.manual_seed(config.seed)
     student = create(config.model, config.preset).train()
     pairs, val_student, val_teacher = paired_datasets(config, student_spec, teacher_spec)
-    objective = DistillLoss(_width(student_spec), _width(teacher_spec), config)
+    objective = DistillLoss(embedding_width(student_spec), embedding_width(teacher_spec), config)
     history = fit(student, config, pairs, val_student, out, loss_fn=distill_step(teacher, objective),
                   extra=objective, resume=resume, t0=t0)
     weights = save_state_dict(student, out / "model.safetensors")
@@ -266,6 +266,3 @@ def distill_step(teacher: nn.Module, objective: DistillLoss):
 
     return step
 
-
-def _width(spec: ModelSpec) -> int:
-    return int(next(t for t in spec.outputs if t.name == "video_emb").shape[1])

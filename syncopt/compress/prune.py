@@ -18,7 +18,7 @@ MACs as a fraction of the original's), reached in ``steps`` prune -> fine-tune r
 fine-tune optionally distilled from the unpruned model.
 
 Pruned models save as ``model.safetensors`` plus ``architecture.json`` (the channel counts of
-every resized layer), replayed on a freshly built model by :func:`load_pruned`: no pickles.
+every resized layer), replayed on a freshly built model by :func:`load_model`: no pickles.
 """
 
 from __future__ import annotations
@@ -31,18 +31,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, Field
 from torch import nn
 from tqdm.auto import tqdm
 
-from syncopt.compress.common import ModelStats, frozen, model_stats
+from syncopt.compress.common import ModelStats, embedding_width, frozen, model_stats
 from syncopt.errors import UsageError, WeightsError
 from syncopt.registry import create
 from syncopt.train import EpochStats, TrainConfig, fit, write_json
 from syncopt.weights import load_into, save_state_dict
 
 ARCHITECTURE = "architecture.json"
+CRITERIA = ("magnitude", "taylor", "group_norm")
 _SIZE_ATTRS = ("in_channels", "out_channels", "groups", "num_features", "in_features", "out_features")
 
 
@@ -245,13 +247,11 @@ def load_model(source: str | Path, preset: str = "tiny", weights: str | Path | N
     return create(str(source), preset, weights=weights)
 
 
-load_pruned = load_model
-
 
 def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -> PruneReport:
     """Prune ``source`` (a run directory, or ``config.model`` with ``config.weights``) into OUT."""
     from syncopt.compress.distill import DistillConfig, DistillLoss, distill_step
-    from syncopt.data.datasets import synth_dataset
+    from syncopt.data.datasets import Augment, synth_dataset
 
     out = Path(out_dir)
     t0 = time.perf_counter()
@@ -268,15 +268,12 @@ def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -
             return
         torch.manual_seed(config.seed + round_)
         train_set = synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers)
-        from syncopt.data.datasets import Augment
-        import numpy as np
-
         train_set.augment = Augment(window=config.window, max_offset=spec.max_offset,
                                     audio_per_frame=spec.preprocessing.audio_per_frame,
                                     rng=np.random.default_rng(config.seed + round_))
         kwargs = {}
         if config.kd:
-            objective = DistillLoss(_width(spec), _width(spec), DistillConfig(model=spec.name, teacher=spec.name))
+            objective = DistillLoss(embedding_width(spec), embedding_width(spec), DistillConfig(model=spec.name, teacher=spec.name))
             kwargs = {"loss_fn": distill_step(reference, objective), "extra": objective}
             train_set = _SelfPaired(train_set)
         history.extend(fit(net, config, train_set, val, out / f"round{round_}", resume=True, **kwargs))
@@ -306,6 +303,3 @@ class _SelfPaired(torch.utils.data.Dataset):
         item = self.dataset[index]
         return item | {"teacher_video": item["video"], "teacher_audio": item["audio"]}
 
-
-def _width(spec) -> int:
-    return int(next(t for t in spec.outputs if t.name == "video_emb").shape[1])
