@@ -97,7 +97,9 @@ def render(cells: list[Cell], formats: Sequence[str]) -> str:
              f"(Python {platform.python_version()}). ✅ parity passed (DESIGN tolerances; CoreML off macOS: "
              "structural validation) · 📦 exported (full presets are export-only) · ❌ failed · ⏭️ skipped: "
              "back-end or device absent here. TFLite cells are at the spec's standard length T "
-             "(TFLite artifacts have a fixed T). Numbers in brackets refer to the notes below.", ""]
+             "(TFLite artifacts have a fixed T). Models carry their initial (untrained, random) weights, whose "
+             "offset scores are near ties: INT8 decision agreement on them is a noisy measure, embedding "
+             "cosine the informative one. Numbers in brackets refer to the notes below.", ""]
     notes: list[str] = []
     for preset in dict.fromkeys(c.preset for c in cells):
         lines += [f"## {preset}", "", "| model | " + " | ".join(f"{f} {p}" for f, p in columns) + " |",
