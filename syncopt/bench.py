@@ -302,6 +302,7 @@ def bench(targets: list[str], runtimes: list[str] | None = None, batches: tuple[
         for target in resolved:
             spec = target.spec
             macs_cache: dict[int, int | None] = {}
+            done: set[tuple[str, int]] = set()
             for runtime in runtimes or [default_runtime(target)]:
                 for t_req in frames or (spec.standard_frames,):
                     base = dict(target=target.label, model=target.name, preset=target.preset, runtime=runtime,
@@ -324,6 +325,9 @@ def bench(targets: list[str], runtimes: list[str] | None = None, batches: tuple[
                                   for b in batches]
                         continue
                     t_len = prepared.frames or t_req
+                    if (runtime, t_len) in done:  # a fixed-T artifact already benchmarked at its own T
+                        continue
+                    done.add((runtime, t_len))
                     note = "; ".join(n for n in (
                         prepared.note,
                         f"fixed at T={t_len} (requested {t_req}), batch items run one by one"
