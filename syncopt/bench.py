@@ -289,7 +289,7 @@ def bench(targets: list[str], runtimes: list[str] | None = None, batches: tuple[
     ``runtimes`` default: the artifact's own runtime, or torch for a model. ``frames`` default:
     the spec's standard length.
     """
-    from syncopt.export import BackendUnavailable
+    from syncopt.errors import BackendUnavailable
 
     unknown = [r for r in runtimes or [] if r not in RUNTIME_FORMAT]
     if unknown:

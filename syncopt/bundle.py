@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from syncopt.artifact import Artifact, atomic_dir, load_artifact, sha256_path
 from syncopt.atomic import atomic_path, sha256_file
-from syncopt.errors import InputFileError, SyncoptError, UsageError
+from syncopt.errors import BundleError, InputFileError, SyncoptError, UsageError
 from syncopt.spec import ModelSpec, TensorSpec
 
 FORMAT_VERSION = 1
@@ -38,12 +38,6 @@ MAX_UNPACKED_BYTES = 4 << 30  # refuse archives that claim to unpack to more tha
 MFCC = {"window_ms": 25, "hop_ms": 10, "nfft": 512, "mel_filters": 26, "coefficients": 13, "pre_emphasis": 0.97,
         "lifter": 22, "c0": "log frame energy", "input_scale": "float audio x 32768 (int16 range)",
         "equals": "python_speech_features.mfcc defaults", "steps_per_video_frame": 4}
-
-
-class BundleError(SyncoptError):
-    """A bundle that fails verification, or an archive that is unsafe to extract."""
-
-    exit_code = 12
 
 
 class BundledModel(BaseModel):

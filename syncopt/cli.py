@@ -265,7 +265,7 @@ def export_cmd(
         net, _, _ = load_sync_model(model, preset, None)
     else:
         net = create(model, preset, weights=weights)
-    from syncopt.export import BackendUnavailable
+    from syncopt.errors import BackendUnavailable
 
     artifacts, failed, skipped = [], [], []
     for f in [f.strip() for f in fmt.split(",") if f.strip()]:

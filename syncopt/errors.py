@@ -59,3 +59,27 @@ class ParityError(SyncoptError):
     """An artifact whose outputs breach the parity tolerances."""
 
     exit_code = 9
+
+
+class BackendUnavailable(SyncoptError):
+    """An optional back-end (Python package or device) that this machine lacks."""
+
+    exit_code = 10
+
+
+class ExportError(SyncoptError):
+    """A model the back-end cannot convert as asked (unsupported op, Flex op in a mobile build ...)."""
+
+    exit_code = 11
+
+
+class BundleError(SyncoptError):
+    """A bundle that fails verification, or an archive that is unsafe to extract."""
+
+    exit_code = 12
+
+
+class GateBreach(SyncoptError):
+    """One or more CI gates failed."""
+
+    exit_code = 13

@@ -35,14 +35,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from syncopt.atomic import atomic_path
-from syncopt.errors import SyncoptError, UsageError
+from syncopt.errors import GateBreach, SyncoptError, UsageError
 from syncopt.parity import Tolerance
-
-
-class GateBreach(SyncoptError):
-    """One or more gates failed."""
-
-    exit_code = 13
 
 
 class _Strict(BaseModel):

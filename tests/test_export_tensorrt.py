@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import syncopt
-from syncopt.errors import ClipTooShortError
-from syncopt.export import BackendUnavailable, export
+from syncopt.errors import BackendUnavailable, ClipTooShortError
+from syncopt.export import export
 from syncopt.export.tensorrt import optimization_profile
 
 try:

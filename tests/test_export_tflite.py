@@ -13,7 +13,8 @@ pytest.importorskip("onnx2tf", reason="the tflite extra is not installed")
 import syncopt  # noqa: E402
 from syncopt.artifact import load_artifact  # noqa: E402
 from syncopt.errors import InputSpecError  # noqa: E402
-from syncopt.export import BackendUnavailable, export  # noqa: E402
+from syncopt.errors import BackendUnavailable  # noqa: E402
+from syncopt.export import export  # noqa: E402
 from syncopt.parity import TOLERANCES, check_parity  # noqa: E402
 from syncopt.runtimes import load  # noqa: E402
 

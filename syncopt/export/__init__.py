@@ -10,7 +10,7 @@ from types import ModuleType
 from torch import nn
 
 from syncopt.artifact import Artifact
-from syncopt.errors import SyncoptError, UsageError
+from syncopt.errors import BackendUnavailable, UsageError
 
 # format -> "module:function"; each function is export(model, out_dir, precision, **options) -> Artifact
 EXPORTERS = {
@@ -19,18 +19,6 @@ EXPORTERS = {
     "coreml": "syncopt.export.coreml:export_coreml",
     "tensorrt": "syncopt.export.tensorrt:export_tensorrt",
 }
-
-
-class BackendUnavailable(SyncoptError):
-    """An optional back-end (Python package or device) that this machine lacks."""
-
-    exit_code = 10
-
-
-class ExportError(SyncoptError):
-    """A model the back-end cannot convert as asked (unsupported op, Flex op in a mobile build ...)."""
-
-    exit_code = 11
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:

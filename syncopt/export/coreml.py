@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from syncopt.artifact import Artifact, atomic_dir, manifest_path, sha256_path
-from syncopt.errors import UsageError
-from syncopt.export import ExportError, require
+from syncopt.errors import ExportError, UsageError
+from syncopt.export import require
 from syncopt.spec import ModelSpec, TensorSpec, parse_dim
 from syncopt.weights import save_state_dict
 

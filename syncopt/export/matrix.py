@@ -16,7 +16,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from syncopt.atomic import atomic_path
-from syncopt.export import EXPORTERS, BackendUnavailable, export
+from syncopt.errors import BackendUnavailable
+from syncopt.export import EXPORTERS, export
 
 PRECISIONS = {"onnx": ("fp32", "fp16"), "tflite": ("fp32", "fp16", "int8"), "coreml": ("fp32", "fp16", "int8"),
               "tensorrt": ("fp32", "fp16", "int8")}

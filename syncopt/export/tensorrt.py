@@ -20,8 +20,8 @@ from torch import nn
 
 from syncopt.artifact import Artifact, manifest_path, sha256_path
 from syncopt.atomic import atomic_path
-from syncopt.errors import UsageError
-from syncopt.export import BackendUnavailable, ExportError, require
+from syncopt.errors import BackendUnavailable, ExportError, UsageError
+from syncopt.export import require
 from syncopt.spec import ModelSpec
 from syncopt.weights import save_state_dict
 

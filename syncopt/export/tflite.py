@@ -33,8 +33,8 @@ from torch import nn
 
 from syncopt.artifact import Artifact, manifest_path, permutation, sha256_path
 from syncopt.atomic import atomic_path
-from syncopt.errors import UsageError
-from syncopt.export import ExportError, require
+from syncopt.errors import ExportError, UsageError
+from syncopt.export import require
 from syncopt.spec import ModelSpec, TensorSpec
 from syncopt.weights import save_state_dict
 

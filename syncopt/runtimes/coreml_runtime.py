@@ -7,7 +7,8 @@ import os
 import numpy as np
 
 from syncopt.artifact import Artifact
-from syncopt.export import BackendUnavailable, require
+from syncopt.errors import BackendUnavailable
+from syncopt.export import require
 from syncopt.runtimes import Session
 
 
