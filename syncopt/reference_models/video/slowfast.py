@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from syncopt.reference_models.video.stage import Stage
+
 
 class Stem(nn.Module):
     def __init__(self, cout: int, t_kernel: int) -> None:
@@ -66,17 +68,6 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.branch1_conv is None else self.branch1_norm(self.branch1_conv(x))
         return torch.relu(shortcut + self.branch2(x))
-
-
-class Stage(nn.Module):
-    def __init__(self, blocks: list[ResBlock]) -> None:
-        super().__init__()
-        self.res_blocks = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.res_blocks:
-            x = block(x)
-        return x
 
 
 class FastToSlow(nn.Module):

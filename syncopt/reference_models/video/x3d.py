@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from syncopt.reference_models.video.stage import Stage
+
 
 def round_width(width: float, multiplier: float, min_width: int = 8, divisor: int = 8) -> int:
     """pytorchvideo's ``round_width`` (pytorchvideo/layers/utils.py)."""
@@ -89,17 +91,6 @@ class ResBlock(nn.Module):
         if self.branch1_norm is not None:
             shortcut = self.branch1_norm(shortcut)
         return torch.relu(shortcut + self.branch2(x))
-
-
-class Stage(nn.Module):
-    def __init__(self, blocks: list[ResBlock]) -> None:
-        super().__init__()
-        self.res_blocks = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.res_blocks:
-            x = block(x)
-        return x
 
 
 class Head(nn.Module):
