@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from syncopt.compress.common import ModelStats, embedding_width, frozen, model_stats
 from syncopt.data.datasets import Augment, ClipDataset, media_dataset
 from syncopt.errors import UsageError
+from syncopt.log import status
 from syncopt.registry import create
 from syncopt.spec import ModelSpec
 from syncopt.train import EpochStats, TrainConfig, fit, train, write_json
@@ -216,7 +216,7 @@ def obtain_teacher(config: DistillConfig, out: Path) -> tuple[nn.Module, str]:
         if cached.config == teacher_config:
             teacher = create(config.teacher, config.preset, weights=run / "model.safetensors")
             return teacher, f"teacher {config.teacher} ({config.preset}) loaded from the run cache {run}"
-    tqdm.write(f"no teacher weights given: training teacher {config.teacher} ({config.preset}) with syncopt train "
+    status(f"no teacher weights given: training teacher {config.teacher} ({config.preset}) with syncopt train "
                f"for {teacher_config.epochs} epochs into {run}")
     done = train(teacher_config, run)
     teacher = create(config.teacher, config.preset, weights=done.weights)
@@ -231,7 +231,7 @@ def distill(config: DistillConfig, out_dir: str | Path, resume: bool = True) -> 
     teacher_spec = create(config.teacher, config.preset).spec
     check_pair(teacher_spec, student_spec)
     teacher, source = obtain_teacher(config, out)
-    tqdm.write(source)
+    status(source)
     frozen(teacher)
     torch.manual_seed(config.seed)
     student = create(config.model, config.preset).train()

@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 from torch import nn
-from tqdm.auto import tqdm
 
 from syncopt.compress.common import ModelStats, embedding_width, frozen, model_stats
 from syncopt.errors import UsageError, WeightsError
+from syncopt.log import status
 from syncopt.registry import create
 from syncopt.train import EpochStats, TrainConfig, fit, write_json
 from syncopt.weights import load_into, save_state_dict
@@ -159,7 +159,7 @@ def prune_model(model: nn.Module, config: PruneConfig, finetune=None) -> nn.Modu
                 _step(model, pruner, batch)
         else:
             _step(model, pruner, batch)
-        tqdm.write(f"prune round {round_}/{config.steps}: MACs x{count_macs(model, spec) / base:.3f}")
+        status(f"prune round {round_}/{config.steps}: MACs x{count_macs(model, spec) / base:.3f}")
         if finetune is not None:
             finetune(model, round_)
     return model
