@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from syncopt.calibration import Calibration, apply_calibration
 from syncopt.decode import SyncResult, decode_dense
 from syncopt.errors import UsageError
 from syncopt.inconsistency import Inconsistency, find_inconsistency
 from syncopt.registry import create
 from syncopt.speakers import SpeakerTimeline, active_speaker, frame_scores
+
+if TYPE_CHECKING:
+    from syncopt.data.faces import FaceTrack
+    from syncopt.data.media import FrameSource
+    from syncopt.spec import ModelSpec
 
 class TrackSync(BaseModel):
     """One face track's result."""
@@ -27,6 +36,9 @@ class TrackSync(BaseModel):
     offset_frames: int
     offset_ms: float
     confidence: float
+    offset_probability: float | None = Field(None, description="expected fraction of frames at the offset "
+                                                               "(calibrated when a calibration is applied)")
+    uncertain: bool | None = Field(None, description="offset probability below the uncertainty threshold")
     speaking: bool
     result: SyncResult
     frame_boxes: list[list[float]] | None = Field(None, exclude=True, description="per-frame boxes (for rendering)")
@@ -48,6 +60,7 @@ class VideoSync(BaseModel):
     tracks: list[TrackSync]
     speaker: int | None
     speakers: SpeakerTimeline | None = Field(None, description="who speaks at each frame, and the turns")
+    calibrated: bool = Field(False, description="probabilities are temperature-scaled (syncopt calibrate)")
 
 
 def shipped_weights(model: str, preset: str) -> Path | None:
@@ -89,19 +102,18 @@ def available_shipped() -> list[str]:
     return sorted(n.removesuffix("_synth.safetensors") for n in names) or ["none"]
 
 
-def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", synthetic: bool = False,
-               crop: str = "detect", chunk: int = 500) -> VideoSync:
-    """Decode ``path``, find face tracks (or use whole frames), run the model and decode offsets.
+def track_inputs(path: str | os.PathLike, spec: ModelSpec, crop: str = "detect"
+                 ) -> tuple[FrameSource, Iterator[tuple[FaceTrack, np.ndarray, torch.Tensor, torch.Tensor]]]:
+    """Decode ``path`` and find face tracks (or use whole frames): the frame source and, lazily per
+    track, ``(track, crops, video (1,3,T,S,S), audio segment (1,...))``; bad media raise one-line errors.
 
     Frames are streamed (one pass to track faces, one to crop them), so memory grows with the
     face crops, not with the video's resolution.
     """
     from syncopt.data.faces import face_crops
     from syncopt.data.media import FrameSource, decode_audio, fit_audio
-    from syncopt.infer import run_dense
     from syncopt.preprocess import audio_to_tensor, frames_to_tensor
 
-    spec = model.spec
     pre = spec.preprocessing
     source = FrameSource(path, fps=pre.fps)
     track_audio = decode_audio(path, sample_rate=pre.sample_rate)
@@ -109,16 +121,30 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
     audio = audio_to_tensor(fit_audio(track_audio.samples, source.num_frames, pre.fps, pre.sample_rate, source.notes),
                             source.num_frames, pre)
     per_frame = pre.audio_per_frame
+    return source, ((track, crops, frames_to_tensor(crops, pre)[None],
+                     audio[None, ..., per_frame * track.start:per_frame * track.end]) for track, crops in tracks)
+
+
+def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", synthetic: bool = False,
+               crop: str = "detect", chunk: int = 500, calibration: Calibration | None = None) -> VideoSync:
+    """Decode ``path``, find face tracks (or use whole frames), run the model and decode offsets;
+    ``calibration`` temperature-scales the probabilities (:mod:`syncopt.calibration`)."""
+    from syncopt.infer import run_dense
+
+    spec = model.spec
+    pre = spec.preprocessing
+    source, tracks = track_inputs(path, spec, crop)
     results = []
-    for index, (track, crops) in enumerate(tracks):
-        video = frames_to_tensor(crops, pre)[None]
-        segment = audio[None, ..., per_frame * track.start:per_frame * track.end]
-        result = _decode(run_dense(model, video, segment, chunk=chunk), spec.max_offset)
+    for index, (track, _, video, segment) in enumerate(tracks):
+        outputs = run_dense(model, video, segment, chunk=chunk)
+        result, offset_probability, uncertain = apply_calibration(outputs, _decode(outputs, spec.max_offset),
+                                                                  calibration)
         results.append(TrackSync(
             track=index, start_frame=track.start, num_frames=track.end - track.start,
             box=None if crop == "full" else np.median(track.boxes, axis=0).tolist(),
             offset_frames=result.offset, offset_ms=1000.0 * result.offset / pre.fps,
-            confidence=result.confidence, speaking=False, result=result,
+            confidence=result.confidence, offset_probability=offset_probability, uncertain=uncertain,
+            speaking=False, result=result,
             frame_boxes=None if crop == "full" else track.boxes.tolist(),
             inconsistency=find_inconsistency(result, pre.fps, track.start),
         ))
@@ -130,6 +156,7 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
         fps=pre.fps, frames=source.num_frames, duration_s=source.num_frames / pre.fps,
         media_notes=list(source.notes), tracks=results, speaker=speaker,
         speakers=active_speaker(frame_scores(results, source.num_frames), pre.fps) if results else None,
+        calibrated=calibration is not None,
     )
 
 
