@@ -284,6 +284,36 @@ def calibrate_cmd(
                f"({result.test_clips} test clips); wrote {path}")
 
 
+@app.command("explain")
+def explain_cmd(
+    video: Annotated[str, typer.Argument(help="Video file (any format FFmpeg reads).")],
+    out: Annotated[str, typer.Option(help="Folder for the PNGs, saliency arrays and index.json.")],
+    model: Annotated[str, typer.Option(help="Registered model name (a 3-D convolutional video tower: fcn, fcn_attn).")] = "fcn_attn",
+    preset: Annotated[str, typer.Option(help="Model preset.")] = "tiny",
+    weights: Annotated[str | None, typer.Option(help="Weights file or run directory (default: shipped synthetic-data weights).")] = None,
+    crop: Annotated[str, typer.Option(help="'detect': find and track faces; 'full': frames are already face crops.")] = "detect",
+    frames: Annotated[int, typer.Option(help="Explain each track's first this many frames.")] = 250,
+    as_json: Annotated[bool, typer.Option("--json", help="Print index.json's content.")] = False,
+) -> None:
+    """Grad-CAM saliency of the decided offset's score over each face crop, and (fcn_attn) the
+    local attention maps, as PNG grids over frames; OUT/index.json lists them.
+
+    Example: syncopt explain clip.mp4 --out explain/ --crop full
+    """
+    from syncopt.explain import explain_video
+    from syncopt.sync import load_sync_model
+
+    net, used, synthetic = load_sync_model(model, preset, weights)
+    result = explain_video(video, net, out, used, synthetic, crop=crop, max_frames=frames)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    for t in result.tracks:
+        files = ", ".join(f for f in (t.gradcam_png, t.gradient_png, t.attention_png) if f)
+        typer.echo(f"track {t.track}: offset {t.offset:+d} (score {t.score:.2f}) over {t.frames} frames: {files}")
+    typer.echo(f"wrote {Path(out) / 'index.json'}")
+
+
 @app.command("export")
 def export_cmd(
     model: Annotated[str, typer.Argument(help="Registered model name, or a run directory from syncopt train.")],
