@@ -33,7 +33,6 @@ from syncopt.errors import InputFileError, UsageError
 ECE_BINS = 15
 UNCERTAIN_BELOW = 0.4  # clean synthetic clips score >= 0.6, clips with noise for audio <= 0.25
 REFERENCE = "Guo et al., On Calibration of Modern Neural Networks, ICML 2017"
-_LOGIT_EPS = 1e-12  # clamp before logit(sync_prob) in float64, so saturated probabilities stay finite
 
 
 class ECE(BaseModel):
@@ -73,18 +72,25 @@ class Samples:
 
 
 def sync_logit(sync_prob: torch.Tensor) -> torch.Tensor:
-    """The in-sync logit recovered from a probability, in float64."""
-    return torch.logit(sync_prob.detach().double(), eps=_LOGIT_EPS)
+    """The in-sync logit recovered from a probability, in float64, within what the probability's
+    dtype expresses (smallest normal .. largest value below 1: logits in about -87..17 for float32)."""
+    info = torch.finfo(sync_prob.dtype)
+    return torch.logit(sync_prob.detach().double().clamp(info.tiny, 1 - info.eps / 2))
 
 
 def collect(model: nn.Module, dataset) -> Samples:
     """Run ``model`` on a labelled :class:`~syncopt.data.datasets.ClipDataset` and keep its usable frames."""
     from syncopt.evaluate import predict
+
+    if "offset_logits" not in model.spec.output_names:
+        raise UsageError(f"model '{model.spec.name}' gives no offset logits to calibrate")
+    return samples(predict(model, dataset))
+
+
+def samples(outputs: list[dict[str, torch.Tensor]]) -> Samples:
+    """:class:`Samples` from :func:`syncopt.evaluate.predict`'s per-clip outputs and labels."""
     from syncopt.losses import usable_frames
 
-    outputs = predict(model, dataset)
-    if not outputs or "offset_logits" not in outputs[0]:
-        raise UsageError(f"model '{model.spec.name}' gives no offset logits to calibrate")
     k = outputs[0]["offset_logits"].shape[0] // 2
     parts: dict[str, list[torch.Tensor]] = {"s": [], "y": [], "o": [], "c": []}
     for out in outputs:
