@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from syncopt.errors import SyncoptError, UsageError
+from syncopt.errors import BackendUnavailable, GateBreach, ParityError, SyncoptError, UsageError
 
 app = typer.Typer(
     name="syncopt",
@@ -345,7 +345,6 @@ def export_cmd(
         net, _, _ = load_sync_model(model, preset, None)
     else:
         net = create(model, preset, weights=weights)
-    from syncopt.errors import BackendUnavailable
 
     artifacts, failed, skipped = [], [], []
     for f in [f.strip() for f in fmt.split(",") if f.strip()]:
@@ -385,7 +384,6 @@ def parity_cmd(
 
     Example: syncopt parity artifacts/fcn_tiny_fp32.onnx --json
     """
-    from syncopt.errors import ParityError
     from syncopt.parity import check_parity
 
     reports = [check_parity(a, runtime=runtime, synth_clips=clips) for a in artifacts]
@@ -680,7 +678,7 @@ def gate_cmd(
         gate.print_summary(results)
     failed = [r.name for r in results if r.status == "failed"]
     if failed:
-        raise gate.GateBreach(f"{len(failed)} of {len(results)} gates failed: {', '.join(failed)}")
+        raise GateBreach(f"{len(failed)} of {len(results)} gates failed: {', '.join(failed)}")
 
 
 @app.command("prune")

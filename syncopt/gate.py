@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from syncopt.atomic import atomic_path
-from syncopt.errors import GateBreach, SyncoptError, UsageError
+from syncopt.errors import SyncoptError, UsageError
 from syncopt.parity import Tolerance
 
 

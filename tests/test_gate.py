@@ -11,7 +11,8 @@ import pytest
 
 from syncopt.cli import main
 from syncopt.errors import UsageError
-from syncopt.gate import GateBreach, load_config, run_gates
+from syncopt.errors import GateBreach
+from syncopt.gate import load_config, run_gates
 
 
 @pytest.fixture(scope="module")
