@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
 import numpy as np
 
-from syncopt.atomic import atomic_path
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
 from syncopt.evaluate import auc
 from syncopt.inconsistency import MIN_FRAMES, TOLERANCE, find_inconsistency, inconsistent_frames, judged_frames, temporal_iou
 from syncopt.speakers import score_faces
 from syncopt.sync import load_sync_model
+
+from results_io import write_results
 
 
 def evaluate(model, clips: int, frames: int = 100, seed0: int = 5000) -> dict:
@@ -58,10 +57,7 @@ def main() -> None:
     model, weights, _ = load_sync_model(args.model, "tiny", None)
     summary = {"model": args.model, "preset": "tiny", "weights": Path(weights).name, "tolerance_frames": TOLERANCE,
                "min_segment_frames": MIN_FRAMES} | evaluate(model, args.clips)
-    summary |= {"cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()}
-    path = Path(__file__).parent / "results" / "inconsistency.json"
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+    write_results("inconsistency", summary)
     print(json.dumps(summary, indent=2))
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -23,6 +21,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+from results_io import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "tests" / "fixtures" / "example.avi"
@@ -80,10 +80,8 @@ def main() -> None:
         "decoded_frames_would_take_mib": round(frames * WIDTH * HEIGHT * 3 / 2**20, 1),
         "tracks": len(result["tracks"]), "offset_frames": [t["offset_frames"] for t in result["tracks"]],
         "wall_s": round(wall, 1), "goal_peak_mib": 2048, "meets_goal": peak_mib < 2048,
-        "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
     }
-    out = ROOT / "benchmarks" / "results" / "memory.json"
-    out.write_text(json.dumps(summary, indent=2))
+    write_results("memory", summary)
     print(json.dumps(summary, indent=2))
 
 

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
 import numpy as np
 
-from syncopt.atomic import atomic_path
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
 from syncopt.speakers import (MIN_FRAMES, THRESHOLD, active_speaker, conversation, frame_accuracy, frame_scores,
                               score_faces, turn_iou)
 from syncopt.sync import load_sync_model
+
+from results_io import write_results
 
 
 def main() -> None:
@@ -48,10 +47,7 @@ def main() -> None:
         acc, iou = np.array(rows).T
         summary[name] = {"frame_accuracy": float(acc.mean()), "segment_iou": float(iou.mean()),
                          "clips_all_frames_right": float((acc == 1).mean())}
-    summary |= {"cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()}
-    path = Path(__file__).parent / "results" / "speaker.json"
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+    write_results("speaker", summary)
     print(json.dumps(summary, indent=2))
 
 

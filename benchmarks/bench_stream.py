@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -19,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from syncopt.atomic import atomic_path
 from syncopt.data.media import fit_audio
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
 from syncopt.preprocess import audio_to_tensor, frames_to_tensor
 from syncopt.streaming import StreamingSync, export_stream
 from syncopt.sync import load_sync_model
+
+from results_io import write_results
 
 
 def stream_clip(model, clip, chunk: int) -> tuple[StreamingSync, list, list[float]]:
@@ -101,11 +100,8 @@ def main() -> None:
         "running_offset_accuracy_at_3s": float(np.mean(final_hits)),
         "running_offset_accuracy_pm1_at_3s": float(np.mean(final_near)),
         "per_frame_accuracy": frame_hits / max(frame_count, 1),
-        "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
     }
-    path = Path(__file__).parent / "results" / "stream.json"
-    with atomic_path(path) as tmp_path:
-        tmp_path.write_text(json.dumps(summary, indent=2))
+    write_results("stream", summary)
     print(json.dumps(summary, indent=2))
 
 

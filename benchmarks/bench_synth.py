@@ -7,13 +7,11 @@ Writes benchmarks/results/synth.json. Goal (issue 5): 1,000 clips under 60 s on 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 from syncopt.data.synth import SynthConfig, make_clips
+
+from results_io import write_results
 
 
 def main() -> None:
@@ -33,10 +31,8 @@ def main() -> None:
               f"= {args.count / timings[workers]:.1f} clips/s")
     result = {"count": args.count, "crop": args.crop, "seconds": timings,
               "speedup": timings[1] / timings[args.workers], "goal_seconds": 60,
-              "meets_goal": timings[args.workers] < 60, "cpu_count": os.cpu_count(),
-              "machine": platform.processor() or platform.machine()}
-    out = Path(__file__).parent / "results" / "synth.json"
-    out.write_text(json.dumps(result, indent=2))
+              "meets_goal": timings[args.workers] < 60}
+    out = write_results("synth", result)
     print(f"wrote {out}")
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
 from syncopt.data.datasets import synth_dataset
 from syncopt.evaluate import evaluate_dataset
 from syncopt.registry import create
 from syncopt.train import TrainConfig, train
+
+from results_io import write_results
 
 
 def main() -> None:
@@ -41,10 +41,8 @@ def main() -> None:
         "test_clips": args.test_clips, "test": result.model_dump(mode="json"),
         "goal_offset_acc_pm1_15": 0.95, "goal_per_frame_varying": 0.90,
         "meets_goals": result.context_accuracy_pm1[15] >= 0.95 and (result.per_frame_accuracy_varying or 0) >= 0.90,
-        "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
     }
-    path = Path(__file__).parent / "results" / f"train_{args.model}.json"
-    path.write_text(json.dumps(summary, indent=2))
+    path = write_results(f"train_{args.model}", summary)
     print(json.dumps({k: summary[k] for k in ("model", "epochs", "train_minutes", "meets_goals")}))
     print(f"acc@15 {result.context_accuracy[15]:.3f} ±1 {result.context_accuracy_pm1[15]:.3f}  per-frame "
           f"{result.per_frame_accuracy:.3f} varying {result.per_frame_accuracy_varying}  AUC {result.sync_auc}  "

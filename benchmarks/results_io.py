@@ -1,0 +1,21 @@
+"""Writing a benchmark's figures: ``benchmarks/results/NAME.json``, atomically, with the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+from syncopt.atomic import atomic_path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def write_results(name: str, summary: dict) -> Path:
+    """Add the machine it ran on to ``summary`` and write it to ``results/NAME.json``."""
+    summary |= {"cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+    path = RESULTS / f"{name}.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return path
