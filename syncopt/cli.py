@@ -695,7 +695,7 @@ def prune_cmd(
     weights: Annotated[str | None, typer.Option(help="Weights for SOURCE when it is a name.")] = None,
     train_clips: Annotated[int, typer.Option(help="Synthetic fine-tune clips.")] = 1000,
     val_clips: Annotated[int, typer.Option(help="Synthetic validation clips.")] = 200,
-    out: Annotated[str, typer.Option(help="Output run directory (weights, architecture.json, report).")] = "runs/prune",
+    out: Annotated[str, typer.Option(help="Output run directory (weights with the pruned architecture, report).")] = "runs/prune",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Structured channel pruning (Torch-Pruning dependency graph); embedding widths are kept.
@@ -715,7 +715,7 @@ def prune_cmd(
         return
     typer.echo(f"pruned {report.original.name}: MACs x{report.macs_ratio:.3f}, params x{report.params_ratio:.3f}, "
                f"offset accuracy {report.original.offset_accuracy:.3f} -> {report.pruned.offset_accuracy:.3f}; "
-               f"weights {report.weights} + {report.architecture}")
+               f"weights {report.weights}")
 
 
 @app.command("robustness")

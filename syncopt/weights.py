@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from syncopt.atomic import atomic_path
+from syncopt.compress import architecture
 from syncopt.errors import InputFileError, WeightsError
 
 # BatchNorm counters absent from checkpoints saved before PyTorch 0.4.1 (e.g. the published
@@ -68,21 +69,42 @@ def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor], what: 
         raise WeightsError(f"weights do not fit {what}: " + "; ".join(problems))
 
 
+def load_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata in a ``.safetensors`` file's header (empty for other formats)."""
+    p = Path(path)
+    if p.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(p), "pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # safetensors raises several types for damaged headers
+        raise WeightsError(f"cannot read weights {p.name}: truncated or corrupt ({type(exc).__name__})") from exc
+
+
 def load_into(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Module:
-    """Strictly load the weights at ``path`` into ``model`` (after a readable compatibility check)."""
+    """Strictly load the weights at ``path`` into ``model`` (after a readable compatibility check).
+
+    Weights of a pruned model carry its architecture in their metadata; ``model`` (a fresh build)
+    is shrunk to it first (:mod:`syncopt.compress.architecture`).
+    """
     state = load_state_dict(path)
+    pruned = load_metadata(path).get(architecture.METADATA_KEY)
+    if pruned is not None:
+        architecture.apply(model, pruned, what)
     check_compatible(model, state, what)
     model.load_state_dict(state, strict=True)
     return model
 
 
 def save_state_dict(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write ``model``'s weights atomically as safetensors."""
+    """Write ``model``'s weights atomically as safetensors (with its architecture if it was pruned)."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+        save_file(state, str(tmp), metadata=architecture.metadata(model) or None)
     return Path(path)
 
 

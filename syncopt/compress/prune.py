@@ -17,8 +17,9 @@ a labelled batch) and ``group_norm`` (L2 over the whole coupled group). Amount: 
 MACs as a fraction of the original's), reached in ``steps`` prune -> fine-tune rounds, each
 fine-tune optionally distilled from the unpruned model.
 
-Pruned models save as ``model.safetensors`` plus ``architecture.json`` (the channel counts of
-every resized layer), replayed on a freshly built model by :func:`load_model`: no pickles.
+A pruned model's weights carry its architecture (the sizes of every resized layer) in their
+safetensors metadata (:mod:`syncopt.compress.architecture`), so ``create(name, weights=...)``
+rebuilds it everywhere: no pickles, no sidecar file.
 """
 
 from __future__ import annotations
@@ -36,16 +37,15 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from syncopt.compress import architecture
 from syncopt.compress.common import ModelStats, embedding_width, frozen, model_stats
-from syncopt.errors import UsageError, WeightsError
+from syncopt.errors import UsageError
 from syncopt.log import status
 from syncopt.registry import create
 from syncopt.train import EpochStats, TrainConfig, fit, write_json
-from syncopt.weights import load_into, save_state_dict
+from syncopt.weights import save_state_dict
 
-ARCHITECTURE = "architecture.json"
 CRITERIA = ("magnitude", "taylor", "group_norm")
-_SIZE_ATTRS = ("in_channels", "out_channels", "groups", "num_features", "in_features", "out_features")
 
 
 class PruneConfig(TrainConfig):
@@ -72,8 +72,7 @@ class PruneReport(BaseModel):
     accuracy_drop: float | None  # points of offset accuracy lost (original - pruned), x100
     history: list[EpochStats]
     wall_time_s: float
-    weights: str
-    architecture: str
+    weights: str  # model.safetensors, the pruned architecture in its metadata
 
 
 @contextlib.contextmanager
@@ -160,6 +159,7 @@ def prune_model(model: nn.Module, config: PruneConfig, finetune=None) -> nn.Modu
         else:
             _step(model, pruner, batch)
         status(f"prune round {round_}/{config.steps}: MACs x{count_macs(model, spec) / base:.3f}")
+        architecture.record(model)
         if finetune is not None:
             finetune(model, round_)
     return model
@@ -185,49 +185,11 @@ def _taylor_batch(spec, config: PruneConfig) -> dict[str, torch.Tensor]:
     return {k: torch.stack([it[k] for it in items]) for k in ("video", "audio", "labels", "valid")}
 
 
-def architecture(model: nn.Module) -> dict:
-    """Sizes of every layer that differs from a fresh build of the same model (JSON-ready)."""
-    fresh = dict(create(model.spec.name, model.spec.preset).named_modules())
-    layers = {}
-    for name, module in model.named_modules():
-        shapes = {k: list(v.shape) for k, v in [*module.named_parameters(recurse=False),
-                                                 *module.named_buffers(recurse=False)]}
-        ref = fresh.get(name)
-        ref_shapes = {k: list(v.shape) for k, v in [*ref.named_parameters(recurse=False),
-                                                     *ref.named_buffers(recurse=False)]} if ref is not None else None
-        if shapes and shapes != ref_shapes:
-            layers[name] = {"attrs": {a: getattr(module, a) for a in _SIZE_ATTRS if hasattr(module, a)},
-                            "shapes": shapes}
-    return {"model": model.spec.name, "preset": model.spec.preset, "layers": layers}
-
-
-def apply_architecture(model: nn.Module, arch: dict) -> nn.Module:
-    """Resize a fresh model's layers to ``arch`` (from :func:`architecture`); weights load afterwards."""
-    modules = dict(model.named_modules())
-    for name, layer in arch["layers"].items():
-        module = modules.get(name)
-        if module is None:
-            raise WeightsError(f"architecture names layer {name!r}, which {model.spec.name} does not have")
-        for attr, value in layer["attrs"].items():
-            setattr(module, attr, value)
-        for key, shape in layer["shapes"].items():
-            old = getattr(module, key)
-            new = torch.zeros(shape, dtype=old.dtype)
-            if isinstance(old, nn.Parameter):
-                setattr(module, key, nn.Parameter(new, requires_grad=old.requires_grad))
-            else:
-                module.register_buffer(key, new)
-    return model
-
-
-def save_pruned(model: nn.Module, out: Path) -> tuple[Path, Path]:
-    """Write ``model.safetensors``, ``architecture.json`` and ``config.json`` into ``out``."""
+def save_pruned(model: nn.Module, out: Path) -> Path:
+    """Write ``model.safetensors`` (architecture in its metadata) and ``config.json`` into ``out``."""
     weights = save_state_dict(model, out / "model.safetensors")
-    arch = out / ARCHITECTURE
-    write_json(arch, architecture(model))
-    write_json(out / "config.json", {"model": model.spec.name, "preset": model.spec.preset,
-                                     "architecture": ARCHITECTURE})
-    return weights, arch
+    write_json(out / "config.json", {"model": model.spec.name, "preset": model.spec.preset})
+    return weights
 
 
 def load_model(source: str | Path, preset: str = "tiny", weights: str | Path | None = None) -> nn.Module:
@@ -238,14 +200,10 @@ def load_model(source: str | Path, preset: str = "tiny", weights: str | Path | N
         if not cfg_file.is_file():
             raise UsageError(f"{path} is a directory without config.json (expected a run directory)")
         cfg = json.loads(cfg_file.read_text())
-        model = create(cfg["model"], cfg["preset"])
-        if cfg.get("architecture"):
-            apply_architecture(model, json.loads((path / cfg["architecture"]).read_text()))
-        return load_into(model, path / "model.safetensors", f"{cfg['model']} from {path}").eval()
+        return create(cfg["model"], cfg["preset"], weights=path / "model.safetensors")
     if weights is not None and Path(weights).is_dir():
         return load_model(weights)
     return create(str(source), preset, weights=weights)
-
 
 
 def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -> PruneReport:
@@ -279,13 +237,12 @@ def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -
         history.extend(fit(net, config, train_set, val, out / f"round{round_}", resume=True, **kwargs))
 
     prune_model(model, config, finetune)
-    weights, arch = save_pruned(model, out)
+    weights = save_pruned(model, out)
     pruned = model_stats(model.eval(), val)
     report = PruneReport(config=config, original=original, pruned=pruned, macs_ratio=pruned.macs / original.macs,
                          params_ratio=pruned.params / original.params,
                          accuracy_drop=100 * (original.offset_accuracy - pruned.offset_accuracy),
-                         history=history, wall_time_s=time.perf_counter() - t0, weights=str(weights),
-                         architecture=str(arch))
+                         history=history, wall_time_s=time.perf_counter() - t0, weights=str(weights))
     write_json(out / "report.json", report.model_dump(mode="json"))
     return report
 
