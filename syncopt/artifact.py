@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from syncopt.atomic import atomic_path, sha256_file
+from syncopt.atomic import atomic_path, prepare_target, sha256_file, temp_prefix
 from syncopt.errors import InputFileError, WeightsError
 from syncopt.spec import ModelSpec, TensorSpec
 
@@ -106,8 +106,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     A reader sees the old directory or the complete new one; on an exception ``path`` is untouched.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=f".tmp{final.suffix}", dir=final.parent))
+    prepare_target(final)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=f".tmp{final.suffix}", dir=final.parent))
     old = final.parent / f".{final.name}.old"
     shutil.rmtree(old, ignore_errors=True)  # left by a crash between the two renames
     try:

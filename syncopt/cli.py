@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from syncopt.errors import BackendUnavailable, GateBreach, ParityError, SyncoptError, UsageError
+from syncopt.errors import BackendUnavailable, GateBreach, MediaError, ParityError, SyncoptError, UsageError
 
 app = typer.Typer(
     name="syncopt",
@@ -592,8 +592,6 @@ def stream_cmd(
     chunk = max(1, round(chunk_ms * pre.fps / 1000))
     stream = StreamingSync(net, window=window, tolerance=tolerance)
     cropper = StreamCropper(crop, pre.crop_size)
-    if synthetic and not as_json:
-        typer.echo("note: synthetic-data weights shipped with syncopt (not trained on real video)", err=True)
 
     def show(results) -> None:
         if as_json:
@@ -605,11 +603,13 @@ def stream_cmd(
                        f"confidence {r.confidence:5.2f}  sync prob {r.sync_prob:.2f}  "
                        f"{'in sync' if r.in_sync else 'OUT OF SYNC'}")
 
-    for frames, audio in read_chunks(source, chunk, pre.fps, pre.sample_rate, input_format):
+    for i, (frames, audio) in enumerate(read_chunks(source, chunk, pre.fps, pre.sample_rate, input_format)):
+        if i == 0 and synthetic and not as_json:  # after the source opened: a bad one gives only its error line
+            typer.echo("note: synthetic-data weights shipped with syncopt (not trained on real video)", err=True)
         show(stream.push(cropper(frames), audio))
     show(stream.finish())
     if not stream.emitted:
-        raise SyncoptError(f"{Path(source).name}: no frames decoded")
+        raise MediaError(f"{Path(source).name}: no frames decoded")
 
 
 @app.command("bundle")

@@ -83,3 +83,15 @@ class GateBreach(SyncoptError):
     """One or more CI gates failed."""
 
     exit_code = 13
+
+
+class RecipeError(SyncoptError):
+    """A recipe file that is malformed, or names unknown stages, models or references."""
+
+    exit_code = 14
+
+
+class OutputFileError(SyncoptError):
+    """An output path that cannot be written (no permission, a file where a folder should be, disk full)."""
+
+    exit_code = 15

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from syncopt.atomic import atomic_path
-from syncopt.errors import SyncoptError, UsageError
+from syncopt.errors import InputFileError, SyncoptError, UsageError
 from syncopt.parity import Tolerance
 
 
@@ -115,9 +115,11 @@ def load_config(path: str | os.PathLike) -> GatesConfig:
 
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"no gates file at {p}")
+        raise InputFileError(f"no gates file at {p}")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{p.name}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -11,12 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from syncopt.errors import UsageError
 from syncopt.spec import parse_dim
 
 
 @torch.no_grad()
 def run_dense(model: nn.Module, video: torch.Tensor, audio: torch.Tensor, chunk: int = 500) -> dict[str, torch.Tensor]:
     """``model(video=..., audio=...)`` over ``(1, 3, T, H, W)`` and the spec's audio input in chunks."""
+    if chunk < 1:
+        raise UsageError(f"chunk must be at least 1 frame, got {chunk}")
     spec = model.spec
     frames = video.shape[2]
     spec.check_length(frames)

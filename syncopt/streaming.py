@@ -29,7 +29,7 @@ import torch
 from pydantic import BaseModel, Field
 from scipy.fft import dct
 
-from syncopt.errors import InputFileError, MediaError, UsageError
+from syncopt.errors import InputFileError, MediaError, NoAudioError, UsageError
 from syncopt.preprocess import frames_to_tensor
 
 WINDOW, HOP, NFFT = 400, 160, 512  # python_speech_features defaults at 16 kHz: 25 ms every 10 ms
@@ -266,7 +266,9 @@ def read_chunks(source: str, chunk_frames: int, fps: float = 25.0, sample_rate: 
     with container:
         if not container.streams.video:
             raise MediaError(f"{Path(source).name} has no video stream")
-        streams = [container.streams.video[0], *container.streams.audio[:1]]
+        if not container.streams.audio:
+            raise NoAudioError(f"{Path(source).name} has no audio stream")
+        streams = [container.streams.video[0], container.streams.audio[0]]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         frames: list[np.ndarray] = []
         audio: list[np.ndarray] = []
@@ -291,7 +293,7 @@ def read_chunks(source: str, chunk_frames: int, fps: float = 25.0, sample_rate: 
             pass  # a truncated file: keep what decoded
         if previous is not None:
             frames.append(previous)
-        audio += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)] if len(streams) > 1 else []
+        audio += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
         if frames or audio:
             yield (np.stack(frames) if frames else np.zeros((0, 1, 1, 3), np.uint8)), _joined(audio)
 

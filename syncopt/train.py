@@ -21,13 +21,13 @@ from tqdm.auto import tqdm
 
 from syncopt.atomic import atomic_path
 from syncopt.data.datasets import Augment, ClipDataset, media_dataset, synth_dataset
-from syncopt.errors import UsageError
+from syncopt.errors import UsageError, WeightsError
 from syncopt.evaluate import EvalReport, evaluate_dataset
 from syncopt.finetune import apply_schedule, param_groups, parse_schedule
 from syncopt.log import status
 from syncopt.losses import sync_losses, usable_frames
 from syncopt.registry import create
-from syncopt.weights import save_state_dict
+from syncopt.weights import check_compatible, save_state_dict
 
 
 class TrainConfig(BaseModel):
@@ -124,6 +124,9 @@ def fit(model: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Clip
     spec = model.spec
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(config.seed))
+    if len(loader) == 0:
+        raise UsageError(f"{len(train_set)} training clips make no full batch of {config.batch_size}; "
+                         f"lower --batch-size or add clips")
     groups = param_groups(model, config.lr, config.backbone_lr_scale)
     if extra is not None:
         groups.append({"params": list(extra.parameters()), "lr": config.lr, "name": "extra"})
@@ -134,7 +137,7 @@ def fit(model: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Clip
     start_epoch = 0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = _load_checkpoint(ckpt, model)
         model.load_state_dict(state["model"])
         if extra is not None:
             extra.load_state_dict(state["extra"])
@@ -205,6 +208,19 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
     train_items = [it for i, it in enumerate(data.items) if i not in held_out] or data.items
     val_items = [it for i, it in enumerate(data.items) if i in held_out] or data.items
     return ClipDataset(train_items, data.pre), ClipDataset(val_items, data.pre), spec.max_offset
+
+
+def _load_checkpoint(path: Path, model: nn.Module) -> dict:
+    """The resume state in ``path``, checked to be readable and to fit ``model``."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or unsafe files
+        raise WeightsError(f"cannot resume from {path}: truncated or corrupt checkpoint ({type(exc).__name__}); "
+                           f"delete it or pass --no-resume") from exc
+    if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "epoch", "history"} <= state.keys():
+        raise WeightsError(f"cannot resume from {path}: not a syncopt training checkpoint")
+    check_compatible(model, state["model"], f"{model.spec.name} (checkpoint {path})")
+    return state
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, history: list[EpochStats],

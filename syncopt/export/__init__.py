@@ -22,9 +22,16 @@ EXPORTERS = {
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
-    """Import ``module`` or raise :class:`BackendUnavailable` naming the extra that installs it."""
+    """Import ``module`` or raise :class:`BackendUnavailable` naming the extra that installs it.
+
+    Native start-up logging (TensorFlow's CUDA-plugin and absl lines) is kept off the terminal,
+    so an error after it is still the only line on stderr.
+    """
+    from syncopt.log import native_stderr_silenced
+
     try:
-        return importlib.import_module(module)
+        with native_stderr_silenced():
+            return importlib.import_module(module)
     except ImportError as exc:  # includes a module blocked by sys.modules[name] = None
         raise BackendUnavailable(f"{what} needs the '{module}' package: pip install 'syncopt[{extra}]' "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc

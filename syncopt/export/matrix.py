@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from syncopt.atomic import atomic_path
-from syncopt.errors import BackendUnavailable
+from syncopt.errors import BackendUnavailable, UsageError
 from syncopt.export import EXPORTERS, export
 
 PRECISIONS = {"onnx": ("fp32", "fp16"), "tflite": ("fp32", "fp16", "int8"), "coreml": ("fp32", "fp16", "int8"),
@@ -39,6 +39,10 @@ def run_matrix(out: str | os.PathLike, models: Sequence[str] | None = None, pres
     """Fill the matrix and write it as Markdown to ``out``; returns the cells."""
     from syncopt.registry import create, get_entry, model_names
 
+    unknown = [f for f in formats if f not in PRECISIONS] + [p for p in presets if p not in ("tiny", "full")]
+    if unknown:
+        raise UsageError(f"unknown format or preset '{unknown[0]}' (formats: {', '.join(PRECISIONS)}; "
+                         f"presets: tiny, full)")
     cells: list[Cell] = []
     for name in models or model_names():
         for preset in presets:

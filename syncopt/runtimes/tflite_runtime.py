@@ -7,17 +7,13 @@ artifacts are fixed at batch 1 and one clip length (see syncopt.export.tflite).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
-
 import numpy as np
 
 from syncopt.artifact import Artifact, permutation
 from syncopt.errors import InputSpecError
 from syncopt.export import require
 from syncopt.export.tflite import input_name
+from syncopt.log import native_stderr_silenced
 from syncopt.runtimes import Session
 
 
@@ -30,7 +26,7 @@ class TFLiteSession(Session):
         self.artifact = artifact
         if any(op.startswith("Flex") for op in artifact.ops):
             require("tensorflow", "tflite", "A TFLite model with Flex ops")  # importing TF registers the Flex delegate
-        with _native_stderr_silenced():  # LiteRT's C++ logger announces the XNNPACK delegate on fd 2
+        with native_stderr_silenced():  # LiteRT's C++ logger announces the XNNPACK delegate on fd 2
             self.interpreter = litert.Interpreter(model_path=str(artifact.path), num_threads=threads)
             self.interpreter.allocate_tensors()
         self.inputs = {input_name(d["name"]): d["index"] for d in self.interpreter.get_input_details()}
@@ -56,17 +52,3 @@ class TFLiteSession(Session):
     def _perm(self, name: str, layout: str) -> tuple[int, ...]:
         native = self.artifact.native_tensor(name)
         return permutation(layout, native.layout if native else layout)
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null meanwhile (native logging bypasses ``sys.stderr``)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
