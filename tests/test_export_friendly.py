@@ -7,6 +7,7 @@ other lengths within the fp32 parity tolerances (max abs 1e-4, max rel 1e-3 of D
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -39,3 +40,36 @@ def test_onnx_dynamic_time_axis_matches_torch(name, tmp_path):
             abs_err = np.abs(value - ref)
             assert abs_err.max() <= 1e-4, (out_name, abs_err.max())
             assert (abs_err / np.maximum(np.abs(ref), 1e-2)).max() <= 1e-3, out_name
+
+
+def _band_attention(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """LocalAttention written densely: T x T scores, softmax over keys j with |j - t| <= radius inside the clip."""
+    b, c, t = query.shape
+    h, d = self.heads, c // self.heads
+    q = self.q(query).reshape(b, h, d, t) / math.sqrt(d)
+    k, v = self.kv(context).reshape(b, 2, h, d, t).unbind(1)
+    frames = torch.arange(t)
+    band = (frames[:, None] - frames[None, :]).abs() <= self.radius  # (query t, key j)
+    weights = torch.softmax(torch.einsum("bhdt,bhdj->bhtj", q, k).masked_fill(~band, float("-inf")), dim=-1)
+    attended = torch.einsum("bhtj,bhdj->bhdt", weights, v)
+    return query + self.gate * self.out(attended.reshape(b, c, t))
+
+
+def test_fcn_attn_local_attention_is_band_attention_with_shipped_weights(monkeypatch):
+    """The export-friendly local attention (per-shift masks, for onnx2tf) computes plain band-masked
+    attention: the shipped fcn_attn weights load strictly and give the dense formulation's outputs."""
+    from syncopt.reference_models.layers import LocalAttention
+    from syncopt.sync import shipped_weights
+
+    model = syncopt.create("fcn_attn", "tiny", weights=shipped_weights("fcn_attn", "tiny")).eval()
+    gates = [m.gate.item() for m in model.modules() if isinstance(m, LocalAttention)]
+    assert len(gates) == 4 and min(abs(g) for g in gates) > 0.01  # trained: the attention changes the outputs
+    for frames in (5, 41):  # shorter than the window and longer
+        feeds = model.spec.example_inputs(T=frames, batch=2, seed=frames)
+        with torch.no_grad():
+            got = model(**feeds)
+            with monkeypatch.context() as patch:
+                patch.setattr(LocalAttention, "forward", _band_attention)
+                want = model(**feeds)
+        for name in model.spec.output_names:
+            assert (got[name] - want[name]).abs().max() <= 1e-5, name

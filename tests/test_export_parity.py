@@ -18,12 +18,14 @@ from syncopt.errors import InputSpecError, WeightsError
 from syncopt.export import export
 from syncopt.parity import TOLERANCES, check_parity
 from syncopt.runtimes import load
+from syncopt.sync import shipped_weights
 
 
 @pytest.fixture(scope="module")
 def fcn_fp32(tmp_path_factory):
     out = tmp_path_factory.mktemp("artifacts")
-    return export(syncopt.create("fcn_attn", "tiny"), "onnx", out, "fp32")
+    # trained weights: the attention gates start at zero, so initial weights would skip the attention
+    return export(syncopt.create("fcn_attn", "tiny", weights=shipped_weights("fcn_attn", "tiny")), "onnx", out, "fp32")
 
 
 def test_manifest_records_spec_hash_and_source(fcn_fp32):

@@ -94,11 +94,14 @@ class LocalAttention(nn.Module):
         h, d = self.heads, c // self.heads
         q = self.q(query).reshape(b, h, d, t) / math.sqrt(d)
         k, v = self.kv(context).reshape(b, 2, h, d, t).unbind(1)
-        valid = torch.ones_like(context[:, :1, :])  # (B, 1, T): 1 inside the clip
         shifts = range(-self.radius, self.radius + 1)
-        scores = torch.stack([(q * shift_time(k, s)).sum(2) for s in shifts], dim=2)  # (B,h,S,T)
-        mask = torch.stack([shift_time(valid, s) for s in shifts], dim=2)  # (B,1,S,T)
-        weights = torch.softmax(scores + (mask - 1.0) * 1e4, dim=2)
+        dots = [(q * shift_time(k, s)).sum(2) for s in shifts]  # (B,h,T) per shift
+        # The -1e4 mask for keys beyond the clip is added per shift at the dots' own shape (B,h,T):
+        # a broadcast add of a (B,1,S,T) mask to (B,h,S,T) scores is mis-transposed by onnx2tf 1.28
+        # (it pairs [1,4,9,T] with [1,9,T,1]; see docs/export.md). Same values, same float ops.
+        inside = torch.ones_like(dots[0])
+        scores = torch.stack([dot + (shift_time(inside, s) - 1.0) * 1e4 for dot, s in zip(dots, shifts)], dim=2)
+        weights = torch.softmax(scores, dim=2)  # (B,h,S,T)
         attended = sum(weights[:, :, i:i + 1] * shift_time(v, s) for i, s in enumerate(shifts))
         return query + self.gate * self.out(attended.reshape(b, c, t))
 
