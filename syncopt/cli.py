@@ -804,3 +804,31 @@ def quantize_cmd(
                f"{report.int8_accuracy:.3f} (drop {report.accuracy_drop:.1f} points), agreement "
                f"{report.offset_agreement:.1%}, min embedding cosine {report.min_embedding_cosine:.4f}{speed}; "
                f"{'within' if report.within_tolerance else 'OUTSIDE'} tolerance")
+
+
+@app.command("run")
+def run_cmd(
+    recipe: Annotated[str, typer.Argument(help="Recipe YAML, e.g. recipes/quickstart.yaml.")],
+    out: Annotated[str | None, typer.Option(help="Run directory (default: runs/<recipe name>).")] = None,
+    force: Annotated[list[str] | None, typer.Option(help="Rerun this stage even if unchanged (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
+) -> None:
+    """Run a recipe: train -> distill -> prune -> quantize -> export -> parity -> bench -> bundle -> gate,
+    each stage optional, each into OUT/<stage>/ with a manifest (inputs' and outputs' sha256,
+    parameters, wall time). Unchanged stages are skipped, so an interrupted run resumes where it
+    stopped. Ends with a summary table (accuracy, MACs, size, latency per stage and runtime);
+    exits 14 on a malformed recipe, or with the failing stage's code. See recipes/quickstart.yaml.
+
+    Example: syncopt run recipes/quickstart.yaml --out runs/quickstart
+    """
+    from syncopt.recipe import load_recipe
+    from syncopt.recipe_run import print_summary, run_recipe
+
+    parsed = load_recipe(recipe)
+    result = run_recipe(parsed, out or f"runs/{parsed.name or Path(recipe).stem}", force=tuple(force or ()))
+    if as_json:
+        typer.echo(result.report.model_dump_json(indent=2))
+    else:
+        print_summary(result.report)
+    if result.error is not None:
+        raise result.error

@@ -145,7 +145,7 @@ def run_gates(config: GatesConfig, machine: str | None = None) -> list[GateResul
 
 
 def _parity_gate(gate: ParityGate, tolerances: dict[str, Tolerance]) -> GateResult:
-    from syncopt.parity import _judge, check_parity
+    from syncopt.parity import check_parity, judge
 
     name = gate.name or f"parity {Path(gate.artifact).name}"
     start = time.perf_counter()
@@ -156,7 +156,7 @@ def _parity_gate(gate: ParityGate, tolerances: dict[str, Tolerance]) -> GateResu
                           seconds=time.perf_counter() - start)
     if report.precision in tolerances:
         report.tolerance = tolerances[report.precision]
-        report.failures = _judge(report, report.tolerance)
+        report.failures = judge(report, report.tolerance)
     tol = ", ".join(f"{k} {v:g}" for k, v in report.tolerance.model_dump().items() if v is not None)
     worst_cos = min((o.min_cosine for o in report.outputs), default=None)
     return GateResult(kind="parity", name=name, status="passed" if report.passed else "failed", value=worst_cos,

@@ -99,7 +99,7 @@ def check_parity(artifact_path: str | os.PathLike, runtime: str | None = None, f
     report = ParityReport(artifact=str(artifact.path), runtime=session.name, precision=artifact.precision,
                           tolerance=tol, cases=[c for c, _ in cases], outputs=list(worst.values()),
                           decision_agreement=float(np.mean(agree)), failures=[])
-    report.failures = _judge(report, tol)
+    report.failures = judge(report, tol)
     return report
 
 
@@ -137,7 +137,8 @@ def _decisions(outputs: dict[str, np.ndarray], max_offset: int) -> list[int]:
             for v, a in zip(outputs["video_emb"], outputs["audio_emb"])]
 
 
-def _judge(report: ParityReport, tol: Tolerance) -> list[str]:
+def judge(report: ParityReport, tol: Tolerance) -> list[str]:
+    """The failures of ``report`` under ``tol`` (empty: within tolerance); used again with stricter gates."""
     failures = []
     for o in report.outputs:
         if tol.max_abs is not None and not o.max_abs <= tol.max_abs:
