@@ -94,7 +94,10 @@ def train_cmd(
     epochs: Annotated[int, typer.Option(help="Passes over the training clips.")] = 20,
     train_clips: Annotated[int, typer.Option(help="Number of synthetic training clips (2 s each).")] = 1000,
     val_clips: Annotated[int, typer.Option(help="Number of synthetic validation clips.")] = 200,
-    batch_size: Annotated[int, typer.Option(help="Clips per optimisation step.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Clips per optimisation step (over all torchrun processes "
+                                                 "and accumulation steps).")] = 16,
+    grad_accum: Annotated[int, typer.Option(help="Accumulate gradients over this many micro-batches per step.")] = 1,
+    amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 autocast on CPU, fp16 + loss scaling on CUDA.")] = False,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule.")] = 3e-3,
     seed: Annotated[int, typer.Option(help="Seed for weights, data order and augmentation.")] = 0,
     time_budget: Annotated[float | None, typer.Option(help="Stop after the epoch that passes this many minutes.")] = None,
@@ -115,20 +118,25 @@ def train_cmd(
     """Train a dense sync model with per-frame offset cross-entropy, InfoNCE and in-sync BCE.
 
     Checkpoints after every epoch (atomic); rerunning the same command resumes. Writes
-    OUT/model.safetensors, OUT/config.json and OUT/report.json.
+    OUT/model.safetensors, OUT/config.json and OUT/report.json. Runs data-parallel under
+    torchrun (docs/distributed.md).
 
     Examples:
       syncopt train fcn --epochs 12 --out runs/fcn_tiny
       syncopt train i3d_wav2vec --preset full --video-weights rgb_imagenet.pt --audio-weights ./wav2vec2-base \
           --unfreeze-schedule audio=2,video=4 --backbone-lr-scale 0.1
     """
+    from syncopt.distributed import current as current_rank
     from syncopt.train import TrainConfig, train
 
     config = TrainConfig(model=model, preset=preset, data=data, crop=crop, epochs=epochs, train_clips=train_clips,
-                         val_clips=val_clips, batch_size=batch_size, lr=lr, seed=seed, time_budget_min=time_budget,
+                         val_clips=val_clips, batch_size=batch_size, grad_accum=grad_accum, amp=amp, lr=lr, seed=seed,
+                         time_budget_min=time_budget,
                          video_weights=video_weights, audio_weights=audio_weights,
                          unfreeze_schedule=unfreeze_schedule, backbone_lr_scale=backbone_lr_scale)
     report = train(config, out, resume=resume)
+    if not current_rank().main:  # under torchrun, rank 0 alone prints
+        return
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
         return
@@ -323,6 +331,8 @@ def export_cmd(
     preset: Annotated[str, typer.Option(help="Preset of MODEL when it is a name.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights file (default: the run's, or random init for a bare name).")] = None,
     frames: Annotated[int | None, typer.Option(help="TFLite: the fixed clip length T (default: the spec's standard length).")] = None,
+    stream_chunk: Annotated[int | None, typer.Option(help="Causal models: export one streaming step of this many "
+                                                          "frames, state as explicit inputs/outputs (for syncopt stream).")] = None,
     out: Annotated[str, typer.Option(help="Output folder for artifacts and their manifests.")] = "artifacts",
     as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts' manifests as JSON.")] = False,
 ) -> None:
@@ -349,6 +359,11 @@ def export_cmd(
     artifacts, failed, skipped = [], [], []
     for f in [f.strip() for f in fmt.split(",") if f.strip()]:
         try:
+            if stream_chunk:
+                from syncopt.streaming import export_stream
+
+                artifacts.append(export_stream(net, f, out, stream_chunk, precision))
+                continue
             artifacts.append(export(net, f, out, precision, **({"frames": frames} if frames and f == "tflite" else {})))
         except BackendUnavailable as exc:
             skipped.append(f"{f}: {exc}")
@@ -446,7 +461,10 @@ def distill_cmd(
     teacher_epochs: Annotated[int | None, typer.Option(help="Teacher epochs when it is trained here (default: --epochs).")] = None,
     train_clips: Annotated[int, typer.Option(help="Synthetic training clips (2 s each).")] = 1000,
     val_clips: Annotated[int, typer.Option(help="Synthetic validation clips.")] = 200,
-    batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Clips per step (over all torchrun processes and "
+                                                 "accumulation steps).")] = 16,
+    grad_accum: Annotated[int, typer.Option(help="Accumulate gradients over this many micro-batches per step.")] = 1,
+    amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 autocast on CPU, fp16 + loss scaling on CUDA.")] = False,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
     temperature: Annotated[float, typer.Option(help="Softmax temperature of the offset soft targets.")] = 4.0,
     kd: Annotated[float, typer.Option(help="Weight of the soft-target KL loss.")] = 1.0,
@@ -460,16 +478,21 @@ def distill_cmd(
 ) -> None:
     """Distil a teacher into a student: soft offset targets, projected embeddings, correlation maps,
     plus labels when present. Writes OUT/model.safetensors, OUT/config.json, OUT/report.json.
+    Runs data-parallel under torchrun (docs/distributed.md).
 
     Example: syncopt distill --teacher i3d_wav2vec --student x3d_s --epochs 8 --out runs/x3d_s_kd
     """
     from syncopt.compress.distill import DistillConfig, distill
+    from syncopt.distributed import current as current_rank
 
     config = DistillConfig(model=student, teacher=teacher, teacher_weights=teacher_weights, preset=preset, data=data,
                            epochs=epochs, teacher_epochs=teacher_epochs, train_clips=train_clips, val_clips=val_clips,
-                           batch_size=batch_size, lr=lr, temperature=temperature, kd=kd, embed=embed, corr=corr,
+                           batch_size=batch_size, grad_accum=grad_accum, amp=amp, lr=lr, temperature=temperature,
+                           kd=kd, embed=embed, corr=corr,
                            hard=hard, seed=seed)
     report = distill(config, out, resume=resume)
+    if not current_rank().main:  # under torchrun, rank 0 alone prints
+        return
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
         return
@@ -566,7 +589,8 @@ def _write_text(path: str, text: str) -> None:
 @app.command("stream")
 def stream_cmd(
     source: Annotated[str, typer.Argument(help="Video file, or a live source FFmpeg opens (URL, or a device with --format).")],
-    model: Annotated[str, typer.Option(help="A causal model (fcn_causal), or a run directory of one.")] = "fcn_causal",
+    model: Annotated[str, typer.Option(help="A causal model (fcn_causal), a run directory of one, or its exported "
+                                            "streaming step (.onnx/.tflite from syncopt export --stream-chunk).")] = "fcn_causal",
     preset: Annotated[str, typer.Option(help="Model preset.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights file or run directory (default: shipped synthetic-data weights).")] = None,
     chunk_ms: Annotated[float, typer.Option(help="Read and process this much media per step.")] = 200.0,
@@ -582,15 +606,26 @@ def stream_cmd(
     Latency per frame: the model's look-ahead (80 ms for fcn_causal), 15 ms of MFCC window and
     the chunk.
 
-    Example: syncopt stream clip.mp4 --chunk-ms 200 --crop full --json
+    An exported step runs in its runtime (ONNX Runtime, TFLite) in chunks of its fixed length,
+    so the on-device model can be checked to stream the same.
+
+    Examples:
+      syncopt stream clip.mp4 --chunk-ms 200 --crop full --json
+      syncopt export fcn_causal --format tflite --stream-chunk 5 --out artifacts/
+      syncopt stream clip.mp4 --model artifacts/fcn_causal_stream5_tiny_fp32_T5.tflite
     """
     from syncopt.streaming import StreamCropper, StreamingSync, read_chunks
     from syncopt.sync import load_sync_model
 
-    net, _, synthetic = load_sync_model(model, preset, weights)
-    pre = net.spec.preprocessing
-    chunk = max(1, round(chunk_ms * pre.fps / 1000))
+    if Path(model).is_file():
+        from syncopt.runtimes import load
+
+        net, synthetic = load(model), False
+    else:
+        net, _, synthetic = load_sync_model(model, preset, weights)
     stream = StreamingSync(net, window=window, tolerance=tolerance)
+    pre = stream.pre
+    chunk = max(1, round(chunk_ms * pre.fps / 1000))
     cropper = StreamCropper(crop, pre.crop_size)
 
     def show(results) -> None:
@@ -768,14 +803,18 @@ def robustness_cmd(
 @app.command("quantize")
 def quantize_cmd(
     source: Annotated[str, typer.Argument(help="An fp32 ONNX artifact, a run directory, or a registered model name.")],
-    method: Annotated[str, typer.Option(help="ort (ONNX Runtime static QDQ), inc (Neural Compressor PT2E, tuned to "
-                                               "--tolerance) or tflite (full-integer, 2D students).")] = "ort",
+    method: Annotated[str, typer.Option(help="ort (ONNX Runtime static QDQ), qat (quantization-aware fine-tuning -> "
+                                               "QDQ ONNX), inc (Neural Compressor PT2E, tuned to --tolerance) or "
+                                               "tflite (full-integer, 2D students).")] = "ort",
     calibration: Annotated[str, typer.Option(help="Activation calibration: minmax, entropy or percentile.")] = "minmax",
     calibration_data: Annotated[str, typer.Option(help="'synth' or a folder/manifest of videos (ort).")] = "synth",
     calibration_clips: Annotated[int, typer.Option(help="Calibration clips.")] = 32,
     eval_clips: Annotated[int, typer.Option(help="Held-out synthetic test clips for accuracy and agreement.")] = 100,
     frames: Annotated[int, typer.Option(help="Frames per clip (TFLite: the artifact's fixed length).")] = 50,
     tolerance: Annotated[float, typer.Option(help="Accuracy points INT8 may lose.")] = 1.0,
+    qat_if_drop_over: Annotated[float | None, typer.Option(help="ort: fall back to QAT when static INT8 loses more "
+                                                                "accuracy points than this.")] = None,
+    qat_epochs: Annotated[int, typer.Option(help="QAT fine-tune epochs.")] = 2,
     preset: Annotated[str, typer.Option(help="Preset of SOURCE when it is a name.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights for SOURCE when it is a name.")] = None,
     out: Annotated[str, typer.Option(help="Output folder for artifacts, manifests and the report.")] = "artifacts/int8",
@@ -794,11 +833,14 @@ def quantize_cmd(
         raise UsageError(f"unknown calibration '{calibration}' (known: {', '.join(CALIBRATION)})")
     config = QuantizeConfig(method=method, calibration=calibration, calibration_data=calibration_data,
                             calibration_clips=calibration_clips, eval_clips=eval_clips, frames=frames,
-                            tolerance=tolerance, preset=preset, weights=weights)
+                            tolerance=tolerance, qat_if_drop_over=qat_if_drop_over, qat_epochs=qat_epochs,
+                            preset=preset, weights=weights)
     report = quantize(source, config, out)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
         return
+    if report.ptq_accuracy_drop is not None:
+        typer.echo(f"static INT8 lost {report.ptq_accuracy_drop:.1f} points: quantization-aware fine-tuning used")
     speed = f", ORT speed-up x{report.speedup:.2f}" if report.speedup else ""
     typer.echo(f"{report.artifact}: size x{report.size_ratio:.3f}, offset accuracy {report.fp32_accuracy:.3f} -> "
                f"{report.int8_accuracy:.3f} (drop {report.accuracy_drop:.1f} points), agreement "

@@ -107,25 +107,79 @@ class FrameResult(BaseModel):
     in_sync: bool = Field(description="|running offset| <= tolerance")
 
 
-class StreamingSync:
-    """``push(frames, audio) -> [FrameResult]``; ``finish() -> [FrameResult]`` at the end.
+class TorchStep:
+    """A causal model's :meth:`~syncopt.reference_models.causal.CausalSync.step` (any chunk length)."""
 
-    ``frames``: ``(n, H, W, 3)`` uint8 RGB face crops (resized to the model's crop size);
-    ``audio``: 16 kHz mono float samples. The two may arrive at different paces; a frame is
-    processed once its audio (plus 15 ms) and the next frame are in. The running offset averages
-    per-frame offset log-probabilities over the last ``window`` frames (as ``decode_dense``
-    does over a clip). ``record`` keeps the raw per-frame outputs in :attr:`outputs`.
-    """
+    chunk: int | None = None
 
-    def __init__(self, model: torch.nn.Module, window: int = 50, tolerance: int = 1, record: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module) -> None:
         if not hasattr(model, "step"):
             raise UsageError(f"model '{model.spec.name}' is not causal; stream with fcn_causal")
         self.model = model.eval()
-        self.spec = model.spec
+        self.spec, self.max_offset, self.lookahead = model.spec, model.max_offset, model.lookahead
+
+    def initial_state(self) -> dict[str, torch.Tensor]:
+        return self.model.initial_state()
+
+    @torch.no_grad()
+    def __call__(self, video: torch.Tensor, audio: torch.Tensor, valid: torch.Tensor,
+                 state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+        return self.model.step(video, audio, valid, state)
+
+
+class SessionStep:
+    """An exported streaming step (:func:`export_stream`) run through :mod:`syncopt.runtimes`:
+    fixed chunks of :attr:`chunk` frames, the state fed as inputs and read back from ``<name>_out``."""
+
+    def __init__(self, session) -> None:
+        spec = session.spec
+        self.states = [t.name for t in spec.inputs if f"{t.name}_out" in spec.output_names]
+        if not self.states or spec.input_names[:3] != ["video", "audio", "valid"]:
+            raise UsageError(f"'{spec.name}' is not a streaming step; export one with syncopt export --stream-chunk")
+        shapes = {t.name: t.shape for t in spec.inputs}
+        self.session, self.spec, self.chunk = session, spec, int(shapes["video"][2])
+        self.max_offset = spec.max_offset
+        # The audio history holds L + K frames (CausalSync.history_frames).
+        self.lookahead = int(shapes["audio_history"][2]) - spec.max_offset
+        self._zeros = {name: np.zeros(shapes[name], np.float32) for name in self.states}
+
+    def initial_state(self) -> dict[str, np.ndarray]:
+        return dict(self._zeros)
+
+    def __call__(self, video: torch.Tensor, audio: torch.Tensor, valid: torch.Tensor,
+                 state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+        out = self.session.run({"video": video, "audio": audio, "valid": valid, **state})
+        return ({k: torch.from_numpy(np.asarray(out[k])) for k in ("offset_logits", "sync_prob")},
+                {name: out[f"{name}_out"] for name in self.states})
+
+
+def stream_step(model) -> TorchStep | SessionStep:
+    """The stepper for a causal torch model or a runtime session of an exported streaming step."""
+    from syncopt.runtimes import Session
+
+    return SessionStep(model) if isinstance(model, Session) else TorchStep(model)
+
+
+class StreamingSync:
+    """``push(frames, audio) -> [FrameResult]``; ``finish() -> [FrameResult]`` at the end.
+
+    ``model``: a causal torch model (``fcn_causal``), or a :class:`syncopt.runtimes.Session` of its
+    exported streaming step (ONNX, TFLite), which runs in chunks of the artifact's fixed length.
+    ``frames``: ``(n, H, W, 3)`` uint8 RGB face crops (resized to the model's crop size);
+    ``audio``: 16 kHz mono float samples. The two may arrive at different paces; a frame is
+    processed once its audio (plus 15 ms) and the next frame are in (and, for a fixed-chunk
+    artifact, a whole chunk is). The running offset averages per-frame offset log-probabilities
+    over the last ``window`` frames (as ``decode_dense`` does over a clip). ``record`` keeps the
+    raw per-frame outputs in :attr:`outputs`.
+    """
+
+    def __init__(self, model, window: int = 50, tolerance: int = 1, record: bool = False) -> None:
+        self.step = stream_step(model)
+        self.spec = self.step.spec
         self.pre = self.spec.preprocessing
-        self.k, self.lookahead = self.spec.max_offset, model.lookahead
+        self.k, self.lookahead = self.step.max_offset, self.step.lookahead
         self.window, self.tolerance = window, tolerance
-        self.state = model.initial_state()
+        self.state = self.step.initial_state()
         self.mfcc = MfccStream(self.pre.sample_rate)
         self._pending: list[torch.Tensor] = []  # normalised (3, S, S) frames not yet processed
         self.frames_in = 0  # frames pushed
@@ -158,50 +212,69 @@ class StreamingSync:
         spf = self.samples_per_frame
         by_audio = (self.mfcc.received - spf - self.audio_lookahead) // spf + 1
         ready = min(self.frames_in - 1, by_audio)  # the last frame waits for the clip's end or its successor
-        return self._run(ready)
+        if self.step.chunk and ready > self.processed:
+            ready -= (ready - self.processed) % self.step.chunk
+        if ready <= self.processed:
+            return []
+        valid = torch.ones(1, ready - self.processed)
+        return self._steps(*self._take(ready), valid)
 
     def finish(self) -> list[FrameResult]:
         """Process the remaining frames (audio trimmed or zero-padded to the video, as offline) and
-        flush the look-ahead."""
+        flush the look-ahead with ``valid = 0`` padding (to whole chunks for a fixed-chunk artifact)."""
         if self.finished:
+            return []
+        self.finished = True
+        if not self.frames_in:
             return []
         spf = self.samples_per_frame
         end = self.frames_in * spf
         if self.mfcc.received < end:
             self.mfcc.push(np.zeros(end - self.mfcc.received, np.float32))
-        results = self._run(self.frames_in, end=end)
+        rest = self.frames_in - self.processed
+        video, audio = self._take(self.frames_in, end=end)
+        chunk = self.step.chunk or max(1, rest + self.lookahead)
+        pad = -(-(rest + self.lookahead) // chunk) * chunk - rest
         s = self.pre.crop_size
-        la = self.lookahead
-        if self.frames_in:
-            results += self._step(torch.zeros(1, 3, la, s, s), torch.zeros(1, 1, self.pre.num_mfcc, 4 * la),
-                                  torch.zeros(1, la))
-        self.finished = True
-        return results
+        video = torch.cat([video, torch.zeros(1, 3, pad, s, s)], dim=2)
+        audio = torch.cat([audio, torch.zeros(1, 1, self.pre.num_mfcc, self.pre.mfcc_per_frame * pad)], dim=-1)
+        return self._steps(video, audio, torch.cat([torch.ones(1, rest), torch.zeros(1, pad)], dim=1))
 
-    def _run(self, ready: int, end: int | None = None) -> list[FrameResult]:
+    def _take(self, ready: int, end: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model inputs of frames ``processed .. ready-1``: ``video (1,3,n,S,S)``, ``audio (1,1,13,4n)``."""
         n = ready - self.processed
-        if n <= 0:
-            return []
         per = self.pre.mfcc_per_frame
         start, stop = per * self.processed, per * ready
-        if end is None:
+        if not n:
+            cols = np.zeros((self.pre.num_mfcc, 0), np.float32)
+        elif end is None:
             cols = self.mfcc.columns(start, stop)
         else:  # the clip's end: offline computes fewer columns and repeats the last one
             have = min(stop, offline_columns(end))
             cols = self.mfcc.columns(start, have, end=end)
             cols = np.pad(cols, ((0, 0), (0, stop - have)), mode="edge")
-        video = torch.stack(self._pending[:n], dim=1)[None]
+        s = self.pre.crop_size
+        video = torch.stack(self._pending[:n], dim=1)[None] if n else torch.zeros(1, 3, 0, s, s)
         del self._pending[:n]
         self.processed = ready
-        return self._step(video, torch.from_numpy(cols)[None, None], torch.ones(1, n))
+        return video, torch.from_numpy(cols)[None, None]
 
-    @torch.no_grad()
+    def _steps(self, video: torch.Tensor, audio: torch.Tensor, valid: torch.Tensor) -> list[FrameResult]:
+        """Run the frames through the model in chunks of its length (one step when it takes any)."""
+        n, per = video.shape[2], self.pre.mfcc_per_frame
+        chunk = self.step.chunk or n
+        results = []
+        for p in range(0, n, chunk):
+            results += self._step(video[:, :, p:p + chunk], audio[..., per * p:per * (p + chunk)], valid[:, p:p + chunk])
+        return results
+
     def _step(self, video: torch.Tensor, audio: torch.Tensor, valid: torch.Tensor) -> list[FrameResult]:
-        out, self.state = self.model.step(video, audio, valid, self.state)
+        out, self.state = self.step(video, audio, valid, self.state)
         logits, prob = out["offset_logits"][0], out["sync_prob"][0]
         base = self._positions - self.lookahead  # frame of the first output
         self._positions += video.shape[2]
-        return [self._decide(logits[:, i], float(prob[i])) for i in range(max(0, -base), logits.shape[1])]
+        last = min(logits.shape[1], self.frames_in - base)  # padding past the look-ahead yields no frames
+        return [self._decide(logits[:, i], float(prob[i])) for i in range(max(0, -base), last)]
 
     def _decide(self, logits: torch.Tensor, prob: float) -> FrameResult:
         if self.outputs is not None:
@@ -232,7 +305,11 @@ class StreamingSync:
 def export_stream(model: torch.nn.Module, fmt: str, out_dir: str | os.PathLike, chunk_frames: int = 5,
                   precision: str = "fp32"):
     """Export one streaming step of ``chunk_frames`` frames (state as explicit inputs ``<name>`` and
-    outputs ``<name>_out``) with :func:`syncopt.export.export`; returns the Artifact."""
+    outputs ``<name>_out``) with :func:`syncopt.export.export`; returns the Artifact.
+
+    TFLite (fp32, fp16): state inputs stay channel-first (NCT, as in the spec); the other tensors
+    and some state outputs come out channels-last, each layout recorded in ``Artifact.native``
+    (the TFLite runtime transposes)."""
     from syncopt.export import export
     from syncopt.reference_models.causal import StreamStep
 
@@ -240,8 +317,16 @@ def export_stream(model: torch.nn.Module, fmt: str, out_dir: str | os.PathLike, 
         raise UsageError(f"model '{model.spec.name}' is not causal; export a streaming step of fcn_causal")
     if chunk_frames < 1:
         raise UsageError(f"chunk must be at least one frame, got {chunk_frames}")
-    options = {"frames": chunk_frames} if fmt == "tflite" else {}
-    return export(StreamStep(model.eval(), chunk_frames), fmt, Path(out_dir), precision, **options)
+    step = StreamStep(model.eval(), chunk_frames)
+    options = {}
+    if fmt == "tflite":
+        if precision == "int8":
+            raise UsageError("a TFLite streaming step exports in fp32 or fp16 (INT8 calibration needs whole clips)")
+        square = [t.name for t in (*step.spec.inputs, *step.spec.outputs) if len(t.shape) == 3 and t.shape[1] == t.shape[2]]
+        if square:  # channel-first and channels-last would look alike: the runtime could not tell them apart
+            raise UsageError(f"a {chunk_frames}-frame TFLite step makes {', '.join(square)} square; choose another chunk length")
+        options = {"frames": chunk_frames, "keep_layout": tuple(step.state_names)}
+    return export(step, fmt, Path(out_dir), precision, **options)
 
 
 def read_chunks(source: str, chunk_frames: int, fps: float = 25.0, sample_rate: int = 16000,

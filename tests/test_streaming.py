@@ -3,6 +3,7 @@ through ONNX Runtime; incremental MFCC; the `syncopt stream` verb."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from syncopt.data.synth import SynthConfig, make_clip
 from syncopt.preprocess import audio_to_tensor, frames_to_tensor
 from syncopt.registry import create
 from syncopt.streaming import MfccStream, StreamingSync, export_stream
+from syncopt.sync import load_sync_model
 
 
 @pytest.fixture(scope="module")
@@ -126,35 +128,94 @@ def test_frames_are_released_after_the_lookahead(model):
         stream.push(clip.frames[:1], clip.audio[:10])
 
 
-def test_onnx_step_state_round_trips(model, tmp_path):
+@pytest.fixture(scope="module")
+def shipped():
+    """fcn_causal with the weights shipped in syncopt/assets."""
+    return load_sync_model("fcn_causal", "tiny", None)[0]
+
+
+@pytest.fixture(scope="module")
+def steps(shipped, tmp_path_factory):
+    """The shipped model's 5-frame streaming step exported to ONNX and TFLite (when onnx2tf is installed)."""
+    out = tmp_path_factory.mktemp("steps")
+    formats = ["onnx"] + (["tflite"] if importlib.util.find_spec("onnx2tf") else [])
+    return {fmt: export_stream(shipped, fmt, out, chunk_frames=5) for fmt in formats}
+
+
+def _step_artifact(steps, fmt):
+    if fmt not in steps:
+        pytest.skip("the tflite extra (onnx2tf) is not installed")
+    return steps[fmt]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_exported_step_state_round_trips(shipped, steps, fmt):
+    """State tensors keep their names and shapes through export; carried from chunk to chunk
+    through the runtime they reproduce the offline causal model (fp32: max abs <= 1e-4)."""
+    from syncopt.artifact import load_artifact
     from syncopt.runtimes import load
 
-    n, la, t_len = 5, model.lookahead, 23
-    artifact = export_stream(model, "onnx", tmp_path, chunk_frames=n)
-    names = [t.name for t in artifact.spec.inputs[3:]]
-    assert [t.name for t in artifact.spec.outputs[2:]] == [f"{s}_out" for s in names]
+    artifact = load_artifact(_step_artifact(steps, fmt).manifest)  # as written to disk
+    n, la, t_len = 5, shipped.lookahead, 23
+    shapes = shipped.state_shapes()
+    assert {t.name: t.shape for t in artifact.spec.inputs[3:]} == shapes
+    assert {t.name: t.shape for t in artifact.spec.outputs[2:]} == {f"{k}_out": v for k, v in shapes.items()}
+    if fmt == "tflite":  # every tensor's own layout recorded: the spec's shape permuted
+        native = {t.name: t for t in artifact.native}
+        for t in (*artifact.spec.inputs, *artifact.spec.outputs):
+            assert sorted(native[t.name].shape) == sorted(t.shape) and len(native[t.name].layout) == len(t.layout)
+        assert {native[k].layout for k in shapes} == {"NCT"}  # state inputs stay channel-first
     session = load(artifact)
-    x = model.spec.example_inputs(T=t_len, seed=5)
+    x = shipped.spec.example_inputs(T=t_len, seed=5)
     with torch.no_grad():
-        offline = model(**x)["offset_logits"].numpy()
+        offline = shipped(**x)
     total = n * -(-(t_len + la) // n)
     video = torch.cat([x["video"], torch.zeros(1, 3, total - t_len, 48, 48)], 2)
     audio = torch.cat([x["audio"], torch.zeros(1, 1, 13, 4 * (total - t_len))], -1)
     valid = (torch.arange(total) < t_len).float()[None]
 
-    def run(carry: bool) -> np.ndarray:
-        state = {k: v.numpy() for k, v in model.initial_state().items()}
+    def run(carry: bool) -> dict[str, np.ndarray]:
+        state = {k: v.numpy() for k, v in shipped.initial_state().items()}
         outs = []
         for p in range(0, total, n):
             r = session.run({"video": video[:, :, p:p + n], "audio": audio[..., 4 * p:4 * (p + n)],
                              "valid": valid[:, p:p + n], **state})
+            assert all(r[f"{k}_out"].shape == s for k, s in shapes.items())
             if carry:
                 state = {k: r[f"{k}_out"] for k in state}
-            outs.append(r["offset_logits"])
-        return np.concatenate(outs, -1)[..., la:la + t_len]
+            outs.append(r)
+        return {k: np.concatenate([o[k] for o in outs], -1)[..., la:la + t_len] for k in ("offset_logits", "sync_prob")}
 
-    assert np.abs(run(carry=True) - offline).max() < 1e-4
-    assert np.abs(run(carry=False) - offline).max() > 1e-2  # the state is what makes chunks exact
+    carried = run(carry=True)
+    for name in ("offset_logits", "sync_prob"):
+        assert np.abs(carried[name] - offline[name].numpy()).max() <= 1e-4
+    assert np.abs(run(carry=False)["offset_logits"] - offline["offset_logits"].numpy()).max() > 1e-2
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_streaming_sync_on_exported_step_equals_torch(shipped, steps, fmt):
+    """StreamingSync over a runtime session (fixed 5-frame chunks) gives the torch stream's frames."""
+    from syncopt.runtimes import load
+
+    session = load(_step_artifact(steps, fmt))
+    clip = make_clip(14, SynthConfig(num_frames=41))
+    streams = [StreamingSync(shipped, record=True), StreamingSync(session, record=True)]
+    results: list[list] = [[], []]
+    rng = np.random.default_rng(2)
+    fi = ai = 0
+    while fi < len(clip.frames) or ai < len(clip.audio):
+        nf, na = int(rng.integers(0, 4)), int(rng.integers(0, 3000))
+        for stream, out in zip(streams, results):
+            out += stream.push(clip.frames[fi:fi + nf], clip.audio[ai:ai + na])
+        fi, ai = fi + nf, ai + na
+    for stream, out in zip(streams, results):
+        out += stream.finish()
+    torch_results, artifact_results = results
+    assert [r.frame for r in artifact_results] == list(range(41))
+    logits = [np.stack([o["offset_logits"] for o in s.outputs]) for s in streams]
+    assert np.abs(logits[0] - logits[1]).max() <= 1e-4
+    assert [r.frame_offset for r in artifact_results] == [r.frame_offset for r in torch_results]
+    assert [r.offset for r in artifact_results] == [r.offset for r in torch_results]
 
 
 def test_stream_cli_json_lines_and_errors(model, tmp_path):
@@ -173,3 +234,34 @@ def test_stream_cli_json_lines_and_errors(model, tmp_path):
     assert bad.returncode == 3 and bad.stderr.strip() == f"error: video not found: {tmp_path / 'absent.mp4'}"
     wrong = subprocess.run([*cmd[:5], "--model", "fcn"], capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2 and "not causal" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+@pytest.mark.slow
+def test_stream_cli_on_exported_step_matches_torch(tmp_path):
+    """`syncopt export --stream-chunk` then `syncopt stream --model STEP.onnx`: the same per-frame
+    offsets as streaming the shipped torch weights."""
+    clip = make_clip(15, SynthConfig(num_frames=30, crop_size=64))
+    video = write_video(tmp_path / "clip.avi", clip.frames, clip.audio)
+    cli = [sys.executable, "-m", "syncopt"]
+    weights = load_sync_model("fcn_causal", "tiny", None)[1]  # the shipped file
+    exported = subprocess.run([*cli, "export", "fcn_causal", "--format", "onnx", "--stream-chunk", "5", "--weights",
+                               str(weights), "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    [manifest] = json.loads(exported.stdout)
+    step = tmp_path / manifest["file"]
+    runs = {}
+    for name, model in (("torch", "fcn_causal"), ("onnx", str(step))):
+        res = subprocess.run([*cli, "stream", str(video), "--crop", "full", "--json", "--model", model],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        runs[name] = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["frame"] for r in runs["onnx"]] == list(range(30))
+    for key in ("frame_offset", "offset", "in_sync"):
+        assert [r[key] for r in runs["onnx"]] == [r[key] for r in runs["torch"]]
+    assert max(abs(a["sync_prob"] - b["sync_prob"]) for a, b in zip(runs["onnx"], runs["torch"])) <= 1e-4
+    plain = subprocess.run([*cli, "export", "fcn", "--format", "onnx", "--out", str(tmp_path / "fcn")],
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    [fcn] = (tmp_path / "fcn").glob("*.onnx")
+    wrong = subprocess.run([*cli, "stream", str(video), "--model", str(fcn)], capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and "not a streaming step" in wrong.stderr and "Traceback" not in wrong.stderr

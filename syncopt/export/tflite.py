@@ -44,8 +44,13 @@ CALIBRATION_CLIPS = 32
 
 
 def export_tflite(model: nn.Module, out_dir: Path, precision: str = "fp32", frames: int | None = None,
-                  calibration_clips: int = CALIBRATION_CLIPS, allow_flex: bool = False) -> Artifact:
-    """Write ``<name>_<preset>_<precision>_T<frames>.tflite`` with its manifest and source weights."""
+                  calibration_clips: int = CALIBRATION_CLIPS, allow_flex: bool = False,
+                  keep_layout: tuple[str, ...] = ()) -> Artifact:
+    """Write ``<name>_<preset>_<precision>_T<frames>.tflite`` with its manifest and source weights.
+
+    ``keep_layout``: inputs onnx2tf must leave in the spec's layout (its
+    ``keep_shape_absolutely_input_names``), e.g. streaming state that is concatenated with tensors
+    onnx2tf did not transpose."""
     if precision not in PRECISIONS:
         raise UsageError(f"TFLite export supports {', '.join(PRECISIONS)}, not '{precision}'")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -66,7 +71,8 @@ def export_tflite(model: nn.Module, out_dir: Path, precision: str = "fp32", fram
         options = dict(input_onnx_file_path=str(source), output_folder_path=str(work / "tf"),
                        overwrite_input_shape=[f"{t.name}:{','.join(map(str, t.concrete_shape(sizes)))}"
                                               for t in spec.inputs],
-                       copy_onnx_input_output_names_to_tflite=True, non_verbose=True)
+                       copy_onnx_input_output_names_to_tflite=True, non_verbose=True,
+                       keep_shape_absolutely_input_names=list(keep_layout) or None)
         if precision == "int8":
             options |= dict(output_integer_quantized_tflite=True,
                             custom_input_op_name_np_data_path=_calibration(spec, t_len, calibration_clips, work))

@@ -233,7 +233,9 @@ class CausalSync(nn.Module):
         for o in range(-k, k + 1):
             lv, lag_a = max(la, -o), max(la + o, 0)
             pairs.append((vbuf[..., hv - lv:hv - lv + n] * abuf[..., ha - lag_a:ha - lag_a + n]).sum(1))
-        outputs, sp = self._predict(torch.stack(pairs, dim=1), groups["predictor"])
+        # Stacked last, then transposed: onnx2tf keeps that in the state's channel-first layout
+        # (stacking on dim 1 comes out channels-last and cannot join the predictor's state).
+        outputs, sp = self._predict(torch.stack(pairs, dim=-1).transpose(1, 2), groups["predictor"])
         new = dict(zip(names, [*sv, *sa, *sp, vbuf[..., vbuf.shape[-1] - hv:], abuf[..., abuf.shape[-1] - ha:]]))
         return outputs, new
 

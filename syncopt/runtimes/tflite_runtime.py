@@ -33,7 +33,7 @@ class TFLiteSession(Session):
         self.outputs = [d["index"] for d in self.interpreter.get_output_details()]  # in the spec's output order
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        frames = self.spec.infer_sizes(feeds).get("T")
+        frames = self.spec.infer_sizes(feeds).get("T", self.artifact.frames)  # a spec with fixed shapes has no T
         if self.artifact.frames is not None and frames != self.artifact.frames:
             raise InputSpecError(f"{self.spec.name}: this TFLite artifact is fixed at T={self.artifact.frames} frames, "
                                  f"got {frames} (export it with --frames {frames}, or feed {self.artifact.frames}-frame windows)")
