@@ -92,6 +92,8 @@ def _owner_alive(pid: int, tmp: Path) -> bool:
 def _output_errors(final: Path) -> Iterator[None]:
     try:
         yield
+    except (FileExistsError, NotADirectoryError) as exc:  # mkdir met a file on the way
+        raise OutputFileError(f"cannot write {final}: a file stands where a folder is needed") from exc
     except OSError as exc:
         raise OutputFileError(f"cannot write {final}: {exc.strerror or exc}") from exc
 

@@ -148,6 +148,12 @@ class ModelSpec(BaseModel):
                 f"of {self.min_frames} frames ({self.min_frames / self.preprocessing.fps:.2f} s)"
             )
 
+    def check_one_pass(self, frames: int) -> None:
+        """Raise :class:`InputSpecError` when ``frames`` exceed what one forward pass accepts."""
+        if self.max_frames is not None and frames > self.max_frames:
+            raise InputSpecError(f"{self.name}: {frames} frames exceed the {self.max_frames} one pass "
+                                 f"accepts; run longer clips in chunks (syncopt.infer.run_dense)")
+
     def infer_sizes(self, feeds: dict[str, torch.Tensor]) -> dict[str, int]:
         """Solve the named dimensions from tensors fed by name (first occurrence wins)."""
         sizes: dict[str, int] = {}
@@ -188,9 +194,7 @@ class ModelSpec(BaseModel):
                 raise InputSpecError(f"{self.name}: input '{t.name}' contains NaN or Inf")
         if "T" in sizes:
             self.check_length(sizes["T"])
-            if self.max_frames is not None and sizes["T"] > self.max_frames:
-                raise InputSpecError(f"{self.name}: {sizes['T']} frames exceed the {self.max_frames} one pass "
-                                     f"accepts; run longer clips in chunks (syncopt.infer.run_dense)")
+            self.check_one_pass(sizes["T"])
         return sizes
 
     def macs_note(self) -> str:

@@ -68,6 +68,167 @@ def test_sigkill_at_any_point_leaves_complete_checkpoints_and_resumes(tmp_path):
     syncopt.create("fcn", "tiny", weights=out / "model.safetensors")  # the final weights load strictly
 
 
+def _temps(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".*.tmp*"))
+
+
+def _assert_complete(folder: Path) -> None:
+    """Every artifact file present is a complete one (the old or the new, never a partial write)."""
+    import onnx
+    from safetensors.torch import load_file
+
+    from syncopt.artifact import Artifact
+
+    if (onnx_file := folder / "fcn_tiny_fp32.onnx").exists():
+        onnx.checker.check_model(onnx.load(str(onnx_file)), full_check=True)
+    if (manifest := folder / "fcn_tiny_fp32.onnx.json").exists():
+        Artifact.model_validate_json(manifest.read_text())
+    if (weights := folder / "fcn_tiny.safetensors").exists():
+        assert load_file(str(weights))
+
+
+@pytest.mark.slow
+def test_sigkill_during_export_leaves_complete_artifacts_and_the_rerun_cleans_temporaries(tmp_path):
+    from syncopt.artifact import load_artifact
+    from syncopt.export import export
+    from syncopt.runtimes import load
+
+    out = tmp_path / "artifacts"
+    driver = ("import sys, syncopt; from syncopt.export import export; net = syncopt.create('fcn', 'tiny')\n"
+              "while True: export(net, 'onnx', sys.argv[1])")
+    left_behind = []
+    # kill (1) mid ONNX write with no file yet, (2) right after the ONNX rename, before the manifest
+    # is rewritten, (3) mid ONNX write over an old complete file
+    for point in ("mid-write", "after-rename", "mid-write"):
+        proc = subprocess.Popen([sys.executable, "-c", driver, str(out)], stderr=subprocess.DEVNULL)
+        own = lambda: [t for t in out.glob(".fcn_tiny_fp32.onnx.*.tmp") if f".{proc.pid}-" in t.name]  # noqa: E731
+        assert _wait_for(lambda: bool(own())), "the writer never started an ONNX write"
+        if point == "after-rename":
+            assert _wait_for(lambda: not own())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _assert_complete(out)
+        left_behind += _temps(out)
+    assert left_behind, "no kill landed mid-write"
+    artifact = export(syncopt.create("fcn", "tiny"), "onnx", out)  # the rerun
+    assert _temps(out) == []  # the killed writers' temporaries are gone, whatever the kill point
+    assert load_artifact(artifact.path).sha256 == artifact.sha256  # manifest and file agree again
+    feeds = artifact.spec.example_inputs(T=9)
+    assert load(artifact).run(feeds)["sync_prob"].shape == (1, 9)
+
+
+def test_stale_temporaries_go_and_live_writers_temporaries_stay(tmp_path):
+    import psutil
+
+    from syncopt.artifact import atomic_dir
+    from syncopt.atomic import _HOST, atomic_path
+
+    target = tmp_path / "report.json"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    me = os.getpid()
+    other_host = f"{int(_HOST, 16) ^ 1:08x}"
+    temps = {
+        "dead": tmp_path / f".report.json.{_HOST}.{dead.pid}-abc.tmp",
+        "alive": tmp_path / f".report.json.{_HOST}.{alive.pid}-abc.tmp",
+        "mine": tmp_path / f".report.json.{_HOST}.{me}-abc.tmp",
+        "reused": tmp_path / f".report.json.{_HOST}.{me}-old.tmp",  # written before this process started
+        "other_host": tmp_path / f".report.json.{other_host}.{dead.pid}-abc.tmp",
+        "other_target": tmp_path / f".other.json.{_HOST}.{dead.pid}-abc.tmp",
+    }
+    try:
+        for path in temps.values():
+            path.write_text("partial")
+        started = psutil.Process(me).create_time()
+        os.utime(temps["reused"], (started - 3600, started - 3600))
+        with atomic_path(target) as tmp:
+            tmp.write_text("{}")
+        kept = {name for name, path in temps.items() if path.exists()}
+        assert kept == {"alive", "mine", "other_host", "other_target"}
+        assert target.read_text() == "{}"
+        # directory temporaries (CoreML packages, folder bundles) follow the same rule
+        stale_dir = tmp_path / f".model.mlpackage.{_HOST}.{dead.pid}-abc.tmp.mlpackage"
+        (stale_dir / "Data").mkdir(parents=True)
+        with atomic_dir(tmp_path / "model.mlpackage") as tmp:
+            (tmp / "weights.bin").write_bytes(b"1")
+        assert not stale_dir.exists() and (tmp_path / "model.mlpackage" / "weights.bin").exists()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_unwritable_output_is_a_one_line_error_and_writes_nothing(tmp_path):
+    from syncopt.atomic import atomic_path
+    from syncopt.errors import OutputFileError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(OutputFileError, match=f"cannot write {blocker}/out.json: a file stands where a folder is needed"):
+        with atomic_path(blocker / "out.json") as tmp:
+            tmp.write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory) -> dict:
+    """fcn (tiny) in each CPU runtime: torch (eager, from the artifact's weights), ONNX Runtime, TFLite."""
+    from syncopt.export import export
+    from syncopt.runtimes import load
+
+    folder = tmp_path_factory.mktemp("sessions")
+    net = syncopt.create("fcn", "tiny")
+    onnx_artifact = export(net, "onnx", folder)
+    with pytest.MonkeyPatch.context() as mp:  # onnx2tf runs the venv's onnxsim
+        mp.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
+        tflite_artifact = export(net, "tflite", folder, frames=25)
+    return {"torch": load(onnx_artifact, "torch"), "onnxruntime": load(onnx_artifact), "tflite": load(tflite_artifact)}
+
+
+def _poison(feeds: dict, name: str, value: float) -> dict:
+    feeds[name].view(-1)[7] = value
+    return feeds
+
+
+BAD_FEEDS = {  # case -> (change to valid 25-frame feeds, message fragment)
+    "nan": (lambda f: _poison(f, "video", float("nan")), "input 'video' contains NaN or Inf"),
+    "inf": (lambda f: _poison(f, "audio", float("-inf")), "input 'audio' contains NaN or Inf"),
+    "float64": (lambda f: f | {"video": f["video"].double()}, "'video' has dtype torch.float64, expected float32"),
+    "int": (lambda f: f | {"audio": f["audio"].long()}, "'audio' has dtype torch.int64, expected float32"),
+    "no batch axis": (lambda f: f | {"video": f["video"][0]}, "input 'video' has shape (3, 25,"),
+    "audio too short": (lambda f: f | {"audio": f["audio"][..., :-1]}, "input 'audio' has shape (1, 1, 13, 99)"),
+    "wrong name": (lambda f: {"frames": f["video"], "audio": f["audio"]}, "do not match the spec's"),
+    "not numeric": (lambda f: f | {"video": "clip.mp4"}, "input 'video' is str, not a numeric array"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "tflite"])
+@pytest.mark.parametrize("case", list(BAD_FEEDS))
+def test_runtime_sessions_reject_bad_tensors_with_one_line(sessions, runtime, case):
+    from syncopt.errors import InputSpecError
+
+    session = sessions[runtime]
+    change, message = BAD_FEEDS[case]
+    with pytest.raises(InputSpecError) as info:
+        session.run(change(session.spec.example_inputs(T=25)))
+    assert message in str(info.value) and "\n" not in str(info.value)
+    # the same session still answers valid feeds: the error came from validation, not a broken session
+    assert session.run(session.spec.example_inputs(T=25))["sync_prob"].shape == (1, 25)
+
+
+def test_whisper_clip_over_max_frames_called_directly_names_the_limit():
+    """Outside syncopt.infer.run_dense: one line naming the limit, not a broadcast error in the encoder.
+    (Runtime sessions check the same limit through spec.validate_inputs: tests/test_transfer.py.)"""
+    from syncopt.errors import InputSpecError
+
+    model = syncopt.create("timesformer_whisper", "tiny").eval()
+    limit = model.spec.max_frames
+    with torch.no_grad():
+        with pytest.raises(InputSpecError, match=f"timesformer_whisper: {limit + 1} frames exceed the {limit} one pass"):
+            model(**model.spec.example_inputs(T=limit + 1))
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(min_size=0, max_size=4096))
 def test_random_bytes_as_media_give_only_documented_errors(tmp_path, data):

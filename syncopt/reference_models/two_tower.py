@@ -38,6 +38,8 @@ class TwoTowerSync(nn.Module):
         self.predictor = SyncPredictor(spec.max_offset, hidden=predictor_hidden)
 
     def forward(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not torch.jit.is_tracing():  # a clip too long for the encoders (Whisper) fails here, in one line
+            self.spec.check_one_pass(video.shape[2])
         v = self.video_encoder(video)
         a = self.audio_encoder(audio)
         if self.fusion is not None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from syncopt.artifact import Artifact, load_artifact
-from syncopt.errors import UsageError
+from syncopt.errors import InputSpecError, UsageError
 from syncopt.spec import ModelSpec
 
 # runtime -> "module:class"; the class is built as cls(artifact, threads=...)
@@ -36,13 +36,22 @@ class Session:
         self.spec = spec
 
     def run(self, feeds: dict[str, np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
-        tensors = {k: torch.as_tensor(v) for k, v in feeds.items()}
+        tensors = {k: _as_tensor(self.spec.name, k, v) for k, v in feeds.items()}
         self.spec.validate_inputs(tensors)
         arrays = {k: v.numpy() for k, v in tensors.items()}
         return self._run(arrays)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+
+def _as_tensor(model: str, name: str, value: object) -> torch.Tensor:
+    """``value`` as a CPU tensor without autograd history, or :class:`InputSpecError` naming the feed."""
+    try:
+        return torch.as_tensor(value).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputSpecError(f"{model}: input '{name}' is {type(value).__name__}, not a numeric array "
+                             f"({str(exc).splitlines()[0][:120]})") from exc
 
 
 def load(artifact: Artifact | str | os.PathLike, runtime: str | None = None, threads: int | None = None) -> Session:

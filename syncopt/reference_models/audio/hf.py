@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from syncopt.errors import InputSpecError, UsageError, WeightsError
+from syncopt.errors import UsageError, WeightsError
 from syncopt.reference_models.audio.spectral import dft_kernels, periodic_hann, power_spectrum
 from syncopt.weights import check_compatible, load_state_dict
 
@@ -179,10 +179,6 @@ class WhisperEncoderBackbone(HFAudioBackbone):
         """``(B, num_mel_bins, N)`` -> ``(B, N / 2, d_model)``: WhisperEncoder.forward, any even ``N <= 3000``."""
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # (B, 2T, C)
-        if not torch.jit.is_tracing() and x.shape[1] > self.embed_positions.weight.shape[0]:
-            # one line naming the limit instead of a broadcast error on the position table
-            raise InputSpecError(f"{self.family} encoder: {x.shape[1] // 2} frames exceed the {self.max_frames} one pass "
-                                 f"accepts; run longer clips in chunks (syncopt.infer.run_dense)")
         x = x + self.embed_positions.weight[: x.shape[1]]
         x = F.dropout(x, p=self.config.dropout, training=self.training)
         for layer in self.layers:
