@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: setup quickstart test clean
+.PHONY: setup quickstart test fuzz clean
 
 # Idempotent: reinstalls only when the project's dependency files change.
 setup: $(STAMP)
@@ -24,6 +24,12 @@ quickstart: setup
 
 test: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+# The fuzz properties of tests/test_reliability.py with many more cases (FUZZ_EXAMPLES each); writes
+# benchmarks/results/fuzz.json.
+FUZZ_EXAMPLES ?= 2000
+fuzz: setup
+	cd benchmarks && ../$(PY) fuzz.py --examples $(FUZZ_EXAMPLES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache runs/quickstart

@@ -123,7 +123,8 @@ def load_config(path: str | os.PathLike) -> GatesConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"{p.name}:{where} not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]  # a ReaderError has no problem
+        raise UsageError(f"{p.name}:{where} not valid YAML ({problem})") from None
     try:
         return GatesConfig.model_validate(data if data is not None else {})
     except ValidationError as exc:

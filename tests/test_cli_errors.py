@@ -7,6 +7,8 @@ Commands run in-process through ``syncopt.cli.main`` (a subprocess costs ~5 s of
 
 from __future__ import annotations
 
+import inspect
+import re
 import shutil
 from pathlib import Path
 
@@ -18,9 +20,10 @@ import syncopt
 from mediautil import write_video
 from syncopt.cli import main
 from syncopt.errors import (BundleError, ClipTooShortError, InputFileError, MediaError, NoAudioError,
-                            OutputFileError, UsageError, WeightsError)
+                            OutputFileError, SyncoptError, UsageError, WeightsError)
 
-EXAMPLE = Path(__file__).parent / "fixtures" / "example.avi"
+ROOT = Path(__file__).parent.parent
+EXAMPLE = ROOT / "tests" / "fixtures" / "example.avi"
 ASSETS = Path(syncopt.__file__).parent / "assets"
 TINY = ["--train-clips", "4", "--val-clips", "2", "--epochs", "1", "--batch-size", "2"]
 
@@ -204,3 +207,24 @@ def test_debug_reraises_with_the_cause(bad, capsys):
         main(["--debug", "evaluate", "fcn", "--weights", bad["trunc_pt"]])
     assert exc.value.__cause__ is not None  # the back-end's own exception, shown in the traceback
     assert capsys.readouterr().err == ""
+
+
+def _error_classes(cls: type = SyncoptError) -> list[type]:
+    return [cls, *(c for sub in cls.__subclasses__() for c in _error_classes(sub))]
+
+
+def test_exit_code_table_in_docs_matches_errors_py():
+    classes = sorted(_error_classes(), key=lambda c: c.exit_code)
+    assert len({c.exit_code for c in classes}) == len(classes), "exit codes must be distinct"
+    text = (ROOT / "docs" / "errors.md").read_text()
+    table = text.split("<!-- exit-codes: generated from syncopt/errors.py -->")[1].split("<!-- end exit-codes -->")[0]
+    rows = table.strip().splitlines()[2:]  # below the header and its rule
+    assert rows == [f"| {c.exit_code} | `{c.__name__}` | {inspect.getdoc(c).splitlines()[0]} |" for c in classes]
+
+
+def test_no_module_raises_the_base_class():
+    """Exit 1 is left to bugs: every known problem has its own class and code."""
+    offenders = [f"{path.relative_to(ROOT)}:{number}" for path in (ROOT / "syncopt").rglob("*.py")
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"raise SyncoptError\(", line)]
+    assert offenders == []

@@ -229,46 +229,138 @@ def test_whisper_clip_over_max_frames_called_directly_names_the_limit():
             model(**model.spec.example_inputs(T=limit + 1))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Fuzzing. CI runs each property for the bounded count given below; `make fuzz`
+# (benchmarks/fuzz.py) sets SYNCOPT_FUZZ_EXAMPLES to run the same properties with that many cases
+# each (last run: 2000 per property, see docs/errors.md and benchmarks/results/fuzz.json).
+FUZZ_EXAMPLES = int(os.environ.get("SYNCOPT_FUZZ_EXAMPLES", "0"))
+
+
+def fuzz(ci_examples: int) -> settings:
+    """Hypothesis settings: ``ci_examples`` cases, or SYNCOPT_FUZZ_EXAMPLES when it is set."""
+    return settings(max_examples=FUZZ_EXAMPLES or ci_examples, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def _one_line(exc: SyncoptError) -> None:
+    assert str(exc).strip() and "\n" not in str(exc)
+
+
+@fuzz(25)
 @given(data=st.binary(min_size=0, max_size=4096))
-def test_random_bytes_as_media_give_only_documented_errors(tmp_path, data):
+def test_fuzz_random_bytes_as_media_give_only_documented_errors(tmp_path, data):
     from syncopt.data.media import load_media
 
     path = tmp_path / "fuzz.mp4"
     path.write_bytes(data)
-    with pytest.raises(SyncoptError):
+    with pytest.raises(SyncoptError) as info:
         load_media(path)
+    _one_line(info.value)
 
 
-@settings(max_examples=40, deadline=None)
+@pytest.fixture(scope="module")
+def small_video(tmp_path_factory) -> bytes:
+    """A valid 16-frame AVI with a tone: the seed the mutation fuzzer damages."""
+    from mediautil import write_video
+
+    frames = np.random.default_rng(0).integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)
+    tone = 0.3 * np.sin(np.arange(16 * 640) / 5.0)
+    return write_video(tmp_path_factory.mktemp("seed") / "seed.avi", frames, tone).read_bytes()
+
+
+@fuzz(25)
+@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=16),
+       keep=st.floats(0.05, 1.0))
+def test_fuzz_damaged_video_decodes_or_gives_a_documented_error(tmp_path, small_video, edits, keep):
+    """Random byte edits and truncation of a real video: decoders see valid-looking containers."""
+    from syncopt.data.media import load_media
+
+    data = bytearray(small_video[: max(1, int(len(small_video) * keep))])
+    for where, value in edits:
+        data[int(where * len(data))] = value
+    path = tmp_path / "damaged.avi"
+    path.write_bytes(bytes(data))
+    try:
+        media = load_media(path)
+    except SyncoptError as exc:
+        _one_line(exc)
+        return
+    assert media.frames.ndim == 4 and media.frames.shape[0] == media.num_frames >= 1
+    assert np.isfinite(media.audio).all()
+
+
+@pytest.fixture(scope="module")
+def fcn_spec():
+    return syncopt.create("fcn", "tiny").spec
+
+
+@fuzz(40)
 @given(shape=st.lists(st.integers(0, 9), min_size=0, max_size=6),
        dtype=st.sampled_from([torch.float32, torch.float16, torch.int64]),
        poison=st.sampled_from([None, float("nan"), float("inf")]))
-def test_spec_validator_rejects_random_tensors_with_its_error(shape, dtype, poison):
-    spec = syncopt.create("fcn", "tiny").spec
+def test_fuzz_spec_validator_rejects_random_tensors_with_its_error(fcn_spec, shape, dtype, poison):
+    spec = fcn_spec
     video = torch.zeros(shape, dtype=dtype)
     if poison is not None and video.numel() and video.is_floating_point():
         video.view(-1)[0] = poison
     feeds = {"video": video, "audio": torch.zeros(1, 1, 13, 4 * 8)}
     try:
         spec.validate_inputs(feeds)
-    except SyncoptError:
+    except SyncoptError as exc:
+        _one_line(exc)
         return
     assert tuple(shape) == (1, 3, 8, 48, 48) and dtype == torch.float32 and poison is None
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(30)
 @given(text=st.one_of(st.text(max_size=200),
                       st.dictionaries(st.sampled_from(["format", "precision", "file", "sha256", "spec"]),
                                       st.one_of(st.text(max_size=20), st.integers(), st.none())).map(json.dumps)))
-def test_malformed_manifests_give_one_line_errors(tmp_path, text):
+def test_fuzz_malformed_manifests_give_one_line_errors(tmp_path, text):
     from syncopt.artifact import load_artifact
 
     manifest = tmp_path / "model.onnx.json"
     manifest.write_text(text)
     with pytest.raises(SyncoptError) as info:
         load_artifact(manifest)
-    assert "\n" not in str(info.value)
+    _one_line(info.value)
+
+
+@fuzz(30)
+@given(data=st.binary(max_size=2048), suffix=st.sampled_from([".safetensors", ".pt"]))
+def test_fuzz_random_bytes_as_weights_are_refused_with_weights_error(tmp_path, data, suffix):
+    from syncopt.errors import WeightsError
+    from syncopt.weights import load_state_dict
+
+    path = tmp_path / f"weights{suffix}"
+    path.write_bytes(data)
+    with pytest.raises(WeightsError) as info:
+        load_state_dict(path)
+    _one_line(info.value)
+
+
+_YAML_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                                      st.text(max_size=12)),
+                            lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                    st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                            max_leaves=8)
+
+
+@fuzz(30)
+@given(text=st.one_of(st.text(max_size=200),
+                      st.dictionaries(st.sampled_from(["parity", "speed", "tolerances", "machine", "x"]),
+                                      _YAML_VALUES, max_size=4).map(json.dumps)))
+def test_fuzz_gates_files_parse_or_give_one_usage_error(tmp_path, text):
+    from syncopt.errors import UsageError
+    from syncopt.gate import GatesConfig, load_config
+
+    path = tmp_path / "gates.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        config = load_config(path)
+    except UsageError as exc:
+        _one_line(exc)
+        return
+    assert isinstance(config, GatesConfig)
 
 
 def _write_frames(path: Path, frames: np.ndarray, times: list[float]) -> Path:
