@@ -416,9 +416,8 @@ def parity_cmd(
                 bad = any(f.startswith(o.output + ":") for f in r.failures)
                 table.add_row(Path(r.artifact).name, r.runtime, o.output, f"{o.max_abs:.2e}", f"{o.max_rel:.2e}",
                               f"{o.min_cosine:.5f}", "[red]FAIL[/red]" if bad else "[green]ok[/green]")
-            if r.decision_agreement is not None:
-                table.add_row(Path(r.artifact).name, r.runtime, "offset decision", "", "", "",
-                              f"{r.decision_agreement:.1%} agree")
+            if r.decisions:
+                table.add_row(Path(r.artifact).name, r.runtime, "offset decision", "", "", "", r.decisions)
             if r.note:
                 table.add_row(Path(r.artifact).name, r.runtime, r.note, "", "", "",
                               "[red]FAIL[/red]" if r.failures else "[green]ok[/green]")

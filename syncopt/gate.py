@@ -162,8 +162,7 @@ def _parity_gate(gate: ParityGate, tolerances: dict[str, Tolerance]) -> GateResu
     worst_cos = min((o.min_cosine for o in report.outputs), default=None)
     return GateResult(kind="parity", name=name, status="passed" if report.passed else "failed", value=worst_cos,
                       threshold=f"{report.precision}: {tol}",
-                      message="; ".join(report.failures) or report.note or
-                      f"offset decisions agree on {report.decision_agreement:.1%}",
+                      message="; ".join(report.failures) or report.note or report.decisions,
                       seconds=time.perf_counter() - start)
 
 

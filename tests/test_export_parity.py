@@ -101,3 +101,17 @@ def test_unknown_format_is_reported_and_others_still_export(tmp_path):
     assert res.returncode == 2
     assert "error: bogus: unknown format 'bogus'" in res.stderr
     assert (tmp_path / "fcn_tiny_fp32.onnx").is_file() and (tmp_path / "fcn_tiny_fp32.onnx.json").is_file()
+
+
+def test_offset_decisions_are_judged_only_where_torch_is_not_near_a_tie():
+    from syncopt.parity import NEAR_TIE_NATS, compare_decisions
+
+    def logits(scores: list[float]) -> np.ndarray:  # one clip, offsets -1..1, the same scores at all 6 frames
+        return np.repeat(np.asarray(scores, np.float32)[:, None], 6, axis=1)
+
+    # torch picks offset 0 by 2 nats (decisive) in clip 0, by NEAR_TIE_NATS / 2 in clip 1
+    ref = {"offset_logits": np.stack([logits([0.0, 3.0, 1.0]), logits([0.0, 1.0, 1.0 - NEAR_TIE_NATS / 2])])}
+    same = {"offset_logits": ref["offset_logits"] + 0.01}
+    flipped = {"offset_logits": np.stack([logits([0.0, 1.0, 3.0]), logits([0.0, 1.0, 1.1])])}
+    assert compare_decisions(same, ref, 1) == ([True], 1)
+    assert compare_decisions(flipped, ref, 1) == ([False], 1)  # the near tie's flip is not counted
