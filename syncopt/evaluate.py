@@ -40,9 +40,10 @@ class EvalReport(BaseModel):
 def predict(model: nn.Module, dataset: ClipDataset, batch_size: int = 16) -> list[dict[str, torch.Tensor]]:
     """Per-clip outputs (batch axis removed) for every clip of ``dataset``."""
     model.eval()
+    device = next(model.parameters(), torch.empty(0)).device  # quantized models may hold no parameters
     results = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        out = model(video=batch["video"], audio=batch["audio"])
+        out = {k: v.cpu() for k, v in model(video=batch["video"].to(device), audio=batch["audio"].to(device)).items()}
         for i in range(batch["video"].shape[0]):
             results.append({k: v[i] for k, v in out.items()} | {"labels": batch["labels"][i], "valid": batch["valid"][i]})
     return results

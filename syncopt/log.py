@@ -12,8 +12,10 @@ from tqdm.auto import tqdm
 
 
 def status(message: str) -> None:
-    """Print one status line to stderr without breaking an active progress bar."""
-    tqdm.write(message, file=sys.stderr)
+    """Print one status line to stderr without breaking an active progress bar (under torchrun:
+    on rank 0 only)."""
+    if os.environ.get("RANK", "0") == "0":
+        tqdm.write(message, file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ atomically after every epoch and loadable with ``weights_only=True``), and at th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -19,13 +20,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from syncopt import distributed
 from syncopt.atomic import atomic_path
-from syncopt.data.datasets import Augment, ClipDataset, media_dataset, synth_dataset
+from syncopt.data.datasets import Augment, ClipDataset, held_out, media_splits, synth_dataset
 from syncopt.errors import UsageError, WeightsError
 from syncopt.evaluate import EvalReport, evaluate_dataset
 from syncopt.finetune import apply_schedule, param_groups, parse_schedule
 from syncopt.log import status
 from syncopt.losses import sync_losses, usable_frames
+from syncopt.mixed_precision import Precision
 from syncopt.registry import create
 from syncopt.weights import check_compatible, save_state_dict
 
@@ -41,7 +44,9 @@ class TrainConfig(BaseModel):
     clip_frames: int = 50
     window: int = 40
     epochs: int = 20
-    batch_size: int = 16
+    batch_size: int = Field(16, description="clips per optimiser step, over all processes and accumulation steps")
+    grad_accum: int = Field(1, ge=1, description="accumulate gradients over this many micro-batches per step")
+    amp: bool = Field(False, description="mixed precision: bf16 autocast on CPU, fp16 with loss scaling on CUDA")
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
@@ -73,9 +78,15 @@ class TrainReport(BaseModel):
     weights: str
 
 
+@distributed.process_group
 def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> TrainReport:
-    """Train ``config.model`` and write the run directory; resumes from its checkpoint if present."""
+    """Train ``config.model`` and write the run directory; resumes from its checkpoint if present.
+
+    Under torchrun every rank trains its shard of the clips; rank 0 writes the run directory and
+    every rank returns its report.
+    """
     out = Path(out_dir)
+    me = distributed.current()
     torch.manual_seed(config.seed)
     model = create(config.model, config.preset, video_weights=config.video_weights,
                    audio_weights=config.audio_weights).train()
@@ -87,17 +98,19 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     train_set, val_set, max_shift = _datasets(config, spec)
     train_set.augment = Augment(window=config.window, max_shift=max_shift, max_offset=spec.max_offset,
                                 audio_per_frame=spec.preprocessing.audio_per_frame,
-                                rng=np.random.default_rng(config.seed))
+                                rng=np.random.default_rng(config.seed + me.rank))
     data_time = time.perf_counter() - t0
 
     history = fit(model, config, train_set, val_set, out, resume=resume, schedule=schedule, t0=t0)
-    weights = save_state_dict(model, out / "model.safetensors")
-    write_json(out / "config.json", {"model": config.model, "preset": config.preset})
-    report = TrainReport(config=config, epochs_done=len(history), wall_time_s=time.perf_counter() - t0,
-                         train_time_s=sum(h.seconds for h in history), data_time_s=data_time, params=sum(p.numel() for p in model.parameters()),
-                         history=history, weights=str(weights))
-    write_json(out / "report.json", report.model_dump(mode="json"))
-    return report
+    report = None
+    if me.main:
+        weights = save_state_dict(model, out / "model.safetensors")
+        write_json(out / "config.json", {"model": config.model, "preset": config.preset})
+        report = TrainReport(config=config, epochs_done=len(history), wall_time_s=time.perf_counter() - t0,
+                             train_time_s=sum(h.seconds for h in history), data_time_s=data_time,
+                             params=sum(p.numel() for p in model.parameters()), history=history, weights=str(weights))
+        write_json(out / "report.json", report.model_dump(mode="json"))
+    return distributed.from_main(report)
 
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -122,21 +135,30 @@ def fit(model: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Clip
     """
     t0 = time.perf_counter() if t0 is None else t0
     spec = model.spec
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(config.seed))
-    if len(loader) == 0:
-        raise UsageError(f"{len(train_set)} training clips make no full batch of {config.batch_size}; "
+    me = distributed.current()
+    model.to(me.device)
+    if extra is not None:
+        extra.to(me.device)
+    micro = micro_batch(config, me)
+    # Every rank takes the same number of steps (shards may differ by skipped files), or DDP waits forever.
+    steps = int(distributed.reduce([len(train_set) // (micro * config.grad_accum)], "min")[0])
+    if steps == 0:
+        raise UsageError(f"{len(train_set) * me.world} training clips make no full batch of {config.batch_size}; "
                          f"lower --batch-size or add clips")
+    sampler = distributed.EpochShuffle(len(train_set), steps * config.grad_accum * micro, config.seed)
+    loader = DataLoader(train_set, batch_size=micro, sampler=sampler)
     groups = param_groups(model, config.lr, config.backbone_lr_scale)
     if extra is not None:
         groups.append({"params": list(extra.parameters()), "lr": config.lr, "name": "extra"})
+    trained = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], epochs=config.epochs,
-                                                    steps_per_epoch=len(loader), pct_start=0.15)
+                                                    steps_per_epoch=steps, pct_start=0.15)
+    precision = Precision(me.device, config.amp)
     history: list[EpochStats] = []
     start_epoch = 0
     ckpt = out / "checkpoint.pt"
-    if resume and ckpt.exists():
+    if resume and ckpt.exists():  # every rank loads it: a restarted job continues on all of them
         state = _load_checkpoint(ckpt, model)
         model.load_state_dict(state["model"])
         if extra is not None:
@@ -145,27 +167,39 @@ def fit(model: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Clip
         # The one-cycle curve follows this invocation's epoch count, so a run can be extended.
         scheduler.load_state_dict({k: v for k, v in state["scheduler"].items()
                                    if k not in ("total_steps", "_schedule_phases")})
+        precision.load_state_dict(state.get("precision", {}))
         start_epoch = int(state["epoch"])
         history = [EpochStats.model_validate_json(h) for h in state["history"]]
         status(f"resuming {config.model} from {ckpt} after epoch {start_epoch}")
 
+    replica, trained_now = None, None
     for epoch in range(start_epoch, config.epochs):
         t_epoch = time.perf_counter()
+        sampler.set_epoch(epoch)
         model.train()
         if extra is not None:
             extra.train()
         training = apply_schedule(model, schedule or {}, epoch)
         if schedule:
             status(f"epoch {epoch + 1}: training {', '.join(training)}")
+        if replica is None or training != trained_now:  # DDP syncs the parameters that train now
+            replica, trained_now = distributed.wrap(model), training
         losses, hits, counted = [], 0.0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None)
-        for batch in bar:
-            loss, outputs = loss_fn(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 5.0)
-            optimizer.step()
-            scheduler.step()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if me.main else True)
+        for i, batch in enumerate(bar):
+            batch = {k: v.to(me.device) for k, v in batch.items()}
+            stepping = (i + 1) % config.grad_accum == 0
+            # Gradients are all-reduced only on the micro-batch that ends a step.
+            with contextlib.nullcontext() if stepping or replica is model else replica.no_sync():
+                with precision.autocast():
+                    loss, outputs = loss_fn(replica, batch)
+                precision.backward(loss / config.grad_accum)
+            if stepping:
+                if extra is not None:
+                    distributed.average_gradients(extra.parameters())
+                precision.step(optimizer, trained, 5.0)
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
             k = spec.max_offset
             mask = usable_frames(batch["labels"], batch["valid"])
             pred = outputs["offset_logits"].argmax(1) - k
@@ -173,41 +207,64 @@ def fit(model: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Clip
             counted += float(mask.sum())
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{hits / max(counted, 1):.3f}")
-        val = evaluate_dataset(model.eval(), val_set)
-        stats = EpochStats(epoch=epoch + 1, loss=float(np.mean(losses)), train_frame_accuracy=hits / max(counted, 1),
-                           val=val, seconds=time.perf_counter() - t_epoch)
-        history.append(stats)
-        status(f"epoch {epoch + 1}: loss {stats.loss:.3f}  train frame acc {stats.train_frame_accuracy:.3f}  "
+        distributed.average_buffers(model)
+        loss_sum, hits, counted = distributed.reduce([sum(losses), hits, counted])
+        stats, stop = None, False
+        if me.main:  # the other ranks wait in from_main below
+            val = evaluate_dataset(model.eval(), val_set)
+            stats = EpochStats(epoch=epoch + 1, loss=loss_sum / (len(losses) * me.world),
+                               train_frame_accuracy=hits / max(counted, 1), val=val,
+                               seconds=time.perf_counter() - t_epoch)
+            status(f"epoch {epoch + 1}: loss {stats.loss:.3f}  train frame acc {stats.train_frame_accuracy:.3f}  "
                    f"val acc@15 {val.context_accuracy[15]:.3f} (±1 {val.context_accuracy_pm1[15]:.3f})  "
                    f"val frame acc {val.per_frame_accuracy:.3f}  [{stats.seconds:.0f}s]")
-        _save_checkpoint(ckpt, model, optimizer, scheduler, epoch + 1, history, extra)
-        elapsed = time.perf_counter() - t0
-        if config.time_budget_min is not None and elapsed > 60 * config.time_budget_min:
-            status(f"time budget of {config.time_budget_min} min reached after epoch {epoch + 1}")
+            _save_checkpoint(ckpt, model, optimizer, scheduler, epoch + 1, history + [stats], extra, precision)
+            stop = config.time_budget_min is not None and time.perf_counter() - t0 > 60 * config.time_budget_min
+            if stop:
+                status(f"time budget of {config.time_budget_min} min reached after epoch {epoch + 1}")
+        stats, stop = distributed.from_main((stats, stop))
+        history.append(stats)
+        if stop:
             break
+    model.cpu()
+    if extra is not None:
+        extra.cpu()
     return history
 
 
-def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]:
-    """Train and validation sets, and the audio shift augmentation they need.
+def micro_batch(config: TrainConfig, me: distributed.Rank) -> int:
+    """Clips per forward on each rank: ``batch_size`` split over the processes and accumulation steps."""
+    parts = me.world * config.grad_accum
+    if config.batch_size % parts:
+        raise UsageError(f"--batch-size {config.batch_size} does not split over {me.world} process(es) x "
+                         f"--grad-accum {config.grad_accum}; use a multiple of {parts}")
+    return config.batch_size // parts
 
-    Synthetic clips carry their own offsets. Real clips (mostly in sync) get new offsets by
-    shifting the audio window up to ±K frames; every 10th clip is held out for validation.
+
+def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]:
+    """This rank's training shard, the validation set (rank 0's; empty on the other ranks), and the
+    audio shift augmentation they need.
+
+    Synthetic clips carry their own offsets; each rank generates only the clips of its shard.
+    Real clips (mostly in sync) get new offsets by shifting the audio window up to ±K frames;
+    every 10th clip is held out for validation and each rank decodes only its shard of the rest.
     """
+    me = distributed.current()
+    val_clips = config.val_clips if me.main else 0
     if config.data == "synth":
-        train_set = synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers)
-        return train_set, synth_dataset(spec, "val", config.val_clips, config.clip_frames, workers=config.workers), 0
-    data, skipped = media_dataset(spec, config.data, crop=config.crop)
-    for line in skipped:
+        train_set = synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers,
+                                  indices=distributed.shard(range(config.train_clips)))
+        return train_set, synth_dataset(spec, "val", val_clips, config.clip_frames, workers=config.workers), 0
+    train_idx, val_idx = held_out(config.data)
+    train_set, val_set, skipped = media_splits(spec, config.data, config.crop, distributed.shard(train_idx),
+                                               val_idx if me.main else [])
+    for line in distributed.gathered(skipped):
         status(f"skipped {line}")
-    short = [i for i, item in enumerate(data.items) if len(item["labels"]) < config.window + 2 * spec.max_offset]
+    short = [it for it in train_set.items + val_set.items if len(it["labels"]) < config.window + 2 * spec.max_offset]
     if short:
         raise UsageError(f"{len(short)} clips are shorter than {config.window + 2 * spec.max_offset} frames "
                          f"(window + 2 x max offset), needed to draw new offsets")
-    held_out = set(range(0, len(data.items), 10)) if len(data.items) >= 2 else set()
-    train_items = [it for i, it in enumerate(data.items) if i not in held_out] or data.items
-    val_items = [it for i, it in enumerate(data.items) if i in held_out] or data.items
-    return ClipDataset(train_items, data.pre), ClipDataset(val_items, data.pre), spec.max_offset
+    return train_set, val_set, spec.max_offset
 
 
 def _load_checkpoint(path: Path, model: nn.Module) -> dict:
@@ -224,9 +281,10 @@ def _load_checkpoint(path: Path, model: nn.Module) -> dict:
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, history: list[EpochStats],
-                     extra: nn.Module | None = None) -> None:
+                     extra: nn.Module | None = None, precision: Precision | None = None) -> None:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "epoch": epoch, "history": [h.model_dump_json() for h in history]}
+             "epoch": epoch, "history": [h.model_dump_json() for h in history],
+             "precision": precision.state_dict() if precision is not None else {}}
     if extra is not None:
         state["extra"] = extra.state_dict()
     with atomic_path(path) as tmp:

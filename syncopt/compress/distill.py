@@ -34,8 +34,9 @@ from pydantic import BaseModel, Field
 from torch import nn
 from torch.utils.data import Dataset
 
+from syncopt import distributed
 from syncopt.compress.common import ModelStats, embedding_width, frozen, model_stats
-from syncopt.data.datasets import Augment, ClipDataset, media_dataset
+from syncopt.data.datasets import Augment, ClipDataset, held_out, media_splits
 from syncopt.errors import UsageError
 from syncopt.log import status
 from syncopt.registry import create
@@ -150,38 +151,43 @@ class PairedClips(Dataset):
 
 def paired_datasets(config: TrainConfig, student: ModelSpec, teacher: ModelSpec
                     ) -> tuple[PairedClips, ClipDataset, ClipDataset]:
-    """Training pairs and the validation sets of the student and the teacher, from the same clips.
+    """Training pairs (this rank's shard) and the validation sets of the student and the teacher
+    (rank 0's; empty on the other ranks), from the same clips.
 
     Synthetic clips are rendered once at the larger crop size (each model's dataset resizes) and
     their audio featurised per model; real clips are decoded per model (the same face tracks).
     """
     check_pair(teacher, student)
+    me = distributed.current()
     if config.data == "synth":
         big = max((student, teacher), key=lambda s: s.preprocessing.crop_size)
+        wanted = {"train": distributed.shard(range(config.train_clips)),
+                  "val": list(range(config.val_clips)) if me.main else []}
         sets = {}
-        for split, count in (("train", config.train_clips), ("val", config.val_clips)):
-            clips = _synth_clips(big, split, count, config.clip_frames, config.workers)
+        for split, indices in wanted.items():
+            clips = _synth_clips(big, split, indices, config.clip_frames, config.workers)
             sets[split] = tuple(_clip_dataset(clips, spec) for spec in (student, teacher))
         max_shift = 0
     else:
-        decoded = [media_dataset(spec, config.data, crop=config.crop)[0] for spec in (student, teacher)]
-        if [len(it["labels"]) for it in decoded[0].items] != [len(it["labels"]) for it in decoded[1].items]:
-            raise UsageError(f"{config.data}: student and teacher decode different clips (crop or frame rate)")
-        held = set(range(0, len(decoded[0].items), 10))
-        sets = {split: tuple(ClipDataset([it for i, it in enumerate(d.items) if (i in held) == (split == "val")]
-                                         or d.items, d.pre) for d in decoded) for split in ("train", "val")}
+        train_idx, val_idx = held_out(config.data)
+        decoded = [media_splits(spec, config.data, config.crop, distributed.shard(train_idx),
+                                val_idx if me.main else [])[:2] for spec in (student, teacher)]
+        sets = {"train": (decoded[0][0], decoded[1][0]), "val": (decoded[0][1], decoded[1][1])}
+        for a, b in sets.values():
+            if [len(it["labels"]) for it in a.items] != [len(it["labels"]) for it in b.items]:
+                raise UsageError(f"{config.data}: student and teacher decode different clips (crop or frame rate)")
         max_shift = student.max_offset
     pairs = PairedClips(*sets["train"], window=config.window, max_shift=max_shift,
-                        max_offset=student.max_offset, seed=config.seed)
+                        max_offset=student.max_offset, seed=config.seed + me.rank)
     return pairs, sets["val"][0], sets["val"][1]
 
 
-def _synth_clips(spec: ModelSpec, split: str, count: int, frames: int, workers: int) -> list:
+def _synth_clips(spec: ModelSpec, split: str, indices: list[int], frames: int, workers: int) -> list:
     from syncopt.data.datasets import DEFAULT_KINDS
     from syncopt.data.synth import SynthConfig, make_clips
 
     cfg = SynthConfig(crop_size=spec.preprocessing.crop_size, num_frames=frames, max_offset=spec.max_offset)
-    return make_clips(split, count, cfg, kinds=DEFAULT_KINDS, workers=workers)
+    return make_clips(split, len(indices), cfg, kinds=DEFAULT_KINDS, workers=workers, indices=indices)
 
 
 def _clip_dataset(clips: list, spec: ModelSpec) -> ClipDataset:
@@ -207,7 +213,8 @@ def obtain_teacher(config: DistillConfig, out: Path) -> tuple[nn.Module, str]:
                                  train_clips=config.train_clips, val_clips=config.val_clips,
                                  clip_frames=config.clip_frames, window=config.window,
                                  epochs=config.teacher_epochs or config.epochs, batch_size=config.batch_size,
-                                 lr=config.lr, seed=config.seed, workers=config.workers)
+                                 lr=config.lr, seed=config.seed, workers=config.workers,
+                                 grad_accum=config.grad_accum, amp=config.amp)
     report = run / "report.json"
     if report.is_file() and (run / "model.safetensors").is_file():
         from syncopt.train import TrainReport
@@ -223,9 +230,15 @@ def obtain_teacher(config: DistillConfig, out: Path) -> tuple[nn.Module, str]:
     return teacher, f"teacher {config.teacher} ({config.preset}) trained now with syncopt train into {run}"
 
 
+@distributed.process_group
 def distill(config: DistillConfig, out_dir: str | Path, resume: bool = True) -> DistillReport:
-    """Distil ``config.teacher`` into the student ``config.model``; writes the run directory OUT."""
+    """Distil ``config.teacher`` into the student ``config.model``; writes the run directory OUT.
+
+    Under torchrun the student is trained data-parallel; every rank runs the frozen teacher on its
+    own shard (no DDP wrapper, no gradients), rank 0 writes OUT and every rank returns its report.
+    """
     out = Path(out_dir)
+    me = distributed.current()
     t0 = time.perf_counter()
     student_spec = create(config.model, config.preset).spec
     teacher_spec = create(config.teacher, config.preset).spec
@@ -237,8 +250,17 @@ def distill(config: DistillConfig, out_dir: str | Path, resume: bool = True) -> 
     student = create(config.model, config.preset).train()
     pairs, val_student, val_teacher = paired_datasets(config, student_spec, teacher_spec)
     objective = DistillLoss(embedding_width(student_spec), embedding_width(teacher_spec), config)
+    teacher.to(me.device)
     history = fit(student, config, pairs, val_student, out, loss_fn=distill_step(teacher, objective),
                   extra=objective, resume=resume, t0=t0)
+    teacher.cpu()
+    return distributed.from_main(_write_run(config, out, source, teacher, val_teacher, student, history, t0)
+                                 if me.main else None)
+
+
+def _write_run(config: DistillConfig, out: Path, source: str, teacher: nn.Module, val_teacher: ClipDataset,
+               student: nn.Module, history: list[EpochStats], t0: float) -> DistillReport:
+    """Write the student's weights, config and report into ``out``; returns the report."""
     weights = save_state_dict(student, out / "model.safetensors")
     write_json(out / "config.json", {"model": config.model, "preset": config.preset})
     teacher_stats = model_stats(teacher, val_teacher)

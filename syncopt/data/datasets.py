@@ -89,13 +89,14 @@ class ClipDataset(Dataset):
 
 
 def synth_dataset(spec: ModelSpec, split: str, count: int, num_frames: int = 50,
-                  kinds: dict[str, float] | None = None, workers: int = 1, **config) -> ClipDataset:
-    """Generate ``count`` synthetic clips of ``split`` at the spec's crop size."""
+                  kinds: dict[str, float] | None = None, workers: int = 1, indices: list[int] | None = None,
+                  **config) -> ClipDataset:
+    """Generate ``count`` synthetic clips of ``split`` (or those numbered ``indices``) at the spec's crop size."""
     from syncopt.data.synth import SynthConfig, make_clips
 
     cfg = SynthConfig(crop_size=spec.preprocessing.crop_size, num_frames=num_frames,
                       max_offset=spec.max_offset, **config)
-    clips = make_clips(split, count, cfg, kinds=kinds or DEFAULT_KINDS, workers=workers)
+    clips = make_clips(split, count, cfg, kinds=kinds or DEFAULT_KINDS, workers=workers, indices=indices)
     pre = spec.preprocessing
     items = [
         {
@@ -138,15 +139,41 @@ def read_manifest(source: str | os.PathLike) -> list[tuple[Path, int]]:
     return entries
 
 
-def media_dataset(spec: ModelSpec, source: str | os.PathLike, crop: str = "detect") -> tuple[ClipDataset, list[str]]:
-    """Real clips from a folder or manifest: the largest face track of each (or whole frames),
-    labelled with its offset. Returns the dataset and one line per skipped file."""
+def held_out(source: str | os.PathLike) -> tuple[list[int], list[int]]:
+    """Train and validation entry numbers of a folder or manifest: every 10th entry is held out
+    (with a single entry, it serves both)."""
+    n = len(read_manifest(source))
+    val = list(range(0, n, 10)) if n >= 2 else []
+    train = [i for i in range(n) if i % 10 or not val]
+    return train, val or train
+
+
+def media_splits(spec: ModelSpec, source: str | os.PathLike, crop: str, train: list[int], val: list[int]
+                 ) -> tuple[ClipDataset, ClipDataset, list[str]]:
+    """Training and validation clips from the entries numbered ``train`` and ``val`` (an empty list
+    gives an empty set), and the skipped-file lines. When no held-out entry is usable, the
+    training clips validate too."""
+    empty = ClipDataset([], spec.preprocessing)
+    train_set, skipped = media_dataset(spec, source, crop, indices=train) if train else (empty, [])
+    try:
+        val_set, val_skipped = media_dataset(spec, source, crop, indices=val) if val else (empty, [])
+    except InputFileError:
+        val_set, val_skipped = train_set, [f"no usable held-out clip among entries {val}; validating on training clips"]
+    return train_set, val_set, skipped + val_skipped
+
+
+def media_dataset(spec: ModelSpec, source: str | os.PathLike, crop: str = "detect",
+                  indices: list[int] | None = None) -> tuple[ClipDataset, list[str]]:
+    """Real clips from a folder or manifest (or its entries numbered ``indices``: a split, one rank's
+    shard): the largest face track of each (or whole frames), labelled with its offset. Returns the
+    dataset and one line per skipped file."""
     from syncopt.data.faces import face_crops
     from syncopt.data.media import load_media
 
     pre = spec.preprocessing
     items, skipped = [], []
-    for path, offset in read_manifest(source):
+    entries = read_manifest(source)
+    for path, offset in entries if indices is None else [entries[i] for i in indices]:
         try:
             media = load_media(path, fps=pre.fps, sample_rate=pre.sample_rate)
             track, frames = face_crops(media.frames, crop, spec, path.name)[0]

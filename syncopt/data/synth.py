@@ -15,6 +15,7 @@ by seed, and the splits use disjoint seeds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -114,19 +115,20 @@ def make_clip(seed: int, config: SynthConfig = SynthConfig(), kind: str = "const
 
 
 def make_clips(split: str, count: int, config: SynthConfig = SynthConfig(), kinds: dict[str, float] | None = None,
-               workers: int = 1) -> list[SynthClip]:
-    """``count`` clips of ``split``; each clip's kind is drawn from ``kinds`` by its own seed."""
+               workers: int = 1, indices: Sequence[int] | None = None) -> list[SynthClip]:
+    """``count`` clips of ``split`` (or the clips numbered ``indices``: one rank's shard); each
+    clip's kind is drawn from ``kinds`` by its own seed."""
     kinds = kinds or {"constant": 1.0}
     names, weights = list(kinds), np.array(list(kinds.values()), dtype=float)
     jobs = []
-    for i in range(count):
+    for i in range(count) if indices is None else indices:
         seed = split_seed(split, i)
         kind = names[int(np.random.default_rng([seed, 7]).choice(len(names), p=weights / weights.sum()))]
         jobs.append((seed, config, kind))
-    if workers <= 1 or count < 8:
+    if workers <= 1 or len(jobs) < 8:
         return [make_clip(*job) for job in jobs]
     with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(_make_clip_job, jobs, chunksize=max(1, count // (8 * workers))))
+        return list(pool.map(_make_clip_job, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
 
 
 def _make_clip_job(job: tuple[int, SynthConfig, str]) -> SynthClip:
