@@ -73,15 +73,22 @@ def models_cmd(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: a :class:`SyncoptError` becomes one line and its exit code."""
+    """Console-script entry point: a :class:`SyncoptError` becomes one line and its exit code, and so
+    does a malformed command line (unknown command or option, bad value, missing argument: exit 2)."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, prog_name="syncopt")  # typer itself handles usage errors (exit 2) and --help
+        code = app(args=args, prog_name="syncopt", standalone_mode=False)
+    except typer.TyperException as exc:  # typer's own command-line errors
+        if message := exc.format_message():  # empty when `syncopt` alone has already printed the help
+            ctx = getattr(exc, "ctx", None)
+            typer.echo(f"error: {message} (see {ctx.command_path if ctx else 'syncopt'} --help)", err=True)
+        sys.exit(exc.exit_code)
     except SyncoptError as exc:
         if "--debug" in args:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit's code (Ctrl-C: 130), else success
 
 
 @app.command("train")
@@ -96,7 +103,7 @@ def train_cmd(
     val_clips: Annotated[int, typer.Option(help="Number of synthetic validation clips.")] = 200,
     batch_size: Annotated[int, typer.Option(help="Clips per optimisation step (over all torchrun processes "
                                                  "and accumulation steps).")] = 16,
-    grad_accum: Annotated[int, typer.Option(help="Accumulate gradients over this many micro-batches per step.")] = 1,
+    grad_accum: Annotated[int, typer.Option(min=1, help="Accumulate gradients over this many micro-batches per step.")] = 1,
     amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 autocast on CPU, fp16 + loss scaling on CUDA.")] = False,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule.")] = 3e-3,
     seed: Annotated[int, typer.Option(help="Seed for weights, data order and augmentation.")] = 0,
@@ -462,7 +469,7 @@ def distill_cmd(
     val_clips: Annotated[int, typer.Option(help="Synthetic validation clips.")] = 200,
     batch_size: Annotated[int, typer.Option(help="Clips per step (over all torchrun processes and "
                                                  "accumulation steps).")] = 16,
-    grad_accum: Annotated[int, typer.Option(help="Accumulate gradients over this many micro-batches per step.")] = 1,
+    grad_accum: Annotated[int, typer.Option(min=1, help="Accumulate gradients over this many micro-batches per step.")] = 1,
     amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 autocast on CPU, fp16 + loss scaling on CUDA.")] = False,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
     temperature: Annotated[float, typer.Option(help="Softmax temperature of the offset soft targets.")] = 4.0,
@@ -807,7 +814,7 @@ def quantize_cmd(
                                                "tflite (full-integer, 2D students).")] = "ort",
     calibration: Annotated[str, typer.Option(help="Activation calibration: minmax, entropy or percentile.")] = "minmax",
     calibration_data: Annotated[str, typer.Option(help="'synth' or a folder/manifest of videos (ort).")] = "synth",
-    calibration_clips: Annotated[int, typer.Option(help="Calibration clips.")] = 32,
+    calibration_clips: Annotated[int, typer.Option(help="Calibration clips.")] = 64,
     eval_clips: Annotated[int, typer.Option(help="Held-out synthetic test clips for accuracy and agreement.")] = 100,
     frames: Annotated[int, typer.Option(help="Frames per clip (TFLite: the artifact's fixed length).")] = 50,
     tolerance: Annotated[float, typer.Option(help="Accuracy points INT8 may lose.")] = 1.0,
