@@ -115,6 +115,11 @@ class FrameSource:
                         emitted += 1
                     if emitted >= limit:
                         break
+                    if previous is not None and (frame.height, frame.width) != previous.shape[:2]:
+                        # a damaged header mid-stream: keep the frames decoded so far (found by fuzzing)
+                        truncated = (f"frame size changed from {previous.shape[1]}x{previous.shape[0]} to "
+                                     f"{frame.width}x{frame.height}")
+                        break
                     times.append(t)
                     previous = frame.to_ndarray(format="rgb24")
             except (av.error.FFmpegError, ValueError) as exc:
