@@ -87,6 +87,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     """
     out = Path(out_dir)
     me = distributed.current()
+    micro_batch(config, me)  # a batch that does not split fails before any data is made
     torch.manual_seed(config.seed)
     model = create(config.model, config.preset, video_weights=config.video_weights,
                    audio_weights=config.audio_weights).train()

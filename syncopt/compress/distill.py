@@ -41,7 +41,7 @@ from syncopt.errors import UsageError
 from syncopt.log import status
 from syncopt.registry import create
 from syncopt.spec import ModelSpec
-from syncopt.train import EpochStats, TrainConfig, fit, train, write_json
+from syncopt.train import EpochStats, TrainConfig, fit, micro_batch, train, write_json
 from syncopt.weights import save_state_dict
 
 
@@ -239,6 +239,7 @@ def distill(config: DistillConfig, out_dir: str | Path, resume: bool = True) -> 
     """
     out = Path(out_dir)
     me = distributed.current()
+    micro_batch(config, me)  # a batch that does not split fails before the teacher or data are made
     t0 = time.perf_counter()
     student_spec = create(config.model, config.preset).spec
     teacher_spec = create(config.teacher, config.preset).spec
