@@ -174,9 +174,13 @@ def run_robustness(targets: list[str], clips: int = 20, frames: int = 75, corrup
     for kind in kinds:
         if kind not in SEVERITIES:
             raise UsageError(f"unknown corruption '{kind}' (known: {', '.join(SEVERITIES)})")
+    predictors = [predictor(target, preset) for target in targets]
+    labels = [label for label, _, _ in predictors]
+    if len(set(labels)) < len(labels):
+        twice = next(label for label in labels if labels.count(label) > 1)
+        raise UsageError(f"two targets are both labelled '{twice}'; rename one so the table keeps them apart")
     cells = []
-    for target in targets:
-        label, predict, spec = predictor(target, preset)
+    for label, predict, spec in predictors:
         size = spec.preprocessing.crop_size
         data = [make_clip(split_seed("test", 9000 + i), SynthConfig(crop_size=size, num_frames=frames,
                                                                     max_offset=spec.max_offset)) for i in range(clips)]

@@ -48,3 +48,19 @@ def test_cut_ins_score_above_constant_clips():
                 ious.append(temporal_iou(inconsistent_frames(track.result) & mask, truth))
     assert min(inconsistent) > max(consistent)
     assert np.mean(ious) >= 0.6
+
+
+@pytest.mark.slow
+def test_drift_segments_found_against_the_decoded_offset():
+    """On drifting clips the segments cover the frames whose true offset departs from the decoded
+    clip offset (the label's majority offset of a ramp is a near-tie, see bench_inconsistency)."""
+    model = load_sync_model("fcn", "tiny", None)[0]
+    ious, scores = [], []
+    for i in range(4):
+        clip = make_clip(split_seed("test", 7100 + i), SynthConfig(num_frames=100), kind="drift")
+        [track] = score_faces(model, [clip.frames], clip.audio)
+        mask = clip.per_frame_valid & judged_frames(100, track.result.offset)
+        truth = (np.abs(clip.per_frame_offset - track.result.offset) > 1) & mask
+        ious.append(temporal_iou(inconsistent_frames(track.result) & mask, truth))
+        scores.append(find_inconsistency(track.result, 25.0).score)
+    assert np.mean(ious) >= 0.6 and min(scores) > 0

@@ -41,3 +41,25 @@ def test_accuracy_falls_with_audio_noise():
     assert acc[0] > 0.7
     assert acc[-1] < acc[0] - 0.3
     assert all(b <= a + 0.05 for a, b in zip(acc, acc[1:])), acc
+
+
+@pytest.mark.slow
+def test_side_by_side_report_has_a_row_per_model_corruption_and_severity(tmp_path):
+    """Torch weights and their fp32 ONNX export on the same clips: one cell per model x condition,
+    and the fp32 artifact decides every clip and frame as torch does."""
+    from syncopt.export import export
+    from syncopt.sync import load_sync_model
+
+    artifact = export(load_sync_model("fcn", "tiny", None)[0], "onnx", tmp_path)
+    kinds = ["noise", "occlusion"]
+    report = run_robustness(["fcn", str(artifact.path)], clips=2, frames=40, corruptions=kinds)
+    models = ["fcn", artifact.path.name]
+    keys = [(c.model, c.corruption, c.severity) for c in report.cells]
+    expected = {(m, "clean", None) for m in models} | {(m, k, s) for m in models for k in kinds for s in SEVERITIES[k]}
+    assert len(keys) == len(set(keys)) and set(keys) == expected
+    rows: dict[tuple, set] = {}
+    for c in report.cells:
+        rows.setdefault((c.corruption, c.severity), set()).add((c.clip_accuracy_pm1, c.frame_accuracy))
+    assert all(len(scores) == 1 for scores in rows.values()), rows
+    with pytest.raises(UsageError, match="both labelled 'fcn'"):
+        run_robustness(["fcn", "fcn"], clips=1, frames=40, corruptions=["noise"])
