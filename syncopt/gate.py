@@ -129,7 +129,7 @@ def load_config(path: str | os.PathLike) -> GatesConfig:
         return GatesConfig.model_validate(data if data is not None else {})
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(map(str, err["loc"]))
+        loc = ".".join(str(part) if str(part).isprintable() else repr(part) for part in err["loc"])  # keys may hold "\n"
         msg = err["msg"].removeprefix("Value error, ")
         raise UsageError(f"{p.name}: {loc + ': ' if loc else ''}{msg}"
                          + (f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(

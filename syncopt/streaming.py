@@ -345,7 +345,7 @@ def read_chunks(source: str, chunk_frames: int, fps: float = 25.0, sample_rate: 
         if not path.is_file():
             raise InputFileError(f"video not found: {path}")
     try:
-        container = av.open(source, format=input_format)
+        container = av.open(source, format=input_format, metadata_errors="replace")
     except av.error.FFmpegError as exc:
         raise MediaError(f"{Path(source).name} is not a readable media source ({str(exc).splitlines()[0][:200]})") from exc
     with container:
@@ -370,7 +370,13 @@ def read_chunks(source: str, chunk_frames: int, fps: float = 25.0, sample_rate: 
                     while previous is not None and emitted / fps < t - origin - 1e-6:
                         frames.append(previous)
                         emitted += 1
-                    previous = frame.to_ndarray(format="rgb24")
+                    image = frame.to_ndarray(format="rgb24")
+                    if previous is not None and image.shape != previous.shape:
+                        # a resolution switch (or a damaged header, found by fuzzing): one size per stream
+                        import cv2
+
+                        image = cv2.resize(image, previous.shape[1::-1], interpolation=cv2.INTER_AREA)
+                    previous = image
                 if len(frames) >= chunk_frames:
                     yield np.stack(frames), _joined(audio)
                     frames, audio = [], []

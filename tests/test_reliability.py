@@ -293,6 +293,22 @@ def fcn_spec():
     return syncopt.create("fcn", "tiny").spec
 
 
+def test_frame_size_change_mid_stream_is_truncation_in_files_and_resized_in_streams(tmp_path, small_video):
+    """The fuzzer's find: one byte in a damaged MPEG-4 header doubles the width mid-stream."""
+    from syncopt.data.media import load_media
+    from syncopt.streaming import read_chunks
+
+    data = bytearray(small_video[: int(len(small_video) * 0.9416996103223184)])
+    data[int(0.5096346052841534 * len(data))] = 2  # the shrunk falsifying example
+    path = tmp_path / "damaged.avi"
+    path.write_bytes(bytes(data))
+    media = load_media(path)  # 5 frames decode at 32x32, then the size changes
+    assert media.num_frames == 5 and media.frames.shape[1:3] == (32, 32)
+    assert "truncated: video decoding stopped at 0.16 s (frame size changed from 32x32 to 64x32)" in media.notes
+    chunks = [frames.shape[1:] for frames, _ in read_chunks(str(path), 5)]
+    assert set(chunks) == {(32, 32, 3)} and len(chunks) >= 3  # every frame, at the stream's first size
+
+
 @fuzz(40)
 @given(shape=st.lists(st.integers(0, 9), min_size=0, max_size=6),
        dtype=st.sampled_from([torch.float32, torch.float16, torch.int64]),

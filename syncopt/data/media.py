@@ -72,7 +72,7 @@ def _open(p: Path):
     if not os.access(p, os.R_OK):
         raise InputFileError(f"video not readable: {p}")
     try:
-        container = av.open(str(p))
+        container = av.open(str(p), metadata_errors="replace")  # damaged tags must not stop decoding (fuzzing)
     except av.error.FFmpegError as exc:
         raise MediaError(f"{p.name} is not a readable media file ({_reason(exc)})") from exc
     if not container.streams.video:
