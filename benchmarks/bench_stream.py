@@ -1,5 +1,6 @@
-"""Streaming sync with fcn_causal: per-chunk latency (torch StreamingSync and the exported ONNX
-step in ONNX Runtime), algorithmic latency, streaming-vs-offline error and running-offset accuracy.
+"""Streaming sync with fcn_causal: per-chunk latency (torch StreamingSync; the exported 5-frame
+ONNX and TFLite steps in their runtimes), algorithmic latency, streaming-vs-offline error (torch
+and both artifacts streamed by StreamingSync) and running-offset accuracy.
 
 Usage: python benchmarks/bench_stream.py [--weights W] [--clips 40]
 Writes benchmarks/results/stream.json. Per-chunk latency is wall time of one ``push`` (MFCC,
@@ -39,6 +40,18 @@ def stream_clip(model, clip, chunk: int) -> tuple[StreamingSync, list, list[floa
     return stream, results, times
 
 
+def step_latency(session, feeds: dict, repeats: int = 100) -> dict[str, float]:
+    """Median and p90 milliseconds of one ``session.run`` after 5 warm-up runs."""
+    for _ in range(5):
+        session.run(feeds)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        session.run(feeds)
+        times.append(time.perf_counter() - t0)
+    return {"step_ms_median": 1000 * float(np.median(times)), "step_ms_p90": 1000 * float(np.percentile(times, 90))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None)
@@ -62,41 +75,40 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         from syncopt.runtimes import load
 
-        artifact = export_stream(model, "onnx", tmp, chunk_frames=5)
-        session = load(artifact, threads=1)
-        feeds = artifact.spec.example_inputs()
-        for _ in range(5):
-            session.run(feeds)
-        times = []
-        for _ in range(100):
-            t0 = time.perf_counter()
-            session.run(feeds)
-            times.append(time.perf_counter() - t0)
-        ort = {"chunk_frames": 5, "step_ms_median": 1000 * float(np.median(times)),
-               "step_ms_p90": 1000 * float(np.percentile(times, 90)), "onnx_bytes": artifact.path.stat().st_size}
+        streamers: dict[str, object] = {"torch": model}
+        steps = {}
+        for fmt in ("onnx", "tflite"):
+            artifact = export_stream(model, fmt, tmp, chunk_frames=5)
+            session = streamers[fmt] = load(artifact, threads=1)
+            steps[fmt] = {"chunk_frames": 5, **step_latency(session, artifact.spec.example_inputs()),
+                          "bytes": artifact.path.stat().st_size}
 
-    errors, final_hits, final_near, frame_hits, frame_count = [], [], [], 0, 0
-    for i in range(args.clips):
-        clip = make_clip(split_seed("test", 1000 + i), SynthConfig(num_frames=75))
-        stream, results, _ = stream_clip(model, clip, 5)
-        t = len(clip.frames)
-        with torch.no_grad():
-            offline = model(video=frames_to_tensor(clip.frames, pre)[None],
-                            audio=audio_to_tensor(fit_audio(clip.audio, t), t, pre)[None])["offset_logits"][0]
-        logits = np.stack([o["offset_logits"] for o in stream.outputs], axis=-1)
-        errors.append(float(np.abs(logits - offline.numpy()).max()))
-        final_hits.append(results[-1].offset == clip.offset)
-        final_near.append(abs(results[-1].offset - clip.offset) <= 1)
-        partner = np.arange(t) - clip.per_frame_offset
-        usable = clip.per_frame_valid & (partner >= 0) & (partner < t)
-        frame_hits += int(((np.array([r.frame_offset for r in results]) == clip.per_frame_offset) & usable).sum())
-        frame_count += int(usable.sum())
+        errors: dict[str, list[float]] = {name: [] for name in streamers}
+        final_hits, final_near, frame_hits, frame_count = [], [], 0, 0
+        for i in range(args.clips):
+            clip = make_clip(split_seed("test", 1000 + i), SynthConfig(num_frames=75))
+            t = len(clip.frames)
+            with torch.no_grad():
+                offline = model(video=frames_to_tensor(clip.frames, pre)[None],
+                                audio=audio_to_tensor(fit_audio(clip.audio, t), t, pre)[None])["offset_logits"][0]
+            runs = {name: stream_clip(streamer, clip, 5) for name, streamer in streamers.items()}
+            for name, (stream, _, _) in runs.items():
+                logits = np.stack([o["offset_logits"] for o in stream.outputs], axis=-1)
+                errors[name].append(float(np.abs(logits - offline.numpy()).max()))
+            results = runs["torch"][1]
+            final_hits.append(results[-1].offset == clip.offset)
+            final_near.append(abs(results[-1].offset - clip.offset) <= 1)
+            partner = np.arange(t) - clip.per_frame_offset
+            usable = clip.per_frame_valid & (partner >= 0) & (partner < t)
+            frame_hits += int(((np.array([r.frame_offset for r in results]) == clip.per_frame_offset) & usable).sum())
+            frame_count += int(usable.sum())
 
     summary = {
         "model": "fcn_causal", "preset": "tiny", "weights": Path(weights).name,
         "lookahead_frames": model.lookahead, "params": sum(p.numel() for p in model.parameters()),
-        "torch_threads": 1, "latency_clip_frames": args.frames, "per_chunk": chunks, "onnxruntime_step": ort,
-        "equivalence_max_abs_logit_error": max(errors), "equivalence_clips": args.clips,
+        "torch_threads": 1, "latency_clip_frames": args.frames, "per_chunk": chunks, "exported_steps": steps,
+        "equivalence_max_abs_logit_error": {name: max(e) for name, e in errors.items()},
+        "equivalence_clips": args.clips,
         "running_offset_accuracy_at_3s": float(np.mean(final_hits)),
         "running_offset_accuracy_pm1_at_3s": float(np.mean(final_near)),
         "per_frame_accuracy": frame_hits / max(frame_count, 1),
