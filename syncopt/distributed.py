@@ -66,7 +66,11 @@ def process_group(fn: Callable[..., T]) -> Callable[..., T]:
             return fn(*args, **kwargs)
         if torch.cuda.is_available():
             torch.cuda.set_device(me.local)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")  # env:// rendezvous
+        try:
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")  # env:// rendezvous
+        except (ValueError, RuntimeError) as exc:  # e.g. WORLD_SIZE set by hand without MASTER_ADDR/PORT
+            raise UsageError(f"cannot join the process group of {me.world} processes: "
+                             f"{str(exc).splitlines()[0]} (start the job with torchrun)") from exc
         try:
             return fn(*args, **kwargs)
         finally:

@@ -156,7 +156,7 @@ def test_killed_rank_restarts_the_job_from_the_checkpoint(tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "--max-restarts", "1", "--monitor-interval", "0.5",
            "-m", "syncopt", "distill", "--teacher", "fcn", "--student", "mobile_2d",
-           "--teacher-weights", str(shipped_weights("fcn", "tiny")), "--train-clips", "16", "--val-clips", "4",
+           "--teacher-weights", str(shipped_weights("fcn", "tiny")), "--train-clips", "32", "--val-clips", "4",
            "--epochs", "4", "--batch-size", "8", "--out", str(out)]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -186,6 +186,28 @@ def test_shards_are_disjoint_equal_and_cover_all_but_the_tail():
     assert [len(p) for p in parts] == [3, 3, 3]
     assert sorted(i for p in parts for i in p) == list(range(9))
     assert shard([5, 7, 9], Rank(0, 1)) == [5, 7, 9]
+
+
+def test_manifest_entries_are_held_out_then_sharded(tmp_path):
+    from syncopt.data.datasets import held_out
+
+    for i in range(12):
+        (tmp_path / f"clip{i:02d}.mp4").write_bytes(b"")  # listed, not decoded
+    train, val = held_out(tmp_path)
+    assert val == [0, 10] and train == [i for i in range(12) if i not in (0, 10)]
+    parts = [shard(train, Rank(r, 2)) for r in range(2)]
+    assert set(parts[0]).isdisjoint(parts[1]) and sorted(parts[0] + parts[1]) == train
+
+
+def test_world_size_without_torchrun_is_a_one_line_error(monkeypatch, tmp_path):
+    from syncopt.train import TrainConfig, train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(UsageError, match="cannot join the process group of 2 processes: .*MASTER_ADDR"):
+        train(TrainConfig(model="fcn", train_clips=4, val_clips=2, epochs=1, batch_size=4), tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 def test_epoch_shuffle_changes_per_epoch_and_replays_on_resume():
