@@ -351,8 +351,8 @@ def read_chunks(source: str, chunk_frames: int, fps: float = 25.0, sample_rate: 
     with container:
         if not container.streams.video:
             raise MediaError(f"{Path(source).name} has no video stream")
-        if not container.streams.audio:
-            raise NoAudioError(f"{Path(source).name} has no audio stream")
+        if not container.streams.audio or container.streams.audio[0].codec_context is None:  # none, or no decoder
+            raise NoAudioError(f"{Path(source).name} has no decodable audio stream")
         streams = [container.streams.video[0], container.streams.audio[0]]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         frames: list[np.ndarray] = []

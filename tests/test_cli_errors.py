@@ -145,7 +145,7 @@ CASES = [  # (id, argv, error class, a fragment of the message)
      "not a readable media file"),
     ("stream-missing", ["stream", MISSING, "--crop", "full"], InputFileError, "video not found"),
     ("stream-not-media", ["stream", NOT_MEDIA, "--crop", "full"], MediaError, "not a readable media source"),
-    ("stream-no-audio", ["stream", MUTE, "--crop", "full"], NoAudioError, "mute.avi has no audio stream"),
+    ("stream-no-audio", ["stream", MUTE, "--crop", "full"], NoAudioError, "mute.avi has no decodable audio stream"),
     ("stream-model", ["stream", "{example}", "--model", "fcn"], UsageError, "model 'fcn' is not causal"),
     ("bundle-missing", ["bundle", "{out}/run", "--out", "{out}/b.zip"], InputFileError,
      "no such run directory or artifact"),

@@ -309,6 +309,22 @@ def test_frame_size_change_mid_stream_is_truncation_in_files_and_resized_in_stre
     assert set(chunks) == {(32, 32, 3)} and len(chunks) >= 3  # every frame, at the stream's first size
 
 
+def test_audio_stream_without_a_decoder_is_a_no_audio_error(tmp_path, small_video):
+    """The fuzzer's find: a zeroed byte in the AVI header leaves an audio stream FFmpeg cannot decode."""
+    from syncopt.data.media import load_media
+    from syncopt.errors import NoAudioError
+    from syncopt.streaming import read_chunks
+
+    data = bytearray(small_video[: int(len(small_video) * 0.27605206984767744)])
+    data[int(0.31180165368746193 * len(data))] = 0  # the shrunk falsifying example
+    path = tmp_path / "damaged.avi"
+    path.write_bytes(bytes(data))
+    with pytest.raises(NoAudioError, match="damaged.avi: its audio stream has no decoder"):
+        load_media(path)
+    with pytest.raises(NoAudioError, match="damaged.avi has no decodable audio stream"):
+        next(read_chunks(str(path), 5))
+
+
 @fuzz(40)
 @given(shape=st.lists(st.integers(0, 9), min_size=0, max_size=6),
        dtype=st.sampled_from([torch.float32, torch.float16, torch.int64]),

@@ -153,11 +153,13 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = 16000, require_audi
 
     p = Path(path)
     with _open(p) as container:
-        if not container.streams.audio:
+        stream = container.streams.audio[0] if container.streams.audio else None
+        # no codec context: a codec FFmpeg cannot decode, or a damaged header (found by fuzzing)
+        if stream is None or stream.codec_context is None:
             if require_audio:
-                raise NoAudioError(f"{p.name} has no audio stream")
+                raise NoAudioError(f"{p.name} has no audio stream" if stream is None else
+                                   f"{p.name}: its audio stream has no decoder (unknown or damaged codec)")
             return AudioTrack(np.zeros(0, np.float32), 0, 0)
-        stream = container.streams.audio[0]
         source_rate = int(stream.rate or stream.codec_context.sample_rate or 0)
         channels = int(stream.codec_context.channels or 0)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
