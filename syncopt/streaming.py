@@ -9,7 +9,8 @@ model on the whole clip (``tests/test_streaming.py``), because
   reach 15 ms (240 samples) into the next frame, and the very last frame's are finished, as
   offline, from audio trimmed to the clip;
 - the model's state (causal convolution inputs, embedding histories) is carried between chunks
-  as explicit tensors (:meth:`~syncopt.reference_models.causal.CausalSync.step`);
+  as explicit tensors (:meth:`~syncopt.reference_models.causal.CausalSync.step`, or an exported
+  step's inputs and ``<name>_out`` outputs run through :mod:`syncopt.runtimes`);
 - :meth:`StreamingSync.finish` flushes the look-ahead with ``valid = 0`` padding.
 
 Algorithmic latency of a frame: the model's look-ahead (``L`` frames), the MFCC window's 15 ms,
@@ -23,6 +24,7 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +33,9 @@ from scipy.fft import dct
 
 from syncopt.errors import InputFileError, MediaError, NoAudioError, UsageError
 from syncopt.preprocess import frames_to_tensor
+
+if TYPE_CHECKING:
+    from syncopt.runtimes import Session
 
 WINDOW, HOP, NFFT = 400, 160, 512  # python_speech_features defaults at 16 kHz: 25 ms every 10 ms
 
@@ -131,10 +136,10 @@ class SessionStep:
     """An exported streaming step (:func:`export_stream`) run through :mod:`syncopt.runtimes`:
     fixed chunks of :attr:`chunk` frames, the state fed as inputs and read back from ``<name>_out``."""
 
-    def __init__(self, session) -> None:
+    def __init__(self, session: Session) -> None:
         spec = session.spec
         self.states = [t.name for t in spec.inputs if f"{t.name}_out" in spec.output_names]
-        if not self.states or spec.input_names[:3] != ["video", "audio", "valid"]:
+        if "audio_history" not in self.states or spec.input_names[:3] != ["video", "audio", "valid"]:
             raise UsageError(f"'{spec.name}' is not a streaming step; export one with syncopt export --stream-chunk")
         shapes = {t.name: t.shape for t in spec.inputs}
         self.session, self.spec, self.chunk = session, spec, int(shapes["video"][2])
@@ -153,7 +158,7 @@ class SessionStep:
                 {name: out[f"{name}_out"] for name in self.states})
 
 
-def stream_step(model) -> TorchStep | SessionStep:
+def stream_step(model: torch.nn.Module | Session) -> TorchStep | SessionStep:
     """The stepper for a causal torch model or a runtime session of an exported streaming step."""
     from syncopt.runtimes import Session
 
@@ -173,7 +178,8 @@ class StreamingSync:
     raw per-frame outputs in :attr:`outputs`.
     """
 
-    def __init__(self, model, window: int = 50, tolerance: int = 1, record: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module | Session, window: int = 50, tolerance: int = 1,
+                 record: bool = False) -> None:
         self.step = stream_step(model)
         self.spec = self.step.spec
         self.pre = self.spec.preprocessing

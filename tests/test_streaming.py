@@ -1,5 +1,5 @@
 """Streaming sync: chunked state-carrying inference equals the offline causal model, in torch and
-through ONNX Runtime; incremental MFCC; the `syncopt stream` verb."""
+through exported ONNX / TFLite steps; incremental MFCC; the `syncopt stream` verb."""
 
 from __future__ import annotations
 
@@ -146,6 +146,17 @@ def _step_artifact(steps, fmt):
     if fmt not in steps:
         pytest.skip("the tflite extra (onnx2tf) is not installed")
     return steps[fmt]
+
+
+def test_tflite_step_refuses_int8_and_square_chunks(model, tmp_path):
+    """A 31-frame chunk makes the (1, 31, 31) logits look the same channel-first and channels-last."""
+    from syncopt.errors import UsageError
+
+    with pytest.raises(UsageError, match="fp32 or fp16"):
+        export_stream(model, "tflite", tmp_path, chunk_frames=5, precision="int8")
+    with pytest.raises(UsageError, match="31-frame TFLite step makes offset_logits square"):
+        export_stream(model, "tflite", tmp_path, chunk_frames=31)
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
