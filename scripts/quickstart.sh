@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
-# The main pipeline on the embedded synthetic data, end to end in a few minutes on 2 CPU cores:
-# list models -> train a tiny FCN -> evaluate it -> export ONNX -> parity -> sync a real clip.
+# The quickstart: recipes/quickstart.yaml on the embedded synthetic data — train a tiny fcn teacher,
+# distil it into the mobile_2d student, prune, INT8 TFLite, export ONNX/TFLite, parity, bench, an
+# Android bundle (verified) and a CI gate — then sync a real clip with the student.
+# Rerunning skips every finished stage (RUN/<stage>/stage.json); an interrupted run resumes.
 set -euo pipefail
 RUN=${RUN:-runs/quickstart}
-mkdir -p "$RUN"
 
 syncopt --version
-syncopt models --preset all
-syncopt train fcn --preset tiny --epochs 3 --train-clips 200 --val-clips 50 --out "$RUN/fcn_tiny"
-syncopt evaluate "$RUN/fcn_tiny" --clips 60 --plot "$RUN/accuracy.png"
-syncopt export "$RUN/fcn_tiny" --format onnx --out "$RUN/artifacts"
-syncopt parity "$RUN/artifacts/fcn_tiny_fp32.onnx" --clips 4
-syncopt sync tests/fixtures/example.avi --crop full --weights "$RUN/fcn_tiny" --plot "$RUN/example_sync.png"
-echo "quickstart done: see $RUN/ (weights, report.json, accuracy.png, artifacts/, example_sync.png)"
+syncopt run recipes/quickstart.yaml --out "$RUN"
+syncopt sync tests/fixtures/example.avi --crop full --weights "$RUN/prune" --plot "$RUN/example_sync.png"
+echo "quickstart done: see $RUN/ (one folder per stage with its stage.json, summary.json, bundle/, gate/report.xml, example_sync.png)"

@@ -28,13 +28,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from syncopt.compress.distill import DistillConfig
 from syncopt.compress.prune import PruneConfig
 from syncopt.compress.quantize import QuantizeConfig
 from syncopt.errors import InputFileError, RecipeError, SyncoptError
 from syncopt.gate import GatesConfig
+from syncopt.parity import Tolerance
 from syncopt.train import TrainConfig
 
 ORDER = ("train", "distill", "prune", "quantize", "export", "parity", "bench", "bundle", "gate")
@@ -102,12 +103,16 @@ class ExportStage(BaseModel):
 
 
 class ParityStage(BaseModel):
-    """Parity of artifacts against their torch source (default: every artifact made before)."""
+    """Parity of artifacts against their torch source (default: every artifact made before), judged by
+    docs/DESIGN.md's tolerances per precision or, per precision, by ``tolerances`` (as in gates files)."""
 
     model_config = _FORBID
     artifacts: list[str] | None = None
     runtime: str | None = None
     clips: int = Field(8, ge=0)
+    random_lengths: list[int] = Field([0, 41], description="clip lengths of random inputs (0: the spec's minimum); "
+                                                           "[]: synthetic clips only")
+    tolerances: dict[str, Tolerance] = {}
 
 
 class BenchStage(BaseModel):
@@ -159,7 +164,12 @@ class Recipe(BaseModel):
     preset: str = "tiny"
     seed: int = 0
     stages: Stages
-    source: str = ""  # the file it was read from (not in the YAML)
+    _source: str = PrivateAttr("")
+
+    @property
+    def source(self) -> str:
+        """The file the recipe was read from."""
+        return self._source
 
     def stage(self, name: str) -> BaseModel:
         return getattr(self.stages, name)
@@ -299,7 +309,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         raise RecipeError(f"{p.name}: {_first_error(exc)}") from None
-    recipe.source = str(p)
+    recipe._source = str(p)
     for name in recipe.stages.present():  # the top-level preset and seed reach every stage that has them
         section = recipe.stage(name)
         for key in _TOP_LEVEL:

@@ -4,7 +4,8 @@ RUNDIR/<stage>/stage.json is written atomically when a stage ends (status ``done
 ``failed``): its parameters, the sha256 of its inputs (the outputs of the stages it reads, and
 any files it names), the sha256 of every file it wrote, its wall time and summary rows. A stage
 is skipped when its manifest says ``done``, its parameters and input hashes are the same as now
-and its outputs still hash to what the manifest says; ``force`` reruns named stages.
+and its outputs still hash to what the manifest says; ``force`` reruns named stages. A folder of
+training videos (``data``) is not hashed: force the stages that read it after changing it.
 
 Interruptions: a stage's manifest is removed before it starts and written only at its end, so
 a stage killed mid-way has none and runs again; the finished stages before it are skipped. While
@@ -171,13 +172,14 @@ def _refs(recipe: Recipe, name: str, external: bool = False) -> list[str]:
     if external:
         return [t for t in named if parse_ref(t) is None]
     stages = [parse_ref(t)[0] for t in named if parse_ref(t) is not None]
+    bench_defaults = name == "bench" and section.targets is None
     if name == "distill":
         stages.append("train")
-    if name in ("prune", "quantize", "export", "bundle", "bench") and recipe.model_before(name):
+    if name in ("prune", "quantize", "export") or (name == "bundle" and not section.source) or bench_defaults:
         stages.append(recipe.model_before(name))
-    if name in ("parity", "bench"):
+    if (name == "parity" and section.artifacts is None) or bench_defaults:
         stages += [s for s in ARTIFACT_STAGES if recipe.stage(s) is not None and ORDER.index(s) < ORDER.index(name)]
-    return list(dict.fromkeys(stages))
+    return [s for s in dict.fromkeys(stages) if s is not None]
 
 
 def _resolve(text: str, root: Path, done: dict[str, StageManifest]) -> str:

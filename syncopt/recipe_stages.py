@@ -17,7 +17,9 @@ from pydantic import BaseModel
 
 from syncopt.compress.common import ModelStats
 from syncopt.errors import GateBreach, ParityError, SyncoptError
-from syncopt.recipe import Recipe
+from syncopt.gate import GatesConfig
+from syncopt.recipe import (BenchStage, BundleStage, DistillStage, ExportStage, ParityStage, PruneStage, QuantizeStage,
+                            Recipe, TrainStage)
 from syncopt.train import write_json
 
 
@@ -49,17 +51,16 @@ class Outcome:
     error: SyncoptError | None = None
 
 
-def _model_row(stage: str, stats: ModelStats, note: str = "", weights: Path | None = None) -> SummaryRow:
-    size = weights.stat().st_size / 1e6 if weights is not None else stats.size_bytes / 1e6
+def _model_row(stage: str, stats: ModelStats, note: str, weights: Path) -> SummaryRow:
     return SummaryRow(stage=stage, item=f"{stats.name}/{stats.preset}", runtime="torch",
-                      accuracy=stats.offset_accuracy, macs=stats.macs, size_mb=size, note=note)
+                      accuracy=stats.offset_accuracy, macs=stats.macs, size_mb=weights.stat().st_size / 1e6, note=note)
 
 
 def _model_dir(ctx: StageContext) -> str:
     return ctx.resolve(ctx.recipe.model_before(ctx.name))
 
 
-def run_train(cfg, ctx: StageContext) -> Outcome:
+def run_train(cfg: TrainStage, ctx: StageContext) -> Outcome:
     from syncopt.compress.common import model_stats
     from syncopt.compress.prune import load_model
     from syncopt.train import TrainConfig, train
@@ -69,17 +70,17 @@ def run_train(cfg, ctx: StageContext) -> Outcome:
     return Outcome(rows=[_model_row("train", stats, f"{report.epochs_done} epochs", Path(report.weights))])
 
 
-def run_distill(cfg, ctx: StageContext) -> Outcome:
+def run_distill(cfg: DistillStage, ctx: StageContext) -> Outcome:
     from syncopt.compress.distill import DistillConfig, distill
 
-    teacher = ctx.resolve("train") if ctx.recipe.stages.train is not None else None
-    config = DistillConfig.model_validate(cfg.model_dump() | {"teacher_weights": teacher})
+    given = {"teacher_weights": ctx.resolve("train")} if ctx.recipe.stages.train is not None else {}
+    config = DistillConfig.model_validate(cfg.model_dump() | given)
     report = distill(config, ctx.folder)
     note = f"from {report.teacher.name}: MACs x{report.macs_ratio:.3f}, size x{report.size_ratio:.3f}"
     return Outcome(rows=[_model_row("distill", report.student, note, Path(report.weights))])
 
 
-def run_prune(cfg, ctx: StageContext) -> Outcome:
+def run_prune(cfg: PruneStage, ctx: StageContext) -> Outcome:
     from syncopt.compress.prune import PruneConfig, prune
 
     source = _model_dir(ctx)
@@ -89,7 +90,7 @@ def run_prune(cfg, ctx: StageContext) -> Outcome:
     return Outcome(rows=[_model_row("prune", report.pruned, note, Path(report.weights))])
 
 
-def run_quantize(cfg, ctx: StageContext) -> Outcome:
+def run_quantize(cfg: QuantizeStage, ctx: StageContext) -> Outcome:
     from syncopt.compress.quantize import QuantizeConfig, quantize
 
     report = quantize(_model_dir(ctx), QuantizeConfig.model_validate(cfg.model_dump()), ctx.folder)
@@ -101,7 +102,7 @@ def run_quantize(cfg, ctx: StageContext) -> Outcome:
     return Outcome(artifacts={"": report.artifact}, rows=[row])
 
 
-def run_export(cfg, ctx: StageContext) -> Outcome:
+def run_export(cfg: ExportStage, ctx: StageContext) -> Outcome:
     from syncopt.compress.prune import load_model
     from syncopt.export import export
 
@@ -117,18 +118,23 @@ def run_export(cfg, ctx: StageContext) -> Outcome:
     return out
 
 
-def run_parity(cfg, ctx: StageContext) -> Outcome:
-    from syncopt.parity import check_parity
+def run_parity(cfg: ParityStage, ctx: StageContext) -> Outcome:
+    from syncopt.parity import check_parity, judge
 
     refs = cfg.artifacts if cfg.artifacts is not None else ctx.recipe.artifact_refs("parity")
-    reports = [check_parity(ctx.resolve(ref), runtime=cfg.runtime, synth_clips=cfg.clips) for ref in refs]
+    reports = [check_parity(ctx.resolve(ref), runtime=cfg.runtime, frames=tuple(cfg.random_lengths),
+                            synth_clips=cfg.clips) for ref in refs]
+    for r in reports:
+        if r.precision in cfg.tolerances:
+            r.tolerance = cfg.tolerances[r.precision]
+            r.failures = judge(r, r.tolerance)
     write_json(ctx.folder / "parity.json", {"reports": [r.model_dump(mode="json") | {"passed": r.passed}
                                                         for r in reports]})
     out = Outcome()
     for ref, r in zip(refs, reports):
-        worst = max((o.max_abs for o in r.outputs), default=None)
         agree = "" if r.decision_agreement is None else f", decisions agree {r.decision_agreement:.1%}"
-        detail = f"max abs {worst:.1e}{agree}" if worst is not None else r.note
+        detail = (f"max abs {max(o.max_abs for o in r.outputs):.1e}, min cosine "
+                  f"{min(o.min_cosine for o in r.outputs):.4f}{agree}") if r.outputs else r.note
         out.rows.append(SummaryRow(stage="parity", item=Path(r.artifact).name, runtime=r.runtime,
                                    note=("passed: " + detail) if r.passed else "FAILED: " + "; ".join(r.failures)))
     failed = [f"{Path(r.artifact).name}: {'; '.join(r.failures)}" for r in reports if not r.passed]
@@ -137,7 +143,7 @@ def run_parity(cfg, ctx: StageContext) -> Outcome:
     return out
 
 
-def run_bench(cfg, ctx: StageContext) -> Outcome:
+def run_bench(cfg: BenchStage, ctx: StageContext) -> Outcome:
     from syncopt.bench import bench
     from syncopt.log import status
 
@@ -158,7 +164,7 @@ def run_bench(cfg, ctx: StageContext) -> Outcome:
     return Outcome(rows=rows)
 
 
-def run_bundle(cfg, ctx: StageContext) -> Outcome:
+def run_bundle(cfg: BundleStage, ctx: StageContext) -> Outcome:
     from syncopt.bundle import make_bundle, verify_bundle
 
     source = cfg.source or ctx.recipe.model_before("bundle")
@@ -170,7 +176,7 @@ def run_bundle(cfg, ctx: StageContext) -> Outcome:
     return Outcome(artifacts={"": str(path)}, rows=[row])
 
 
-def run_gate(cfg, ctx: StageContext) -> Outcome:
+def run_gate(cfg: GatesConfig, ctx: StageContext) -> Outcome:
     from syncopt import gate
 
     config = cfg.model_copy(deep=True)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from syncopt.atomic import sha256_file
 from syncopt.cli import main
-from syncopt.errors import GateBreach, InputFileError, RecipeError
+from syncopt.errors import GateBreach, InputFileError, ParityError, RecipeError
 from syncopt.recipe import ORDER, load_recipe
 from syncopt.recipe_run import MANIFEST, PENDING, StageManifest, run_recipe
 
@@ -162,6 +162,17 @@ def test_failed_gate_exits_with_its_code_and_reruns_next_time(first_run, tmp_pat
     gated["stages"]["gate"]["speed"]["ratios"][0]["at_least"] = 1e-6
     report = run_recipe(load_recipe(_write(recipe, gated)), run).report
     assert _actions(report) == {"train": "skipped", "export": "skipped", "parity": "skipped", "gate": "ran"}
+
+
+@pytest.mark.slow
+def test_parity_tolerances_override_the_contract_per_precision(first_run, tmp_path):
+    recipe, run = _copy(first_run, tmp_path)
+    strict = json.loads(json.dumps(TINY))
+    strict["stages"]["parity"]["tolerances"] = {"fp32": {"max_abs": 1e-12}}
+    result = run_recipe(load_recipe(_write(recipe, strict)), run)
+    assert isinstance(result.error, ParityError) and "max abs" in str(result.error) and "> 1e-12" in str(result.error)
+    assert _actions(result.report) == {"train": "skipped", "export": "skipped", "parity": "failed"}
+    assert _manifest(run, "parity").status == "failed" and _manifest(run, "parity").error == str(result.error)
 
 
 BAD = [
