@@ -133,8 +133,9 @@ class RobustnessReport(BaseModel):
 
 
 def predictor(target: str, preset: str = "tiny") -> tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray], object]:
-    """``(label, predict(frames, audio) -> offset_logits (2K+1, T), spec)`` for a model name, run
-    directory, or an exported artifact (its manifest or file; run in its format's runtime)."""
+    """``(label, predict(frames, audio) -> offset_logits (2K+1, T), spec)`` for a model name (shipped
+    weights), ``NAME=WEIGHTS`` (torch weights of a registered model), a run directory, or an
+    exported artifact (its manifest or file; run in its format's runtime)."""
     from syncopt.preprocess import audio_to_tensor, frames_to_tensor
 
     if Path(target).is_file():
@@ -153,16 +154,19 @@ def predictor(target: str, preset: str = "tiny") -> tuple[str, Callable[[np.ndar
     from syncopt.infer import run_dense
     from syncopt.sync import load_sync_model
 
-    model, _, _ = load_sync_model(target, preset, None)
+    name, _, weights = target.partition("=")
+    model, _, _ = load_sync_model(name, preset, weights or None)
     if "offset_logits" not in model.spec.output_names:
         raise UsageError(f"model '{target}' gives no offset logits")
+    source = weights or (target if Path(target).is_dir() else "")
+    label = f"{model.spec.name} ({Path(source).name})" if source else model.spec.name
 
     def run_model(frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
         pre = model.spec.preprocessing
         out = run_dense(model, frames_to_tensor(frames, pre)[None], audio_to_tensor(audio, len(frames), pre)[None])
         return out["offset_logits"][0].numpy()
 
-    return model.spec.name, run_model, model.spec
+    return label, run_model, model.spec
 
 
 def run_robustness(targets: list[str], clips: int = 20, frames: int = 75, corruptions: list[str] | None = None,

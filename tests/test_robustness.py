@@ -3,6 +3,8 @@ and accuracy falls with audio noise."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -45,15 +47,16 @@ def test_accuracy_falls_with_audio_noise():
 
 @pytest.mark.slow
 def test_side_by_side_report_has_a_row_per_model_corruption_and_severity(tmp_path):
-    """Torch weights and their fp32 ONNX export on the same clips: one cell per model x condition,
-    and the fp32 artifact decides every clip and frame as torch does."""
+    """A model name, the same torch weights given as NAME=WEIGHTS and their fp32 ONNX export on the
+    same clips: one cell per model x condition, and all three decide every clip and frame alike."""
     from syncopt.export import export
     from syncopt.sync import load_sync_model
 
-    artifact = export(load_sync_model("fcn", "tiny", None)[0], "onnx", tmp_path)
+    model, weights, _ = load_sync_model("fcn", "tiny", None)
+    artifact = export(model, "onnx", tmp_path)
     kinds = ["noise", "occlusion"]
-    report = run_robustness(["fcn", str(artifact.path)], clips=2, frames=40, corruptions=kinds)
-    models = ["fcn", artifact.path.name]
+    report = run_robustness(["fcn", f"fcn={weights}", str(artifact.path)], clips=2, frames=40, corruptions=kinds)
+    models = ["fcn", f"fcn ({Path(weights).name})", artifact.path.name]
     keys = [(c.model, c.corruption, c.severity) for c in report.cells]
     expected = {(m, "clean", None) for m in models} | {(m, k, s) for m in models for k in kinds for s in SEVERITIES[k]}
     assert len(keys) == len(set(keys)) and set(keys) == expected
