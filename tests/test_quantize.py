@@ -67,6 +67,25 @@ def test_inc_pt2e_tuning_runs_and_saves(tmp_path):
     assert report.artifact.endswith(".pt2") and (tmp_path / report.artifact.split("/")[-1]).is_file()
     assert report.accuracy_drop <= 1.0 + 100 / 16  # one clip of slack on 16 held-out clips
     assert report.offset_agreement >= 0.8
+    import zipfile
+
+    import torch
+    import torchao.quantization.pt2e  # noqa: F401  (registers the quantized_decomposed ops for loading)
+
+    archive = zipfile.ZipFile(report.artifact)
+    stored = sum(i.file_size for i in archive.infolist() if "/data/weights/" in i.filename)
+    assert stored < 0.7 * report.fp32_bytes  # int8 weights folded, no fp32 copies kept
+    assert sum(i.file_size for i in archive.infolist() if "sample_inputs" in i.filename) < 1024  # no example clip
+    import syncopt
+
+    fp32 = syncopt.create("fcn", "tiny", weights=config.weights)
+    feeds = fp32.spec.example_inputs(T=config.frames, batch=1, seed=5)
+    outs = dict(zip(fp32.spec.output_names, torch.export.load(report.artifact).module()(
+        *(feeds[n] for n in fp32.spec.input_names))))
+    with torch.no_grad():
+        ref = fp32(**feeds)["offset_logits"]
+    assert outs["offset_logits"].shape == ref.shape
+    assert torch.nn.functional.cosine_similarity(outs["offset_logits"].flatten(), ref.flatten(), dim=0) > 0.95
 
 
 @pytest.mark.slow
