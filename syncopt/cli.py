@@ -441,6 +441,7 @@ def matrix_cmd(
     presets: Annotated[str, typer.Option(help="Comma-separated presets; 'tiny' gets parity, 'full' is export-only.")] = "tiny,full",
     formats: Annotated[str, typer.Option(help="Comma-separated formats.")] = "onnx,tflite,coreml,tensorrt",
     work: Annotated[str, typer.Option(help="Folder for the exported artifacts.")] = "artifacts/matrix",
+    update: Annotated[bool, typer.Option(help="Keep the other rows from the cells JSON of an earlier run.")] = False,
 ) -> None:
     """Export every model x format x precision, check parity (tiny) and write the conversion matrix.
 
@@ -449,7 +450,8 @@ def matrix_cmd(
     from syncopt.export.matrix import run_matrix
 
     cells = run_matrix(out, models=models.split(",") if models else None, presets=presets.split(","),
-                       formats=formats.split(","), work=work, progress=lambda line: typer.echo(line, err=True))
+                       formats=formats.split(","), work=work, progress=lambda line: typer.echo(line, err=True),
+                       update=update)
     typer.echo(f"wrote {out}: {sum(c.status == 'passed' for c in cells)} passed, "
                f"{sum(c.status == 'exported' for c in cells)} exported, {sum(c.status == 'failed' for c in cells)} "
                f"failed, {sum(c.status == 'skipped' for c in cells)} skipped")
@@ -731,6 +733,7 @@ def prune_cmd(
     global_pruning: Annotated[bool, typer.Option("--global", help="Rank channels across layers, not per layer.")] = False,
     steps: Annotated[int, typer.Option(help="Iterative prune -> fine-tune rounds.")] = 1,
     epochs: Annotated[int, typer.Option(help="Fine-tune epochs per round (0: prune only).")] = 0,
+    final_epochs: Annotated[int, typer.Option(help="Extra fine-tune epochs after the last round.")] = 0,
     kd: Annotated[bool, typer.Option(help="Distil each fine-tune from the unpruned model.")] = True,
     preset: Annotated[str, typer.Option(help="Preset of SOURCE when it is a name.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights for SOURCE when it is a name.")] = None,
@@ -749,7 +752,7 @@ def prune_cmd(
         raise UsageError(f"unknown pruning criterion '{criterion}' (known: {', '.join(CRITERIA)})")
     config = PruneConfig(model=source, preset=preset, weights=weights, macs=None if ratio is not None else macs,
                          ratio=ratio, criterion=criterion, global_pruning=global_pruning, steps=steps, epochs=epochs,
-                         kd=kd, train_clips=train_clips, val_clips=val_clips)
+                         final_epochs=final_epochs, kd=kd, train_clips=train_clips, val_clips=val_clips)
     report = prune(config, out, source=source)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
@@ -761,8 +764,9 @@ def prune_cmd(
 
 @app.command("robustness")
 def robustness_cmd(
-    targets: Annotated[list[str], typer.Argument(help="Model names, run directories or artifact files (.onnx, "
-                                                       ".tflite, or their manifests), compared side by side.")],
+    targets: Annotated[list[str], typer.Argument(help="Model names (shipped weights), NAME=WEIGHTS, run directories "
+                                                       "or artifact files (.onnx fp32/INT8, .tflite, or their "
+                                                       "manifests), compared side by side.")],
     preset: Annotated[str, typer.Option(help="Preset of model names.")] = "tiny",
     clips: Annotated[int, typer.Option(help="Synthetic test clips per condition.")] = 20,
     frames: Annotated[int, typer.Option(help="Frames per clip (an artifact fixed at T needs T here).")] = 75,
@@ -775,7 +779,7 @@ def robustness_cmd(
     """Offset accuracy under audio noise, codec compression, low resolution, blur, mouth occlusion,
     frame drops and low frame rates, for several models or artifacts on the same clips.
 
-    Example: syncopt robustness fcn fcn_attn artifacts/fcn_tiny_fp32.onnx --clips 20 --plot robustness.png
+    Example: syncopt robustness fcn fcn_causal artifacts/int8/fcn_causal_tiny_int8.onnx --clips 10 --plot robustness.png
     """
     from syncopt.robustness import run_robustness, write_report
 

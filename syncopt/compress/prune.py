@@ -59,6 +59,7 @@ class PruneConfig(TrainConfig):
     global_pruning: bool = False
     steps: int = Field(1, description="prune -> fine-tune rounds")
     epochs: int = Field(0, description="fine-tune epochs per round (0: prune only)")
+    final_epochs: int = Field(0, description="extra fine-tune epochs after the last round (recovery at the final size)")
     kd: bool = Field(True, description="distil the fine-tune from the unpruned model")
     lr: float = 1e-3
 
@@ -209,7 +210,7 @@ def load_model(source: str | Path, preset: str = "tiny", weights: str | Path | N
 def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -> PruneReport:
     """Prune ``source`` (a run directory, or ``config.model`` with ``config.weights``) into OUT."""
     from syncopt.compress.distill import DistillConfig, DistillLoss, distill_step
-    from syncopt.data.datasets import Augment, synth_dataset
+    from syncopt.data.datasets import Augment, ClipDataset, synth_dataset
 
     out = Path(out_dir)
     t0 = time.perf_counter()
@@ -220,12 +221,16 @@ def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -
     val = synth_dataset(spec, "val", config.val_clips, config.clip_frames, workers=config.workers)
     original = model_stats(reference, val)
     history: list[EpochStats] = []
+    clips: list[ClipDataset] = []  # generated once, on the first fine-tune
 
     def finetune(net: nn.Module, round_: int) -> None:
-        if config.epochs <= 0:
+        epochs = config.epochs + (config.final_epochs if round_ == config.steps else 0)
+        if epochs <= 0:
             return
         torch.manual_seed(config.seed + round_)
-        train_set = synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers)
+        if not clips:
+            clips.append(synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers))
+        train_set = copy.copy(clips[0])
         train_set.augment = Augment(window=config.window, max_offset=spec.max_offset,
                                     audio_per_frame=spec.preprocessing.audio_per_frame,
                                     rng=np.random.default_rng(config.seed + round_))
@@ -234,7 +239,8 @@ def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -
             objective = DistillLoss(embedding_width(spec), embedding_width(spec), DistillConfig(model=spec.name, teacher=spec.name))
             kwargs = {"loss_fn": distill_step(reference, objective), "extra": objective}
             train_set = _SelfPaired(train_set)
-        history.extend(fit(net, config, train_set, val, out / f"round{round_}", resume=True, **kwargs))
+        history.extend(fit(net, config.model_copy(update={"epochs": epochs}), train_set, val, out / f"round{round_}",
+                           resume=True, **kwargs))
 
     prune_model(model, config, finetune)
     weights = save_pruned(model, out)
