@@ -3,11 +3,13 @@
 ``tiny`` cells are exported and checked by :func:`syncopt.parity.check_parity` (CoreML off
 macOS: structural validation); ``full`` cells are export-only. Models carry the project's trained
 weights where it ships them (syncopt/assets), else their initial ones. Run ``syncopt matrix`` or
-``python -m syncopt.export.matrix``; it writes docs/conversion-matrix.md.
+``python -m syncopt.export.matrix``; it writes docs/conversion-matrix.md and the cells as JSON
+beside it (conversion-matrix.json), from which ``update=True`` keeps the rows it does not re-run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -37,8 +39,11 @@ class Cell(BaseModel):
 
 def run_matrix(out: str | os.PathLike, models: Sequence[str] | None = None, presets: Sequence[str] = ("tiny", "full"),
                formats: Sequence[str] = tuple(EXPORTERS), work: str | os.PathLike = "artifacts/matrix",
-               progress: Callable[[str], None] | None = None, synth_clips: int = 4) -> list[Cell]:
-    """Fill the matrix and write it as Markdown to ``out``; returns the cells."""
+               progress: Callable[[str], None] | None = None, synth_clips: int = 4, update: bool = False) -> list[Cell]:
+    """Fill the matrix and write it as Markdown to ``out`` (cells as JSON beside it); returns the cells.
+
+    ``update``: keep the cells of other models/presets from the JSON of an earlier run.
+    """
     from syncopt.registry import create, get_entry, model_names
     from syncopt.sync import shipped_weights
 
@@ -65,9 +70,26 @@ def run_matrix(out: str | os.PathLike, models: Sequence[str] | None = None, pres
                     if progress:
                         progress(f"{name} {preset} {fmt} {precision}: {cell.status} {cell.detail} "
                                  f"({time.monotonic() - start:.0f} s)")
+    if update and cells_path(out).is_file():
+        done = {(c.model, c.preset) for c in cells}
+        kept = [c for c in load_cells(cells_path(out)) if (c.model, c.preset) not in done]
+        order = {name: i for i, name in enumerate(model_names())}
+        cells = sorted(kept + cells, key=lambda c: order.get(c.model, len(order)))  # stable: keeps cell order
+    with atomic_path(cells_path(out)) as tmp:
+        tmp.write_text(json.dumps([c.model_dump() for c in cells], indent=1, ensure_ascii=False))
     with atomic_path(out) as tmp:
-        tmp.write_text(render(cells, formats))
+        tmp.write_text(render(cells, [f for f in EXPORTERS if any(c.format == f for c in cells)]))
     return cells
+
+
+def cells_path(out: str | os.PathLike) -> Path:
+    """Where the matrix's cells are kept as JSON: beside the Markdown file."""
+    return Path(out).with_suffix(".json")
+
+
+def load_cells(path: str | os.PathLike) -> list[Cell]:
+    """The cells of an earlier run."""
+    return [Cell.model_validate(c) for c in json.loads(Path(path).read_text())]
 
 
 def _cell(net, name: str, preset: str, fmt: str, precision: str, folder: Path, synth_clips: int) -> Cell:
