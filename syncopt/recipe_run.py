@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from syncopt.artifact import sha256_path
 from syncopt.atomic import atomic_path, sha256_file
-from syncopt.errors import SyncoptError, UsageError
+from syncopt.errors import OutputFileError, SyncoptError, UsageError
 from syncopt.log import status
 from syncopt.recipe import ARTIFACT_STAGES, MODEL_STAGES, ORDER, Recipe, parse_ref
 from syncopt.recipe_stages import STAGES, Outcome, StageContext, SummaryRow
@@ -81,6 +81,8 @@ def run_recipe(recipe: Recipe, run_dir: str | Path, force: tuple[str, ...] = ())
     if bad:
         raise UsageError(f"--force {bad[0]}: not a stage of this recipe ({', '.join(present)})")
     root = Path(run_dir).resolve()
+    if root.exists() and not root.is_dir():
+        raise OutputFileError(f"{run_dir}: not a directory (the run directory holds one folder per stage)")
     t0 = time.perf_counter()
     done: dict[str, StageManifest] = {}
     runs: list[StageRun] = []

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from syncopt.atomic import sha256_file
 from syncopt.cli import main
-from syncopt.errors import GateBreach, InputFileError, ParityError, RecipeError
+from syncopt.errors import GateBreach, InputFileError, OutputFileError, ParityError, RecipeError
 from syncopt.recipe import ORDER, load_recipe
 from syncopt.recipe_run import MANIFEST, PENDING, StageManifest, run_recipe
 
@@ -220,6 +220,9 @@ def test_missing_recipe_and_unknown_forced_stage(tmp_path, capsys):
     recipe = _write(tmp_path / "tiny.yaml", TINY)
     code, _, err = _run_cli(["run", str(recipe), "--out", str(tmp_path / "run"), "--force", "bundle"], capsys)
     assert code == 2 and "--force bundle: not a stage of this recipe (train, export, parity)" in err
+    (tmp_path / "file").write_text("x")
+    code, _, err = _run_cli(["run", str(recipe), "--out", str(tmp_path / "file")], capsys)
+    assert code == OutputFileError.exit_code and err.count("\n") == 1 and "file: not a directory" in err
 
 
 def test_shipped_recipes_validate():
