@@ -163,3 +163,29 @@ def test_perturbed_tflite_weights_fail_parity_with_exit_code(fcn_tflite, tmp_pat
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 9, res.stderr
     assert res.stderr.startswith(f"error: parity breached — {fcn_tflite.file}:") and "max abs" in res.stderr
+
+
+def test_constant_nodes_become_initializers_with_the_same_results(tmp_path):
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from syncopt.export.tflite import _constants_as_initializers
+
+    scale = np.array([[0.5, -2.0, 3.0]], np.float32)
+    nodes = [helper.make_node("Constant", [], ["scale"], value=numpy_helper.from_array(scale)),
+             helper.make_node("Mul", ["x", "scale"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])])
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    _constants_as_initializers(path)
+    rewritten = onnx.load(str(path))
+    onnx.checker.check_model(rewritten)
+    assert [n.op_type for n in rewritten.graph.node] == ["Mul"]
+    assert np.array_equal(numpy_helper.to_array(rewritten.graph.initializer[0]), scale)
+    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.array_equal(before, after) and np.array_equal(after, x * scale)

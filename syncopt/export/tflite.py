@@ -9,7 +9,10 @@ What onnx2tf 1.28.8 gives (measured on the tiny FCN models, see docs/export.md):
   outputs shaped (-1, 32, 31) (time and channels mixed up) that XNNPACK cannot resize. So the
   artifact is fixed at batch 1 and one clip length T (``frames``, default the spec's standard
   length), recorded as ``Artifact.frames``/``batch``; the runtime runs batch items one by one.
-- onnx2tf simplifies its input ONNX file in place (onnxsim), so it converts a private copy.
+- onnx2tf simplifies its input ONNX file in place (onnxsim), so it converts a private copy, in
+  which Constant nodes are rewritten as initializers (see ``_constants_as_initializers``), and it
+  writes signature defs (``output_signaturedefs``): without them its saved_model step rejects TF
+  op names that start with "/" (wav2vec2's weight-normed positional conv kernel).
 
 Precisions: fp32; fp16 (float16 weights, float32 compute and IO); int8 = onnx2tf's
 ``integer_quant`` model: int8 weights and activations calibrated on synthetic clips, every op
@@ -68,10 +71,11 @@ def export_tflite(model: nn.Module, out_dir: Path, precision: str = "fp32", fram
     with tempfile.TemporaryDirectory(prefix="syncopt-tflite-") as tmp:
         work = Path(tmp)
         source = export_onnx(model, work / "onnx", "fp32").path
+        _constants_as_initializers(source)
         options = dict(input_onnx_file_path=str(source), output_folder_path=str(work / "tf"),
                        overwrite_input_shape=[f"{t.name}:{','.join(map(str, t.concrete_shape(sizes)))}"
                                               for t in spec.inputs],
-                       copy_onnx_input_output_names_to_tflite=True, non_verbose=True,
+                       copy_onnx_input_output_names_to_tflite=True, non_verbose=True, output_signaturedefs=True,
                        keep_shape_absolutely_input_names=list(keep_layout) or None)
         if precision == "int8":
             options |= dict(output_integer_quantized_tflite=True,
@@ -186,6 +190,30 @@ def _calibration(spec: ModelSpec, frames: int, count: int, work: Path) -> list[l
         np.save(path, np.ascontiguousarray(batch.transpose(permutation(t.layout, channels_last(t.layout)))))
         calibration.append([t.name, str(path), np.zeros(1, np.float32), np.ones(1, np.float32)])
     return calibration
+
+
+def _constants_as_initializers(path: Path) -> None:
+    """Rewrite ``Constant`` nodes of the ONNX file as initializers, in place.
+
+    onnx2tf 1.28 takes a Constant node's output for a graph variable where it needs a value: the
+    wav2vec2/HuBERT feature extractor's GroupNorm (exported as InstanceNormalization with Constant
+    scale and bias) fails with "Attempt to convert a value (Variable ...) with an unsupported type".
+    """
+    import onnx
+
+    graph = onnx.load(str(path))
+    nodes = []
+    for node in graph.graph.node:
+        if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            graph.graph.initializer.append(tensor)
+        else:
+            nodes.append(node)
+    del graph.graph.node[:]
+    graph.graph.node.extend(nodes)
+    onnx.save(graph, str(path))
 
 
 def _run_onnx2tf(onnx2tf, options: dict) -> None:
