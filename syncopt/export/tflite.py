@@ -28,6 +28,7 @@ import contextlib
 import io
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from syncopt.artifact import Artifact, manifest_path, permutation, sha256_path
 from syncopt.atomic import atomic_path
 from syncopt.errors import ExportError, UsageError
 from syncopt.export import require
+from syncopt.log import native_stderr_silenced
 from syncopt.spec import ModelSpec, TensorSpec
 from syncopt.weights import save_state_dict
 
@@ -141,8 +143,9 @@ def _match_outputs(path: Path, reference: Path, options: dict) -> None:
     feeds = {name: np.load(npy)[:1] for name, npy, _, _ in options["custom_input_op_name_np_data_path"]}
     results = []
     for model in (reference, path):
-        interpreter = Interpreter(model_path=str(model))
-        interpreter.allocate_tensors()
+        with native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on fd 2
+            interpreter = Interpreter(model_path=str(model))
+            interpreter.allocate_tensors()
         for d in interpreter.get_input_details():
             interpreter.set_tensor(d["index"], feeds[input_name(d["name"])].astype(np.float32))
         interpreter.invoke()
@@ -218,15 +221,25 @@ def _constants_as_initializers(path: Path) -> None:
 
 def _run_onnx2tf(onnx2tf, options: dict) -> None:
     """Run onnx2tf quietly; its failures (it calls sys.exit) become one-line ExportErrors."""
+    _onnxsim_on_path()
     log = io.StringIO()
     try:
-        with contextlib.redirect_stdout(log):
+        with contextlib.redirect_stdout(log), native_stderr_silenced():  # TensorFlow's converter logs natively
             onnx2tf.convert(**options)
     except SystemExit as exc:
         lines = [ln.split("ERROR:", 1)[1].strip() for ln in log.getvalue().splitlines() if "ERROR:" in ln]
         raise ExportError(f"onnx2tf failed: {(lines[0] if lines else 'exit ' + str(exc.code))[:300]}") from exc
     except Exception as exc:  # TensorFlow raises many types while building the graph
         raise ExportError(f"onnx2tf failed: {' '.join(str(exc).split())[:300]}") from exc
+
+
+def _onnxsim_on_path() -> None:
+    """onnx2tf simplifies its input by running the ``onnxsim`` command; without it on PATH the
+    conversion fails later with an unrelated shape error. Find the one installed beside this
+    interpreter (a virtual environment that was not activated)."""
+    here = Path(sys.executable).parent
+    if shutil.which("onnxsim") is None and (here / "onnxsim").is_file():
+        os.environ["PATH"] = f"{here}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def _schema():
