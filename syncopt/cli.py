@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from syncopt.errors import BackendUnavailable, GateBreach, MediaError, ParityError, SyncoptError, UsageError
+from syncopt.errors import (BackendUnavailable, BenchFailure, GateBreach, MediaError, ParityError, SyncoptError,
+                            UsageError)
 
 app = typer.Typer(
     name="syncopt",
@@ -585,6 +586,10 @@ def bench_cmd(
         typer.echo(bench.to_csv(report), nl=False)
     else:
         bench.print_table(report)
+    failed = [c for c in report.cells if c.status == "failed"]
+    if failed:  # after the report, so the cells that ran are not lost
+        raise BenchFailure(f"{len(failed)} of {len(report.cells)} cells failed; first: {failed[0].target} "
+                           f"{failed[0].runtime} B={failed[0].batch} T={failed[0].frames}: {failed[0].reason}")
 
 
 def _write_text(path: str, text: str) -> None:

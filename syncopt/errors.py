@@ -95,3 +95,9 @@ class OutputFileError(SyncoptError):
     """An output path that cannot be written (no permission, a file where a folder should be, disk full)."""
 
     exit_code = 15
+
+
+class BenchFailure(SyncoptError):
+    """A benchmark in which some runtime x batch x frames cells failed (the report says why)."""
+
+    exit_code = 16

@@ -119,3 +119,14 @@ def test_tflite_artifact_runs_at_its_own_length(tmp_path):
     (cell,) = rep.cells  # benchmarked once, at its own length
     assert cell.status == "ok" and cell.runtime == "tflite" and cell.frames == 7
     assert "fixed at T=7 (requested 25)" in cell.note
+
+
+def test_cli_failed_cell_exits_non_zero_after_the_report(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as exc:  # 2 frames: below fcn's receptive field, so the cell fails
+        main(["bench", "fcn", "--frames", "2,5", "--repeats", "3", "--warmup", "1", "--out", str(out)])
+    assert exc.value.code == 16
+    cells = json.loads(out.read_text())["cells"]
+    assert [c["status"] for c in cells] == ["failed", "ok"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: 1 of 2 cells failed; first: fcn torch B=1 T=2")
