@@ -73,3 +73,37 @@ def test_fcn_attn_local_attention_is_band_attention_with_shipped_weights(monkeyp
                 want = model(**feeds)
         for name in model.spec.output_names:
             assert (got[name] - want[name]).abs().max() <= 1e-5, name
+
+
+def test_fcn_attn_softmax_input_keeps_the_in_clip_score_range(monkeypatch):
+    """INT8-friendly masking: the scores entering LocalAttention's softmax span exactly the range of the
+    in-clip (band) scores. Out-of-clip keys take the shift-0 score, not a -1e4 mask constant that would
+    stretch the quantized range of the scores (docs/export.md). T=5 < the window: most shifts are out."""
+    from syncopt.reference_models.layers import LocalAttention
+    from syncopt.sync import shipped_weights
+
+    model = syncopt.create("fcn_attn", "tiny", weights=shipped_weights("fcn_attn", "tiny")).eval()
+    band_ranges: list[tuple[float, float]] = []
+    softmax_inputs: list[torch.Tensor] = []
+
+    def record_band_range(module: LocalAttention, args: tuple[torch.Tensor, ...]) -> None:
+        query, context = args if len(args) == 2 else (args[0], args[0])
+        b, c, t = query.shape
+        h, d = module.heads, c // module.heads
+        q = module.q(query).reshape(b, h, d, t) / math.sqrt(d)
+        k = module.kv(context).reshape(b, 2, h, d, t)[:, 0]
+        frames = torch.arange(t)
+        band = (frames[:, None] - frames[None, :]).abs() <= module.radius
+        scores = torch.einsum("bhdt,bhdj->bhtj", q, k)[..., band]
+        band_ranges.append((scores.min().item(), scores.max().item()))
+
+    for m in model.modules():
+        if isinstance(m, LocalAttention):
+            m.register_forward_pre_hook(record_band_range)
+    softmax = torch.softmax
+    monkeypatch.setattr(torch, "softmax", lambda x, dim: softmax_inputs.append(x) or softmax(x, dim))
+    with torch.no_grad():
+        model(**model.spec.example_inputs(T=5, batch=2, seed=5))
+    assert len(band_ranges) == len(softmax_inputs) == 4
+    for (low, high), scores in zip(band_ranges, softmax_inputs):
+        assert abs(scores.min().item() - low) <= 1e-5 and abs(scores.max().item() - high) <= 1e-5, (low, high)

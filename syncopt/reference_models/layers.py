@@ -96,13 +96,17 @@ class LocalAttention(nn.Module):
         k, v = self.kv(context).reshape(b, 2, h, d, t).unbind(1)
         shifts = range(-self.radius, self.radius + 1)
         dots = [(q * shift_time(k, s)).sum(2) for s in shifts]  # (B,h,T) per shift
-        # The -1e4 mask for keys beyond the clip is added per shift at the dots' own shape (B,h,T):
-        # a broadcast add of a (B,1,S,T) mask to (B,h,S,T) scores is mis-transposed by onnx2tf 1.28
-        # (it pairs [1,4,9,T] with [1,9,T,1]; see docs/export.md). Same values, same float ops.
-        inside = torch.ones_like(dots[0])
-        scores = torch.stack([dot + (shift_time(inside, s) - 1.0) * 1e4 for dot, s in zip(dots, shifts)], dim=2)
-        weights = torch.softmax(scores, dim=2)  # (B,h,S,T)
-        attended = sum(weights[:, :, i:i + 1] * shift_time(v, s) for i, s in enumerate(shifts))
+        # Out-of-clip keys take the shift-0 score (always inside the clip), then zero weight, and the rest
+        # is renormalised: the softmax input keeps the in-clip scores' range, so INT8 keeps their
+        # resolution (an additive -1e4 mask set its scale to ~39; docs/export.md). All per shift at
+        # (B,h,T): onnx2tf 1.28 mis-transposes a (B,1,S,T) mask broadcast to (B,h,S,T) scores.
+        valid = [shift_time(torch.ones_like(dots[0]), s) for s in shifts]  # 1 inside the clip, 0 beyond
+        centre = dots[self.radius]
+        scores = torch.stack([dot * ok + centre * (1.0 - ok) for dot, ok in zip(dots, valid)], dim=2)
+        weights = torch.softmax(scores, dim=2)  # (B,h,S,T), out-of-clip shifts still weighted
+        kept = sum(weights[:, :, i] * ok for i, ok in enumerate(valid))  # (B,h,T), > 0: holds the top score's weight
+        attended = sum(weights[:, :, i:i + 1] * shift_time(v, s) for i, s in enumerate(shifts))  # v is 0 beyond
+        attended = attended / kept.unsqueeze(2)
         return query + self.gate * self.out(attended.reshape(b, c, t))
 
 
