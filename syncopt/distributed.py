@@ -67,7 +67,7 @@ def process_group(fn: Callable[..., T]) -> Callable[..., T]:
         if torch.cuda.is_available():
             torch.cuda.set_device(me.local)
         try:
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")  # env:// rendezvous
+            _join("nccl" if torch.cuda.is_available() else "gloo")
         except (ValueError, RuntimeError) as exc:  # e.g. WORLD_SIZE set by hand without MASTER_ADDR/PORT
             raise UsageError(f"cannot join the process group of {me.world} processes: "
                              f"{str(exc).splitlines()[0]} (start the job with torchrun)") from exc
@@ -77,6 +77,20 @@ def process_group(fn: Callable[..., T]) -> Callable[..., T]:
             dist.destroy_process_group()
 
     return wrapper
+
+
+def _join(backend: str) -> None:
+    """Join the process group through the env:// rendezvous; after a restart, under keys of its own.
+
+    torchrun's agent keeps one key-value store for the whole job, and a restarted job (after a
+    rank died) would otherwise read the dead workers' addresses from it and fail to connect."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if attempt == "0":
+        dist.init_process_group(backend)
+        return
+    store, rank, world = next(dist.rendezvous("env://"))
+    dist.init_process_group(backend, store=dist.PrefixStore(f"syncopt/attempt-{attempt}", store), rank=rank,
+                            world_size=world)
 
 
 def _active() -> bool:
