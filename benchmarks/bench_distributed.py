@@ -68,7 +68,6 @@ def main() -> None:
         "settings": {name: {"processes": procs, "threads_each": threads, "samples_per_s": rates[name],
                             "best_samples_per_s": best[name]} for name, (procs, threads) in settings.items()},
         "speedup_vs_best_single_process": best[multi] / single,
-        "load_average_1min": os.getloadavg()[0],
         "note": "best of alternating runs; the figures depend on how busy the machine's cores were",
     }
     path = write_results("distributed", summary)

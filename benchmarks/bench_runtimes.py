@@ -15,7 +15,7 @@ Usage: python benchmarks/bench_runtimes.py [--rounds 3] [--work runs/bench_runti
    cores x 32 FLOP/cycle x clock: 32 = 2 FMA pipes x 8 fp32 lanes (256-bit AVX2) x 2 FLOP per FMA,
    the figure the issue prescribes; clock = the highest "cpu MHz" in /proc/cpuinfo.
 
-The CPU is shared with other jobs, so absolute times drift: every round runs each contender once,
+The CPU may be shared with other jobs, so absolute times drift: every round runs each contender once,
 in a rotated order, and a ratio is the median over rounds of the per-round ratio. Weights are
 random (speed does not depend on their values). Exports are cached under --work.
 Writes benchmarks/results/runtimes.json.
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_io import write_results
 
 from syncopt.bench import machine_info
 from syncopt.complexity import count_macs
@@ -43,7 +44,6 @@ from syncopt.reference_models.syncnet import WINDOW_FRAMES, windowed_embeddings,
 CLIP = 250  # 10 s at 25 fps
 TEACHER_CLIP = 50
 FLOP_PER_CYCLE = 32
-RESULTS = Path(__file__).parent / "results" / "runtimes.json"
 
 
 @dataclass
@@ -202,7 +202,7 @@ def main() -> None:
         "clip": f"{CLIP} frames (10 s) for (1), (2), (4); {TEACHER_CLIP} frames (2 s) for (3)",
         "offset_range": "±15 frames for every model",
         "method": f"{args.rounds} interleaved rounds (rotated order) after one warm-up each; ratio = median over "
-                  "rounds of the per-round ratio; the 2-core CPU was shared with other jobs during the run",
+                  "rounds of the per-round ratio (load_average_1_5_15min says how busy the CPU was)",
         "contenders": rows,
         "speedup_vs_windowed_syncnet": speedups,
         "int8_vs_fp32": int8,
@@ -215,14 +215,13 @@ def main() -> None:
         },
         "wall_time_s": time.perf_counter() - start,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    path = write_results("runtimes", result)
     print(json.dumps({k: result[k] for k in ("speedup_vs_windowed_syncnet", "int8_vs_fp32",
                                              "student_speedup_vs_teacher", "goals")}, indent=2))
     for name, row in rows.items():
         print(f"{name:32s} {row['median_s']:8.3f} s  {row['gflops']:7.1f} GFLOP/s  "
               f"{row['fraction_of_peak']:6.1%} of {peak:.0f}  {row['video_s_per_s']:8.1f}x real time")
-    print(f"-> {RESULTS} ({result['wall_time_s']:.0f} s)")
+    print(f"-> {path} ({result['wall_time_s']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def write_results(name: str, summary: dict) -> Path:
-    """Add the machine it ran on to ``summary`` and write it to ``results/NAME.json``."""
-    summary |= {"cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+    """Add the machine it ran on, and how busy it was (load averages over 1, 5 and 15 minutes at the
+    end of the run: the CPU may be shared), to ``summary`` and write it to ``results/NAME.json``."""
+    summary |= {"cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+                "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()]}
     path = RESULTS / f"{name}.json"
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
