@@ -82,11 +82,12 @@ class ParityReport(BaseModel):
 
 
 def check_parity(artifact_path: str | os.PathLike, runtime: str | None = None, frames: tuple[int, ...] = (0, 41),
-                 synth_clips: int = 8) -> ParityReport:
+                 synth_clips: int = 8, tolerances: dict[str, Tolerance] | None = None) -> ParityReport:
     """Run the artifact and its torch source on the same inputs and judge them by the tolerances.
 
     ``frames``: lengths of random inputs (0 means the spec's minimum length); ``synth_clips``:
-    number of synthetic test clips (2 s, or the artifact's fixed length) also compared.
+    number of synthetic test clips (2 s, or the artifact's fixed length) also compared;
+    ``tolerances``: per precision, replacing :data:`TOLERANCES` (gates and recipes set their own).
     """
     artifact = load_artifact(artifact_path)
     if artifact.format == "coreml" and runtime in (None, "coreml") and os.uname().sysname != "Darwin":
@@ -114,12 +115,12 @@ def check_parity(artifact_path: str | os.PathLike, runtime: str | None = None, f
         judged, ties = compare_decisions(got, ref, spec.max_offset)
         agree += judged
         near_ties += ties
-    tol = TOLERANCES[artifact.precision]
+    tol = (tolerances or {}).get(artifact.precision, TOLERANCES[artifact.precision])
     report = ParityReport(artifact=str(artifact.path), runtime=session.name, precision=artifact.precision,
                           tolerance=tol, cases=[c for c, _ in cases], outputs=list(worst.values()),
                           decision_agreement=float(np.mean(agree)) if agree else None, near_ties=near_ties,
                           failures=[])
-    report.failures = judge(report, tol)
+    report.failures = _judge(report, tol)
     return report
 
 
@@ -177,8 +178,8 @@ def _decisions(outputs: dict[str, np.ndarray], max_offset: int) -> list[tuple[in
             for v, a in zip(outputs["video_emb"], outputs["audio_emb"])]
 
 
-def judge(report: ParityReport, tol: Tolerance) -> list[str]:
-    """The failures of ``report`` under ``tol`` (empty: within tolerance); used again with stricter gates."""
+def _judge(report: ParityReport, tol: Tolerance) -> list[str]:
+    """The failures of ``report`` under ``tol`` (empty: within tolerance)."""
     failures = []
     for o in report.outputs:
         if tol.max_abs is not None and not o.max_abs <= tol.max_abs:

@@ -119,15 +119,11 @@ def run_export(cfg: ExportStage, ctx: StageContext) -> Outcome:
 
 
 def run_parity(cfg: ParityStage, ctx: StageContext) -> Outcome:
-    from syncopt.parity import check_parity, judge
+    from syncopt.parity import check_parity
 
     refs = cfg.artifacts if cfg.artifacts is not None else ctx.recipe.artifact_refs("parity")
     reports = [check_parity(ctx.resolve(ref), runtime=cfg.runtime, frames=tuple(cfg.random_lengths),
-                            synth_clips=cfg.clips) for ref in refs]
-    for r in reports:
-        if r.precision in cfg.tolerances:
-            r.tolerance = cfg.tolerances[r.precision]
-            r.failures = judge(r, r.tolerance)
+                            synth_clips=cfg.clips, tolerances=cfg.tolerances) for ref in refs]
     write_json(ctx.folder / "parity.json", {"reports": [r.model_dump(mode="json") | {"passed": r.passed}
                                                         for r in reports]})
     out = Outcome()
