@@ -72,7 +72,9 @@ def process_group(fn: Callable[..., T]) -> Callable[..., T]:
             raise UsageError(f"cannot join the process group of {me.world} processes: "
                              f"{str(exc).splitlines()[0]} (start the job with torchrun)") from exc
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            dist.barrier()  # no rank tears down (rank 0 hosts the store) while another still talks to it
+            return result
         finally:
             dist.destroy_process_group()
 
