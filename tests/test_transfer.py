@@ -32,6 +32,16 @@ def test_variable_length_gives_per_frame_outputs(name):
         assert torch.isfinite(out["correlation"]).all()
 
 
+@pytest.mark.parametrize("student", ["x3d_s", "x3d_xs", "mobile_2d"])
+def test_full_students_have_at_most_a_fiftieth_of_the_teachers_macs(student):
+    """Compression issue's bar, counted on the meta device at the standard length (25 frames)."""
+    from syncopt.complexity import count_macs
+
+    with torch.device("meta"):
+        teacher, small = syncopt.create("i3d_wav2vec", "full"), syncopt.create(student, "full")
+    assert count_macs(small, small.spec) <= count_macs(teacher, teacher.spec) / 50
+
+
 def test_mobile_2d_has_no_3d_convolutions():
     model = syncopt.create("mobile_2d", "full")
     kinds = {type(m).__name__ for m in model.modules()}

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from syncopt.errors import UsageError, WeightsError
-from syncopt.reference_models.audio.mfcc_cnn import build_mfcc_cnn
+from syncopt.reference_models.audio.mfcc_cnn import build_mfcc_cnn, build_mfcc_cnn_half
 from syncopt.reference_models.audio.vggish import build_vggish
 
 PRESETS = ("tiny", "full")
@@ -33,6 +33,7 @@ def _hf(name: str) -> Callable[[str], nn.Module]:
 
 AUDIO_BACKBONES: dict[str, Callable[[str], nn.Module]] = {
     "mfcc_cnn": build_mfcc_cnn,
+    "mfcc_cnn_half": build_mfcc_cnn_half,
     "vggish": build_vggish,
     "wav2vec2": _hf("wav2vec2"),
     "hubert": _hf("hubert"),

@@ -1,17 +1,22 @@
 """The original MFCC CNN audio tower: SyncNet MFCC ``(B, 1, 13, 4T)`` -> ``(B, C, T)``.
 
 This is the FCN's own audio encoder (:class:`~syncopt.reference_models.fcn.AudioEncoderFCN`,
-presets of the ``fcn`` model), exposed as a backbone so the two-tower students reuse it as
-their small audio CNN: a Conv2d stack whose time strides multiply to 4 (4 MFCC steps at 100 Hz
-per 25 fps frame), a mean over frequency and per-frame 1x1 projections. Its keys equal the
-``fcn`` model's ``audio_encoder.*`` keys without that prefix.
+presets of the ``fcn`` model), exposed as a backbone so the two-tower models can reuse it: a
+Conv2d stack whose time strides multiply to 4 (4 MFCC steps at 100 Hz per 25 fps frame), a
+mean over frequency and per-frame 1x1 projections. ``mfcc_cnn``'s keys equal the ``fcn``
+model's ``audio_encoder.*`` keys without that prefix.
+
+``mfcc_cnn_half`` is the students' audio tower: at ``full`` the same stack at half the widths
+(a quarter of the 335 MMACs per second of audio), so the audio tower stays small beside a
+student's video tower; its ``tiny`` preset is ``mfcc_cnn``'s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
-from syncopt.reference_models.fcn import PRESETS, AudioEncoderFCN
+from syncopt.reference_models.fcn import PRESETS, AudioEncoderFCN, FCNConfig
 
 
 class MFCCAudioCNN(AudioEncoderFCN):
@@ -19,11 +24,18 @@ class MFCCAudioCNN(AudioEncoderFCN):
 
     input_kind: Literal["waveform", "mfcc"] = "mfcc"
 
-    def __init__(self, preset: str) -> None:
-        cfg = PRESETS[("fcn", preset)]
+    def __init__(self, cfg: FCNConfig) -> None:
         super().__init__(cfg)
         self.out_channels = cfg.embed_dim
 
 
 def build_mfcc_cnn(preset: str) -> MFCCAudioCNN:
-    return MFCCAudioCNN(preset)
+    return MFCCAudioCNN(PRESETS[("fcn", preset)])
+
+
+def build_mfcc_cnn_half(preset: str) -> MFCCAudioCNN:
+    cfg = PRESETS[("fcn", preset)]
+    if preset == "full":
+        cfg = dataclasses.replace(cfg, audio_blocks=tuple((c // 2, sf, st) for c, sf, st in cfg.audio_blocks),
+                                  hidden=cfg.hidden // 2, embed_dim=cfg.embed_dim // 2)
+    return MFCCAudioCNN(cfg)
