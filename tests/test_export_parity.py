@@ -58,6 +58,27 @@ def test_fp16_parity_within_fp16_tolerance(tmp_path):
     assert max(o.max_abs for o in report.outputs) > 0  # it really is another precision
 
 
+def test_fp16_weights_are_float16_and_the_file_smaller(tmp_path):
+    net = syncopt.create("fcn_attn", "tiny")  # the largest graph of the tiny FCNs: its fp16 file once outgrew fp32
+    files = {p: export(net, "onnx", tmp_path, p).path for p in ("fp32", "fp16")}
+    graphs = {p: onnx.load(str(f)).graph for p, f in files.items()}
+    conv_weights = {n.input[1] for n in graphs["fp16"].node if n.op_type == "Conv"}
+    assert {t.data_type for t in graphs["fp16"].initializer if t.name in conv_weights} == {onnx.TensorProto.FLOAT16}
+    weight_bytes = {p: sum(len(t.raw_data) for t in g.initializer) for p, g in graphs.items()}
+    assert weight_bytes["fp16"] <= 0.55 * weight_bytes["fp32"]
+    assert files["fp16"].stat().st_size < 0.9 * files["fp32"].stat().st_size  # 0.82 (the graph is most of it)
+
+
+@pytest.mark.xfail(strict=True, reason="issue #8, docs/export.md 'fp16 and the trained heads': the fp16 towers leave "
+                   "~1e-3 in the cosine correlation and the trained head multiplies it by ~15 (0.0152 here)")
+def test_fp16_parity_of_trained_fcn_offset_logits(tmp_path):
+    art = export(syncopt.create("fcn", "tiny", weights=shipped_weights("fcn", "tiny")), "onnx", tmp_path, "fp16")
+    report = check_parity(art.path, synth_clips=4)  # the conversion matrix's inputs
+    assert report.decision_agreement == 1.0
+    logits = next(o for o in report.outputs if o.output == "offset_logits")
+    assert logits.max_abs <= TOLERANCES["fp16"].max_abs
+
+
 def test_runtime_rejects_bad_feeds(fcn_fp32):
     session = load(fcn_fp32)
     feeds = fcn_fp32.spec.example_inputs(T=8)

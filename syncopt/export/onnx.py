@@ -44,6 +44,9 @@ def export_onnx(model: nn.Module, out_dir: Path, precision: str = "fp32") -> Art
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
             graph = _topologically_sorted(convert_float_to_float16(graph, keep_io_types=True))
+            # The converter keeps the shape inference it ran as value_info for every tensor: optional in ONNX
+            # (runtimes infer it again) and, for tiny fcn_attn, more bytes than the float16 weights.
+            del graph.graph.value_info[:]
         onnx.checker.check_model(graph, full_check=True)  # full_check runs strict shape inference
         onnx.save(graph, str(tmp))
     artifact = Artifact(format="onnx", precision=precision, file=target.name, sha256=sha256_file(target), spec=spec,
