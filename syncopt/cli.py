@@ -442,7 +442,7 @@ def matrix_cmd(
     presets: Annotated[str, typer.Option(help="Comma-separated presets; 'tiny' gets parity, 'full' is export-only.")] = "tiny,full",
     formats: Annotated[str, typer.Option(help="Comma-separated formats.")] = "onnx,tflite,coreml,tensorrt",
     work: Annotated[str, typer.Option(help="Folder for the exported artifacts.")] = "artifacts/matrix",
-    update: Annotated[bool, typer.Option(help="Keep the other rows from the cells JSON of an earlier run.")] = False,
+    update: Annotated[bool, typer.Option(help="Keep the cells this run does not redo (other models, presets or formats) from the cells JSON of an earlier run.")] = False,
 ) -> None:
     """Export every model x format x precision, check parity (tiny) and write the conversion matrix.
 
