@@ -7,8 +7,8 @@ Usage: python benchmarks/bench_runtimes.py [--rounds 3] [--work runs/bench_runti
    MFCC window through both towers, batch 20, then the ±15-frame distance search), all at the
    same offset range ±15, decoding included.
 2. INT8 against fp32 per runtime (TFLite: onnx2tf integer_quant; ONNX Runtime: static QDQ from
-   syncopt.compress.quantize, which keeps Conv3d in float because ONNX Runtime has no INT8 3D
-   convolution kernel, so a 3D student gains little).
+   syncopt.compress.quantize with lower_conv3d, which runs a 3D student's convolutions as INT8 2D
+   ones on frames, batch 1; ONNX Runtime's own 3D INT8 convolution is slower than its float one).
 3. Student against teacher (i3d_wav2vec full), torch eager both, on a 2 s clip (the teacher's
    ~2.3 TFLOP per 10 s would not fit the run's time budget with repeats).
 4. Achieved GFLOP/s (2 x MACs / median time) as a fraction of this CPU's fp32 peak,
@@ -98,7 +98,7 @@ def students(work: Path, threads: int) -> list[Contender]:
         onnx = _cached(work / "artifacts" / f"{name}_full_fp32.onnx", lambda: export(net, "onnx", work / "artifacts"))
         out.append(Contender(f"{name} fp32 onnxruntime", name, "onnxruntime", "fp32", CLIP, macs,
                              dense_runner(load(onnx, threads=threads), feeds)))
-        int8 = _cached(work / "int8" / f"{name}_full_int8.onnx", lambda: _quantize(onnx, work / "int8"))
+        int8 = _cached(work / "int8_lowered" / f"{name}_full_int8.onnx", lambda: _quantize(onnx, work / "int8_lowered"))
         out.append(Contender(f"{name} int8 onnxruntime", name, "onnxruntime", "int8", CLIP, macs,
                              dense_runner(load(int8, threads=threads), feeds)))
         if name == "mobile_2d":  # x3d_s eager (depthwise Conv3d) takes ~1 min per 10 s clip here: (3) covers it
@@ -114,11 +114,13 @@ def students(work: Path, threads: int) -> list[Contender]:
 
 
 def _quantize(onnx, out: Path):
-    """ONNX Runtime static QDQ INT8 (syncopt.compress.quantize, its defaults but a small calibration/eval set)."""
+    """ONNX Runtime static QDQ INT8 (syncopt.compress.quantize, its defaults but a small calibration/eval set,
+    3D convolutions lowered)."""
     from syncopt.artifact import load_artifact
     from syncopt.compress.quantize import QuantizeConfig, quantize
 
-    config = QuantizeConfig(method="ort", preset="full", calibration_clips=8, eval_clips=4, frames=50, speed_runs=1)
+    config = QuantizeConfig(method="ort", preset="full", calibration_clips=8, eval_clips=4, frames=50, speed_runs=1,
+                            lower_conv3d=True)
     return load_artifact(quantize(onnx.path, config, out).artifact)
 
 

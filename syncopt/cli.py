@@ -830,6 +830,8 @@ def quantize_cmd(
     qat_if_drop_over: Annotated[float | None, typer.Option(help="ort: fall back to QAT when static INT8 loses more "
                                                                 "accuracy points than this.")] = None,
     qat_epochs: Annotated[int, typer.Option(help="QAT fine-tune epochs.")] = 2,
+    lower_conv3d: Annotated[bool, typer.Option(help="ort: run 3D convolutions as INT8 2D ones on frames (a batch-1 "
+                                                    "artifact; pays on full-size 3D students).")] = False,
     preset: Annotated[str, typer.Option(help="Preset of SOURCE when it is a name.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights for SOURCE when it is a name.")] = None,
     out: Annotated[str, typer.Option(help="Output folder for artifacts, manifests and the report.")] = "artifacts/int8",
@@ -849,7 +851,7 @@ def quantize_cmd(
     config = QuantizeConfig(method=method, calibration=calibration, calibration_data=calibration_data,
                             calibration_clips=calibration_clips, eval_clips=eval_clips, frames=frames,
                             tolerance=tolerance, qat_if_drop_over=qat_if_drop_over, qat_epochs=qat_epochs,
-                            preset=preset, weights=weights)
+                            lower_conv3d=lower_conv3d, preset=preset, weights=weights)
     report = quantize(source, config, out)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
