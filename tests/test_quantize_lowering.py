@@ -105,3 +105,21 @@ def test_ort_int8_x3d_s_runs_its_video_convolutions_on_int8_kernels(tmp_path):
     ort.InferenceSession(str(int8.path), options, providers=["CPUExecutionProvider"])
     optimized = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
     assert optimized.count("QLinearConv") == len(quantized)  # every DQ -> Conv -> Q fused into an INT8 kernel
+
+
+def test_a_batch_1_artifact_runs_a_batch_item_by_item(tmp_path):
+    import syncopt
+    from syncopt.export.onnx import export_onnx
+    from syncopt.runtimes import load
+
+    torch.manual_seed(0)
+    model = syncopt.create("x3d_s", "tiny").eval()
+    artifact = export_onnx(model, tmp_path)
+    graph = onnx.load(str(artifact.path))
+    lower_conv3d(graph)
+    onnx.save(graph, str(artifact.path))
+    feeds = {k: v.numpy() for k, v in model.spec.example_inputs(T=20, batch=3, seed=5).items()}
+    got = load(artifact.model_copy(update={"batch": 1}), threads=1).run(feeds)
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+    np.testing.assert_allclose(got["offset_logits"], expected["offset_logits"].numpy(), atol=1e-5, rtol=0)

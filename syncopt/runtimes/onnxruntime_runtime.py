@@ -1,4 +1,8 @@
-"""ONNX Runtime (CPU; other execution providers when installed and available)."""
+"""ONNX Runtime (CPU; other execution providers when installed and available).
+
+An artifact fixed at batch 1 (INT8 with lowered 3D convolutions, see syncopt.compress.quantize)
+runs the items of a larger batch one by one.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,12 @@ class OrtSession(Session):
         preferred = ["CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider"]
         providers = [p for p in preferred if p in ort.get_available_providers()]
         self.session = ort.InferenceSession(str(artifact.path), options, providers=providers)
+        self.one_by_one = artifact.batch == 1
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self.session.run(self.spec.output_names, feeds)
-        return dict(zip(self.spec.output_names, outputs))
+        batch = next(iter(feeds.values())).shape[0]
+        if not self.one_by_one or batch == 1:
+            return dict(zip(self.spec.output_names, self.session.run(self.spec.output_names, feeds)))
+        items = [self.session.run(self.spec.output_names, {k: v[b:b + 1] for k, v in feeds.items()})
+                 for b in range(batch)]
+        return {name: np.concatenate([item[i] for item in items]) for i, name in enumerate(self.spec.output_names)}
