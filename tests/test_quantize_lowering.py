@@ -97,7 +97,9 @@ def test_ort_int8_x3d_s_runs_its_video_convolutions_on_int8_kernels(tmp_path):
     int8_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 3}
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8_weights}
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    stem = [n for n in convs if "backbone/blocks.0/" in n.name or "features.0/" in n.name]  # kept float
+    kept_float = ("video_encoder/backbone/blocks.0/", "features.0/", "audio_encoder/backbone/projection/projection.3/",
+                  "audio_encoder/projection/projection.0/")  # MFCC input; conv -> conv links (X3D stem, projections)
+    stem = [n for n in convs if any(name in n.name for name in kept_float)]
     quantized = [n for n in convs if n.input[1] in dequantized]
     assert len(quantized) == len(convs) - len(stem) and sum("video_encoder/backbone" in n.name for n in quantized) > 30
     options = ort.SessionOptions()
