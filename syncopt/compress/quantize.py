@@ -22,7 +22,7 @@
 Calibration clips come from the ``train`` split (or a folder of videos); evaluation clips from
 the held-out ``test`` split, so calibration never sees them. Accuracy is the 15-frame clip
 offset accuracy of :mod:`syncopt.evaluate`; agreement is the share of clips whose decoded offset
-equals fp32's; the speed-up is fp32 over INT8 median latency in ONNX Runtime at batch 1.
+equals fp32's; the speed-up is fp32 over INT8 median latency in ONNX Runtime at batch 1 (runs interleaved).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
     if config.method in ("ort", "qat"):
         fp32, int8 = _ort(model, calib, config, out) if config.method == "ort" else _qat(model, config, out)
         ref_run, q_run = _session_runner(fp32), _session_runner(int8)
-        fp32_ms, int8_ms = _latency(fp32, config), _latency(int8, config)
+        fp32_ms, int8_ms = _latencies((fp32, int8), config)
         fp32_bytes = fp32.path.stat().st_size
     elif config.method == "inc":
         int8, q_run = _inc(model, calib, config, out)
@@ -428,17 +428,19 @@ def compare(reference, quantized, dataset: ClipDataset) -> dict:
             "agreement": float(np.mean(agree)), "cosine": cosine}
 
 
-def _latency(artifact: Artifact, config: QuantizeConfig) -> float:
-    """Median ms of one batch-1 clip of ``config.frames`` frames in ONNX Runtime, one thread."""
+def _latencies(artifacts: tuple[Artifact, Artifact], config: QuantizeConfig) -> tuple[float, float]:
+    """Median ms of one batch-1 clip of ``config.frames`` frames in ONNX Runtime, one thread, for each
+    artifact, timed interleaved (alternating which goes first) so load on the machine hits both alike."""
     from syncopt.runtimes import load
 
-    session = load(artifact, threads=1)
-    feeds = artifact.spec.example_inputs(T=config.frames, batch=1, seed=0)
-    for _ in range(3):
+    runs = [(load(a, threads=1), a.spec.example_inputs(T=config.frames, batch=1, seed=0)) for a in artifacts]
+    for session, feeds in runs * 3:
         session.run(feeds)
-    times = []
-    for _ in range(config.speed_runs):
-        t = time.perf_counter()
-        session.run(feeds)
-        times.append(1000 * (time.perf_counter() - t))
-    return statistics.median(times)
+    times: list[list[float]] = [[], []]
+    for i in range(config.speed_runs):
+        for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+            session, feeds = runs[j]
+            t = time.perf_counter()
+            session.run(feeds)
+            times[j].append(1000 * (time.perf_counter() - t))
+    return statistics.median(times[0]), statistics.median(times[1])
