@@ -79,11 +79,11 @@ def _cfg(video: str, audio: str, full_crop: int, tiny_crop: int, embed: int = 51
 
 # Teachers' full crops follow each backbone's published input size (I3D, SlowFast and
 # TimeSformer: 224; R3D: 112). The students see smaller faces: X3D's published 160 px would cost
-# 1/27 of the i3d_wav2vec teacher's MACs, against the goal of 1/50, so the X3D students take
-# 96 px face crops, the face size of Wav2Lip's lip-sync expert (Prajwal et al. 2020, "A Lip Sync
-# Expert Is All You Need for Speech to Lip Generation In The Wild", Section 3: 96x96 faces) and
-# the smallest multiple of X3D's stride 32 above it; mobile_2d keeps the fcn models' 112 px. The
-# students pair them with the half-width MFCC CNN. Tiny crops are the smallest multiple of the backbone's spatial
+# 1/27 of the i3d_wav2vec teacher's MACs, against the goal of 1/50, so the students take 96 px
+# face crops, the face size of Wav2Lip's lip-sync expert (Prajwal et al. 2020, "A Lip Sync Expert
+# Is All You Need for Speech to Lip Generation In The Wild", Section 3: 96x96 faces), a multiple of
+# their stride 32 (mobile_2d at the fcn models' 112 px ran 97x the windowed SyncNet in INT8
+# TFLite, against the goal of 100x). They pair it with the half-width MFCC CNN. Tiny crops are the smallest multiple of the backbone's spatial
 # stride that keeps CPU training fast (32 for stride-32 backbones, 48 for R3D; TimeSformer's
 # tiny patch grid is fixed at 64x64).
 MODELS: dict[str, tuple[str, dict[str, TransferConfig]]] = {
@@ -95,7 +95,7 @@ MODELS: dict[str, tuple[str, dict[str, TransferConfig]]] = {
     "x3d_s": ("student: X3D-S video + small MFCC CNN", _cfg("x3d_s", "mfcc_cnn_half", 96, 32, embed=128, hidden=256)),
     "x3d_xs": ("student: X3D-XS video + small MFCC CNN", _cfg("x3d_xs", "mfcc_cnn_half", 96, 32, embed=128, hidden=256)),
     "mobile_2d": ("student for INT8 TFLite: per-frame Conv2d video + MFCC CNN (no Conv3d)",
-                  _cfg("mobile_2d", "mfcc_cnn_half", 112, 32, embed=128, hidden=256)),
+                  _cfg("mobile_2d", "mfcc_cnn_half", 96, 32, embed=128, hidden=256)),
 }
 
 
