@@ -83,9 +83,9 @@ def _cfg(video: str, audio: str, full_crop: int, tiny_crop: int, embed: int = 51
 # face crops, the face size of Wav2Lip's lip-sync expert (Prajwal et al. 2020, "A Lip Sync Expert
 # Is All You Need for Speech to Lip Generation In The Wild", Section 3: 96x96 faces), a multiple of
 # their stride 32 (mobile_2d at the fcn models' 112 px ran 97x the windowed SyncNet in INT8
-# TFLite, against the goal of 100x). They pair it with the half-width MFCC CNN. Tiny crops are the smallest multiple of the backbone's spatial
-# stride that keeps CPU training fast (32 for stride-32 backbones, 48 for R3D; TimeSformer's
-# tiny patch grid is fixed at 64x64).
+# TFLite, against the goal of 100x). They pair it with the half-width MFCC CNN. Tiny crops are
+# the smallest multiple of the backbone's spatial stride that keeps CPU training fast (32 for
+# stride-32 backbones, 48 for R3D; TimeSformer's tiny patch grid is fixed at 64x64).
 MODELS: dict[str, tuple[str, dict[str, TransferConfig]]] = {
     "r3d18_vggish": ("R3D-18 video + VGGish audio teacher", _cfg("r3d_18", "vggish", 112, 48)),
     "i3d_wav2vec": ("I3D video + wav2vec 2.0 audio, the default teacher", _cfg("i3d", "wav2vec2", 224, 32)),
