@@ -28,7 +28,7 @@ import syncopt
 from syncopt.compress.common import state_bytes
 from syncopt.compress.distill import DistillConfig, distill
 from syncopt.compress.prune import PruneConfig, prune
-from syncopt.compress.quantize import QuantizeConfig, _ort, calibration_set, quantize
+from syncopt.compress.quantize import QuantizeConfig, calibration_set, ort_int8, quantize
 from syncopt.complexity import count_macs, count_params
 
 
@@ -46,7 +46,7 @@ def full_presets(work: Path) -> dict:
                work / "full_x3d_s_pruned")
     model = syncopt.compress.prune.load_model(work / "full_x3d_s_pruned")
     config = QuantizeConfig(calibration_clips=4, frames=25)
-    _, int8 = _ort(model, calibration_set(model.spec, config), config, work / "full_x3d_s_int8")
+    _, int8 = ort_int8(model, calibration_set(model.spec, config), config, work / "full_x3d_s_int8")
     size = int8.path.stat().st_size
     rows["x3d_s_pruned_int8"] = {"macs": pr.pruned.macs, "macs_ratio": pr.pruned.macs / t_macs,
                                  "onnx_int8_bytes": size, "size_ratio": size / t_bytes}

@@ -26,7 +26,7 @@ from results_io import write_results
 
 import syncopt
 from syncopt.compress.prune import load_model
-from syncopt.compress.quantize import QuantizeConfig, _ort, calibration_set
+from syncopt.compress.quantize import QuantizeConfig, calibration_set, ort_int8
 from syncopt.export.lowering import lower_conv3d
 
 CLIPS = (25, 250)  # 1 s and 10 s at 25 fps
@@ -40,7 +40,7 @@ def sessions(model: torch.nn.Module, work: Path) -> dict[str, object]:
     paths = {}
     for lower in (False, True):
         config = QuantizeConfig(calibration_clips=8, frames=25, lower_conv3d=lower)
-        fp32, int8 = _ort(model, calibration_set(model.spec, config), config, work / ("lowered" if lower else "3d"))
+        fp32, int8 = ort_int8(model, calibration_set(model.spec, config), config, work / ("lowered" if lower else "3d"))
         paths["int8_lowered" if lower else "int8"] = int8.path
     graph = onnx.load(str(fp32.path))
     if lower_conv3d(graph):

@@ -86,12 +86,12 @@ def test_ort_int8_x3d_s_runs_its_video_convolutions_on_int8_kernels(tmp_path):
     import onnxruntime as ort
 
     import syncopt
-    from syncopt.compress.quantize import QuantizeConfig, _ort, calibration_set
+    from syncopt.compress.quantize import QuantizeConfig, calibration_set, ort_int8
 
     torch.manual_seed(0)
     model = syncopt.create("x3d_s", "tiny").eval()
     config = QuantizeConfig(calibration_clips=2, frames=16, lower_conv3d=True)
-    _, int8 = _ort(model, calibration_set(model.spec, config), config, tmp_path)
+    _, int8 = ort_int8(model, calibration_set(model.spec, config), config, tmp_path)
     assert int8.batch == 1
     graph = onnx.load(str(int8.path)).graph
     int8_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 3}

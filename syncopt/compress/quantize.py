@@ -124,7 +124,7 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
         raise UsageError("empty calibration set: no clips to calibrate on")
     test = synth_dataset(spec, "test", config.eval_clips, config.frames)
     if config.method in ("ort", "qat"):
-        fp32, int8 = _ort(model, calib, config, out) if config.method == "ort" else _qat(model, config, out)
+        fp32, int8 = ort_int8(model, calib, config, out) if config.method == "ort" else _qat(model, config, out)
         ref_run, q_run = _session_runner(fp32), _session_runner(int8)
         fp32_ms, int8_ms = _latencies((fp32, int8), config)
         fp32_bytes = fp32.path.stat().st_size
@@ -169,7 +169,7 @@ def _source_model(source: str | Path, config: QuantizeConfig) -> nn.Module:
     return load_model(source, config.preset, config.weights)
 
 
-def _ort(model: nn.Module, calib: ClipDataset, config: QuantizeConfig, out: Path) -> tuple[Artifact, Artifact]:
+def ort_int8(model: nn.Module, calib: ClipDataset, config: QuantizeConfig, out: Path) -> tuple[Artifact, Artifact]:
     """Export fp32 ONNX, then static QDQ quantization calibrated on ``calib``."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
