@@ -15,6 +15,7 @@ Writes benchmarks/results/int8_ort.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 from results_io import write_results
 
 import syncopt
+from syncopt.bench import interleaved_times
 from syncopt.compress.prune import load_model
 from syncopt.compress.quantize import QuantizeConfig, calibration_set, ort_int8
 from syncopt.export.lowering import lower_conv3d
@@ -56,16 +58,7 @@ def sessions(model: torch.nn.Module, work: Path) -> dict[str, object]:
 
 def timed(runs: dict[str, object], feeds: dict[str, np.ndarray], rounds: int) -> dict[str, list[float]]:
     """Seconds per call of each session: a warm-up each, then ``rounds`` rotated rounds."""
-    names = list(runs)
-    for name in names:
-        runs[name].run(None, feeds)
-    times = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            runs[name].run(None, feeds)
-            times[name].append(time.perf_counter() - t0)
-    return times
+    return interleaved_times({name: functools.partial(session.run, None, feeds) for name, session in runs.items()}, rounds)
 
 
 def row(times: dict[str, list[float]]) -> dict:

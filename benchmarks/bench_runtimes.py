@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from results_io import write_results
 
-from syncopt.bench import machine_info
+from syncopt.bench import interleaved_times, machine_info
 from syncopt.complexity import count_macs
 from syncopt.decode import decode_dense
 from syncopt.registry import create
@@ -59,16 +59,11 @@ class Contender:
 
 def interleaved(contenders: list[Contender], rounds: int) -> dict[str, list[float]]:
     """Seconds per call of each contender: one warm-up each, then ``rounds`` rotated rounds."""
-    for c in contenders:
-        c.run()
-    times: dict[str, list[float]] = {c.name: [] for c in contenders}
-    for r in range(rounds):
-        for c in contenders[r % len(contenders):] + contenders[:r % len(contenders)]:
-            t0 = time.perf_counter()
-            c.run()
-            times[c.name].append(time.perf_counter() - t0)
-        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
-    return times
+    def progress(times: dict[str, list[float]]) -> None:
+        print(f"  round {len(next(iter(times.values())))}/{rounds}: "
+              + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+
+    return interleaved_times({c.name: c.run for c in contenders}, rounds, on_round=progress)
 
 
 def ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:

@@ -280,6 +280,26 @@ def time_runs(fn: Callable[[], object], warmup: int, repeats: int, min_repeats: 
     return samples
 
 
+def interleaved_times(calls: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
+                      on_round: Callable[[dict[str, list[float]]], None] | None = None) -> dict[str, list[float]]:
+    """Seconds per call of each of ``calls``, measured side by side: ``warmup`` untimed calls each, then
+    ``rounds`` rounds that call each once in an order rotated per round, so load on the machine hits all
+    alike (ratios: the median over rounds of per-round ratios). ``on_round`` sees the times so far."""
+    names = list(calls)
+    for name in names:
+        for _ in range(warmup):
+            calls[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - t0)
+        if on_round:
+            on_round(times)
+    return times
+
+
 def bench(targets: list[str], runtimes: list[str] | None = None, batches: tuple[int, ...] = (1,),
           frames: tuple[int, ...] | None = None, threads: int | None = None, preset: str = "tiny",
           warmup: int = 2, repeats: int = 20, min_repeats: int = 3, max_seconds: float = 10.0,

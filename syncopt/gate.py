@@ -26,6 +26,7 @@ round, so load from other jobs hits both. Budgets compare a contender's median l
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import xml.etree.ElementTree as ET
@@ -166,7 +167,7 @@ def _parity_gate(gate: ParityGate, tolerances: dict[str, Tolerance]) -> GateResu
 def _speed_gates(speed: SpeedGates, machine: str | None) -> list[GateResult]:
     import tempfile
 
-    from syncopt.bench import default_runtime, prepare_session, resolve_target
+    from syncopt.bench import default_runtime, interleaved_times, prepare_session, resolve_target
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="syncopt-gate-") as tmp:
@@ -178,16 +179,8 @@ def _speed_gates(speed: SpeedGates, machine: str | None) -> list[GateResult]:
             frames[key] = prepared.frames or t_len
             sessions[key] = prepared.session
             feeds[key] = {k: v.numpy() for k, v in target.spec.example_inputs(T=frames[key], batch=speed.batch).items()}
-        keys = list(sessions)
-        for key in keys:
-            for _ in range(speed.warmup):
-                sessions[key].run(feeds[key])
-        times: dict[str, list[float]] = {k: [] for k in keys}
-        for r in range(speed.rounds):
-            for key in keys[r % len(keys):] + keys[:r % len(keys)]:
-                t0 = time.perf_counter()
-                sessions[key].run(feeds[key])
-                times[key].append(time.perf_counter() - t0)
+        calls = {k: functools.partial(sessions[k].run, feeds[k]) for k in sessions}
+        times = interleaved_times(calls, speed.rounds, speed.warmup)
     elapsed = time.perf_counter() - start
     rate = {k: frames[k] * speed.batch / np.asarray(v) for k, v in times.items()}  # frames per second, per round
     results = []

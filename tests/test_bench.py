@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from syncopt.bench import bench, bench_pipeline, percentiles, to_csv
+from syncopt.bench import bench, bench_pipeline, interleaved_times, percentiles, to_csv
 from syncopt.cli import main
 from syncopt.errors import UsageError
 
@@ -130,3 +130,13 @@ def test_cli_failed_cell_exits_non_zero_after_the_report(tmp_path, capsys):
     assert [c["status"] for c in cells] == ["failed", "ok"]
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: 1 of 2 cells failed; first: fcn torch B=1 T=2")
+
+
+def test_interleaved_times_rotates_the_order_each_round():
+    calls: list[str] = []
+    seen: list[int] = []
+    times = interleaved_times({k: (lambda k=k: calls.append(k)) for k in "abc"}, rounds=3, warmup=2,
+                              on_round=lambda t: seen.append(len(t["a"])))
+    assert calls == list("aabbcc") + list("abc") + list("bca") + list("cab")
+    assert seen == [1, 2, 3] and {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(x >= 0 for v in times.values() for x in v)

@@ -27,6 +27,7 @@ equals fp32's; the speed-up is fp32 over INT8 median latency in ONNX Runtime at 
 
 from __future__ import annotations
 
+import functools
 import io
 import statistics
 import time
@@ -430,17 +431,11 @@ def compare(reference, quantized, dataset: ClipDataset) -> dict:
 
 def _latencies(artifacts: tuple[Artifact, Artifact], config: QuantizeConfig) -> tuple[float, float]:
     """Median ms of one batch-1 clip of ``config.frames`` frames in ONNX Runtime, one thread, for each
-    artifact, timed interleaved (alternating which goes first) so load on the machine hits both alike."""
+    artifact, timed side by side so load on the machine hits both alike."""
+    from syncopt.bench import interleaved_times
     from syncopt.runtimes import load
 
-    runs = [(load(a, threads=1), a.spec.example_inputs(T=config.frames, batch=1, seed=0)) for a in artifacts]
-    for session, feeds in runs * 3:
-        session.run(feeds)
-    times: list[list[float]] = [[], []]
-    for i in range(config.speed_runs):
-        for j in ((0, 1) if i % 2 == 0 else (1, 0)):
-            session, feeds = runs[j]
-            t = time.perf_counter()
-            session.run(feeds)
-            times[j].append(1000 * (time.perf_counter() - t))
-    return statistics.median(times[0]), statistics.median(times[1])
+    calls = {i: functools.partial(load(a, threads=1).run, a.spec.example_inputs(T=config.frames, batch=1, seed=0))
+             for i, a in enumerate(artifacts)}
+    times = interleaved_times(calls, config.speed_runs, warmup=3)
+    return 1000 * statistics.median(times[0]), 1000 * statistics.median(times[1])
