@@ -11,6 +11,7 @@ import typer
 
 from syncopt.errors import (BackendUnavailable, BenchFailure, GateBreach, MediaError, ParityError, SyncoptError,
                             UsageError)
+from syncopt.formats import FORMATS
 
 app = typer.Typer(
     name="syncopt",
@@ -333,9 +334,9 @@ def explain_cmd(
 @app.command("export")
 def export_cmd(
     model: Annotated[str, typer.Argument(help="Registered model name, or a run directory from syncopt train.")],
-    fmt: Annotated[str, typer.Option("--format", help="Comma-separated formats: onnx, tflite, coreml, tensorrt.")] = "onnx",
-    precision: Annotated[str, typer.Option(help="fp32, fp16, or int8 (tflite, coreml, tensorrt; INT8 ONNX comes "
-                                                "from syncopt quantize).")] = "fp32",
+    fmt: Annotated[str, typer.Option("--format", help=f"Comma-separated formats: {', '.join(FORMATS)}.")] = "onnx",
+    precision: Annotated[str, typer.Option(help="Per format: " + "; ".join(f"{f.name} {', '.join(f.precisions)}" for f in FORMATS.values())
+                                                + " (INT8 ONNX comes from syncopt quantize).")] = "fp32",
     preset: Annotated[str, typer.Option(help="Preset of MODEL when it is a name.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights file (default: the run's, or random init for a bare name).")] = None,
     frames: Annotated[int | None, typer.Option(help="TFLite: the fixed clip length T (default: the spec's standard length).")] = None,
@@ -355,6 +356,7 @@ def export_cmd(
     Example: syncopt export fcn --preset tiny --format onnx,tflite,coreml --precision fp16 --out artifacts/
     """
     from syncopt.export import export
+    from syncopt.formats import get_format
     from syncopt.registry import create
 
     if weights is None and Path(model).is_dir():
@@ -372,7 +374,7 @@ def export_cmd(
 
                 artifacts.append(export_stream(net, f, out, stream_chunk, precision))
                 continue
-            artifacts.append(export(net, f, out, precision, **({"frames": frames} if frames and f == "tflite" else {})))
+            artifacts.append(export(net, f, out, precision, **get_format(f).export_options(frames)))
         except BackendUnavailable as exc:
             skipped.append(f"{f}: {exc}")
         except SyncoptError as exc:
@@ -440,7 +442,7 @@ def matrix_cmd(
     out: Annotated[str, typer.Option(help="Markdown file to write.")] = "docs/conversion-matrix.md",
     models: Annotated[str | None, typer.Option(help="Comma-separated models (default: every registered one).")] = None,
     presets: Annotated[str, typer.Option(help="Comma-separated presets; 'tiny' gets parity, 'full' is export-only.")] = "tiny,full",
-    formats: Annotated[str, typer.Option(help="Comma-separated formats.")] = "onnx,tflite,coreml,tensorrt",
+    formats: Annotated[str, typer.Option(help="Comma-separated formats.")] = ",".join(FORMATS),
     work: Annotated[str, typer.Option(help="Folder for the exported artifacts.")] = "artifacts/matrix",
     update: Annotated[bool, typer.Option(help="Keep the cells this run does not redo (other models, presets or formats) from the cells JSON of an earlier run.")] = False,
 ) -> None:
@@ -524,7 +526,7 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 def bench_cmd(
     targets: Annotated[list[str], typer.Argument(help="Artifacts (or manifests), run directories or model names; "
                                                       "with --pipeline sync: video files.")],
-    runtimes: Annotated[str | None, typer.Option(help="Comma-separated: torch, onnxruntime, tflite, coreml, tensorrt "
+    runtimes: Annotated[str | None, typer.Option(help="Comma-separated: torch, " + ", ".join(f.runtime for f in FORMATS.values()) + " "
                                                       "(default: an artifact's own runtime, torch for a model).")] = None,
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
     frames: Annotated[str | None, typer.Option(help="Comma-separated clip lengths in frames (default: the spec's "
