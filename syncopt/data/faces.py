@@ -3,7 +3,11 @@ run_pipeline.py): detect faces per frame, link detections into tracks by IoU bet
 detections, bridge a few missed frames by linear interpolation, drop short tracks, median-smooth
 the box centre and size over time, and cut a padded square crop around the face.
 
-Detection uses OpenCV's frontal-face Haar cascade (``haarcascade_frontalface_default.xml``) instead
+:func:`face_crops` tracks faces with MediaPipe's face mesh (:mod:`syncopt.data.landmarks`) and
+cuts landmark-aligned crops; this module's Haar detector is its fallback where the TFLite runtime
+is missing, and the tracker below serves any injected detector.
+
+Haar detection uses OpenCV's frontal-face Haar cascade (``haarcascade_frontalface_default.xml``) instead
 of the original S3FD network: it ships with the OpenCV 4.x wheels, so nothing is downloaded. Its
 limits: frontal (roughly +-30 degree) faces only, no profiles, weak on small (< ``min_size`` px),
 dark or occluded faces, and a relative score rather than a calibrated probability. OpenCV 5 moved
@@ -100,7 +104,7 @@ def detect_faces(frame: np.ndarray, min_size: int = 40, max_side: int = 480) -> 
     return out
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of ``(m, 4)`` and ``(k, 4)`` x1,y1,x2,y2 boxes -> ``(m, k)``."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
@@ -110,7 +114,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def _check_frame(frame: np.ndarray) -> None:
+def check_frame(frame: np.ndarray) -> None:
+    """One-line error unless ``frame`` is ``(H, W, 3)`` uint8."""
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise InputSpecError(f"expected (H, W, 3) uint8 RGB frames, got {frame.dtype} {frame.shape}")
 
@@ -132,20 +137,20 @@ def track_faces(frames: Iterable[np.ndarray], detect_every: int = 1, iou_thresho
     max_step = (max_gap + 1) * detect_every
     raw: list[list[tuple[int, np.ndarray]]] = []  # per track: (frame, x1,y1,x2,y2,score)
     for t, frame in enumerate(frames):
-        _check_frame(frame)
+        check_frame(frame)
         if t % detect_every:
             continue
         dets = np.asarray(detector(frame), np.float32).reshape(-1, 5)
         live = [i for i, tr in enumerate(raw) if t - tr[-1][0] <= max_step]
         unmatched = set(range(len(dets)))
         if live and len(dets):
-            iou = _iou(np.stack([raw[i][-1][1][:4] for i in live]), dets[:, :4])
-            while iou.max() >= iou_threshold:
-                r, c = np.unravel_index(np.argmax(iou), iou.shape)
+            overlap = iou(np.stack([raw[i][-1][1][:4] for i in live]), dets[:, :4])
+            while overlap.max() >= iou_threshold:
+                r, c = np.unravel_index(np.argmax(overlap), overlap.shape)
                 raw[live[r]].append((t, dets[c]))
                 unmatched.discard(int(c))
-                iou[r, :] = -1
-                iou[:, c] = -1
+                overlap[r, :] = -1
+                overlap[:, c] = -1
         raw.extend([(t, dets[c])] for c in sorted(unmatched))
     tracks = [_finish(tr) for tr in raw if tr[-1][0] + 1 - tr[0][0] >= min_track]
     return sorted(tracks, key=lambda tr: (-len(tr.boxes), tr.start))
@@ -159,13 +164,17 @@ def _finish(track: list[tuple[int, np.ndarray]]) -> FaceTrack:
     boxes = np.stack([np.interp(span, known, dets[:, j]) for j in range(4)], axis=1)
     scores = np.ones(len(span), np.float32)
     scores[known - known[0]] = dets[:, 4]
+    return FaceTrack(start=int(known[0]), boxes=smooth_boxes(boxes), scores=scores)
+
+
+def smooth_boxes(boxes: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` x1,y1,x2,y2 boxes with centre and size median-filtered over 13 frames -> float32."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     size = boxes[:, 2:] - boxes[:, :2]
-    kernel = min(_SMOOTH_KERNEL, len(span))
+    kernel = min(_SMOOTH_KERNEL, len(boxes))
     centre = median_filter(centre, size=(kernel, 1), mode="nearest")
     size = median_filter(size, size=(kernel, 1), mode="nearest")
-    smoothed = np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
-    return FaceTrack(start=int(known[0]), boxes=smoothed, scores=scores)
+    return np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
 
 
 def crop_track(frames: np.ndarray, track: FaceTrack, crop_size: int, margin: float = 0.4) -> np.ndarray:
@@ -182,15 +191,23 @@ def crop_track(frames: np.ndarray, track: FaceTrack, crop_size: int, margin: flo
 def crop_tracks(frames: Iterable[np.ndarray], tracks: list[FaceTrack], crop_size: int,
                 margin: float = 0.4) -> list[np.ndarray]:
     """:func:`crop_track` for several tracks in one pass over ``frames`` (an array or a stream)."""
+    return for_track_frames(frames, tracks, crop_size,
+                            lambda frame, i, k: _crop_box(frame, tracks[i].boxes[k], crop_size, margin))
+
+
+def for_track_frames(frames: Iterable[np.ndarray], tracks: list[FaceTrack], crop_size: int,
+                     crop: Callable[[np.ndarray, int, int], np.ndarray]) -> list[np.ndarray]:
+    """Per track, ``(n, crop_size, crop_size, 3)`` uint8 of ``crop(frame, track index, frame index
+    in the track)`` over its frames, in one pass over ``frames`` (stopping after the last track)."""
     out = [np.zeros((len(tr.boxes), crop_size, crop_size, 3), np.uint8) for tr in tracks]
     last = max((tr.end for tr in tracks), default=0)
     for t, frame in enumerate(frames):
         if t >= last:
             break
-        _check_frame(frame)
-        for track, crops in zip(tracks, out):
+        check_frame(frame)
+        for i, (track, crops) in enumerate(zip(tracks, out)):
             if track.start <= t < track.end:
-                crops[t - track.start] = _crop_box(frame, track.boxes[t - track.start], crop_size, margin)
+                crops[t - track.start] = crop(frame, i, t - track.start)
     return out
 
 
@@ -215,16 +232,25 @@ def whole_frame_track(num_frames: int, height: int, width: int) -> FaceTrack:
     return FaceTrack(start=0, boxes=boxes, scores=np.ones(num_frames, np.float32))
 
 
-def face_crops(frames: Iterable[np.ndarray], mode: str, spec: ModelSpec,
-               source: str = "the clip") -> list[tuple[FaceTrack, np.ndarray]]:
+def face_crops(frames: Iterable[np.ndarray], mode: str, spec: ModelSpec, source: str = "the clip",
+               timings: dict[str, float] | None = None) -> list[tuple[FaceTrack, np.ndarray]]:
     """Face tracks with their crops at ``spec``'s crop size, longest first: ``mode`` 'detect'
     tracks faces (raising :class:`MediaError` when there are none), 'full' takes whole frames
     as the face crop. A clip shorter than ``spec.min_frames`` raises :class:`ClipTooShortError`.
+
+    Detection tracks the face mesh (:func:`syncopt.data.landmarks.track_landmarks`, tracks are
+    :class:`~syncopt.data.landmarks.LandmarkTrack`) and cuts crops aligned by the landmarks
+    (region 'face'); without the TFLite runtime (ai-edge-litert) it falls back to the Haar
+    cascade and padded box crops. ``timings``, if given, accumulates seconds per stage (``detect``,
+    ``landmarks``, ``crop``).
 
     ``frames`` is iterated once or twice (an array, or a :class:`~syncopt.data.media.FrameSource`
     that decodes each pass): detection keeps only boxes and cropping only crops, so memory grows
     with the crops, not with the decoded frames.
     """
+    import time
+
+    from syncopt.data.litert import runtime_available
     from syncopt.errors import MediaError, UsageError
 
     size = spec.preprocessing.crop_size
@@ -242,8 +268,21 @@ def face_crops(frames: Iterable[np.ndarray], mode: str, spec: ModelSpec,
         for count, frame in enumerate(frames, start=1):
             yield frame
 
-    tracks = track_faces(counted(), min_track=spec.min_frames)
+    t0 = time.perf_counter()
+    if runtime_available():
+        from syncopt.data.landmarks import aligned_crops_tracks, track_landmarks
+
+        tracks: list = track_landmarks(counted(), min_track=spec.min_frames, timings=timings, allow_empty=True)
+        cropper = aligned_crops_tracks
+    else:
+        tracks, cropper = track_faces(counted(), min_track=spec.min_frames), crop_tracks
+        if timings is not None:
+            timings["detect"] = timings.get("detect", 0.0) + time.perf_counter() - t0
     spec.check_length(count)
     if not tracks:
         raise MediaError(f"no face found in {source} (use --crop full if the video is already a face crop)")
-    return list(zip(tracks, crop_tracks(frames, tracks, size)))
+    t0 = time.perf_counter()
+    crops = cropper(frames, tracks, size)
+    if timings is not None:
+        timings["crop"] = timings.get("crop", 0.0) + time.perf_counter() - t0
+    return list(zip(tracks, crops))
