@@ -400,15 +400,28 @@ def parity_cmd(
     runtime: Annotated[str | None, typer.Option(help="Runtime to run the artifact in (default: the format's own).")] = None,
     clips: Annotated[int, typer.Option(help="Synthetic test clips compared besides the random inputs.")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+    locate: Annotated[bool, typer.Option("--locate", help="Compare every intermediate tensor (ONNX, TFLite) and name "
+                                                          "the first node that breaks the tolerance (docs/debugging.md).")] = False,
+    plot: Annotated[str | None, typer.Option(help="--locate: PNG of the error along depth.")] = None,
+    against: Annotated[str | None, typer.Option(help="--locate: an fp32 ONNX artifact as the reference instead of torch.")] = None,
+    save_reference: Annotated[str | None, typer.Option(help="--locate: also write the reference's feeds and tensors "
+                                                            "as a golden .npz.")] = None,
+    reference: Annotated[str | None, typer.Option(help="--locate against a golden .npz (no torch needed).")] = None,
 ) -> None:
     """Compare artifacts with their PyTorch source on random inputs at two lengths and on
     synthetic clips: per-output max abs/rel error, cosine, offset-decision agreement, judged by
     the precision's tolerances (fp32: abs 1e-4, rel 1e-3). Exits 9 on any breach. A TFLite
     artifact is compared at its fixed clip length; a CoreML package off macOS gets structural
-    validation only (it cannot run there).
+    validation only (it cannot run there). --locate (implied by --reference / --save-reference)
+    compares every node's output with the reference's and names the first that breaks the
+    node tolerance.
 
     Example: syncopt parity artifacts/fcn_tiny_fp32.onnx --json
+    Example: syncopt parity artifacts/int8/fcn_tiny_int8.onnx --locate --plot depth.png
     """
+    if locate or reference or save_reference:
+        _parity_locate(artifacts, clips, against, reference, save_reference, plot, as_json)
+        return
     from syncopt.parity import check_parity
 
     reports = [check_parity(a, runtime=runtime, synth_clips=clips) for a in artifacts]
@@ -433,6 +446,44 @@ def parity_cmd(
                               "[red]FAIL[/red]" if r.failures else "[green]ok[/green]")
         Console().print(table)
     failed = [f"{Path(r.artifact).name}: {'; '.join(r.failures)}" for r in reports if not r.passed]
+    if failed:
+        raise ParityError("parity breached — " + " | ".join(failed))
+
+
+def _parity_locate(artifacts: list[str], clips: int, against: str | None, reference: str | None,
+                   save_reference: str | None, plot: str | None, as_json: bool) -> None:
+    """``parity --locate``: a per-node table per artifact; exit 9 when the outputs breach the contract."""
+    from syncopt.artifact import load_artifact
+    from syncopt.locate import build_reference, load_reference, locate, save_reference as save
+    from syncopt.plots import plot_locate
+
+    if save_reference and (len(artifacts) != 1 or reference):
+        raise UsageError("--save-reference takes one artifact and no --reference")
+    golden = load_reference(reference) if reference else None
+    if save_reference:
+        golden = build_reference(load_artifact(artifacts[0]), against, clips)
+        save(golden, save_reference)
+    reports = [locate(a, golden, against, clips) for a in artifacts]
+    if plot:
+        for r in reports:
+            plot_locate(r, plot if len(reports) == 1 else Path(plot).with_stem(f"{Path(plot).stem}_{Path(r.artifact).stem}"))
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") | {"passed": r.passed} for r in reports], indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        for r in reports:
+            first = r.first_breach
+            table = Table(title=f"{Path(r.artifact).name} ({r.runtime}) against {r.reference}: "
+                                f"first breach {first.node + ' (' + first.op + ')' if first else 'none'}")
+            for col in ("#", "node", "op", "matched", "max abs", "relative", "cosine", "verdict"):
+                table.add_column(col)
+            for n in r.nodes:
+                table.add_row(str(n.index), n.node, n.op, n.matched, f"{n.max_abs:.2e}", f"{n.relative:.2e}",
+                              f"{n.cosine:.5f}", "[red]BREACH[/red]" if n.breach else "[green]ok[/green]")
+            Console().print(table)
+    failed = [f"{Path(r.artifact).name}: {'; '.join(r.parity.failures)}" for r in reports if not r.passed]
     if failed:
         raise ParityError("parity breached — " + " | ".join(failed))
 
@@ -838,11 +889,19 @@ def quantize_cmd(
     weights: Annotated[str | None, typer.Option(help="Weights for SOURCE when it is a name.")] = None,
     out: Annotated[str, typer.Option(help="Output folder for artifacts, manifests and the report.")] = "artifacts/int8",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    sensitivity: Annotated[bool, typer.Option("--sensitivity", help="ort: only rank the quantized nodes by the error "
+                                                                    "each adds alone (JSON + PNG in --out).")] = False,
+    fallback: Annotated[str, typer.Option(help="ort: 'auto' returns the most sensitive nodes to float until "
+                                               "--max-drop, agreement and --min-cosine hold.")] = "none",
+    max_drop: Annotated[float | None, typer.Option(min=0.0, help="--fallback: accuracy points INT8 may lose "
+                                                                 "(default --tolerance).")] = None,
+    min_cosine: Annotated[float, typer.Option(min=-1.0, max=1.0, help="Worst per-frame embedding cosine INT8 must keep.")] = 0.99,
 ) -> None:
     """INT8 quantization with a report: size, accuracy drop and offset agreement against fp32,
     ONNX Runtime speed-up at batch 1. The INT8 ONNX artifact has a manifest (syncopt parity checks it).
 
     Example: syncopt quantize runs/x3d_s_pruned --method ort --calibration percentile --out artifacts/int8
+    Example: syncopt quantize fcn --weights w.safetensors --fallback auto --max-drop 1 --min-cosine 0.99
     """
     from syncopt.compress.quantize import CALIBRATION, METHODS, QuantizeConfig, quantize
 
@@ -850,10 +909,24 @@ def quantize_cmd(
         raise UsageError(f"unknown quantization method '{method}' (known: {', '.join(METHODS)})")
     if calibration not in CALIBRATION:
         raise UsageError(f"unknown calibration '{calibration}' (known: {', '.join(CALIBRATION)})")
+    if fallback not in ("none", "auto"):
+        raise UsageError(f"unknown --fallback '{fallback}' (known: none, auto)")
+    if fallback == "auto" and method != "ort":
+        raise UsageError(f"--fallback auto keeps ONNX Runtime QDQ nodes float: use --method ort, not {method}")
     config = QuantizeConfig(method=method, calibration=calibration, calibration_data=calibration_data,
                             calibration_clips=calibration_clips, eval_clips=eval_clips, frames=frames,
                             tolerance=tolerance, qat_if_drop_over=qat_if_drop_over, qat_epochs=qat_epochs,
-                            lower_conv3d=lower_conv3d, preset=preset, weights=weights)
+                            lower_conv3d=lower_conv3d, preset=preset, weights=weights, fallback=fallback,
+                            max_drop=max_drop, min_cosine=min_cosine)
+    if sensitivity:
+        from syncopt.compress.sensitivity import sensitivity as rank
+
+        ranking = rank(source, config, out)
+        if as_json:
+            typer.echo(ranking.model_dump_json(indent=2))
+        for n in ([] if as_json else ranking.nodes[:10]):
+            typer.echo(f"{n.nmse:10.3e}  cos {n.cosine:.4f}  {n.op:8s} {n.node}")
+        return
     report = quantize(source, config, out)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
@@ -865,6 +938,11 @@ def quantize_cmd(
                f"{report.int8_accuracy:.3f} (drop {report.accuracy_drop:.1f} points), agreement "
                f"{report.offset_agreement:.1%}, min embedding cosine {report.min_embedding_cosine:.4f}{speed}; "
                f"{'within' if report.within_tolerance else 'OUTSIDE'} tolerance")
+    if report.fallback is not None:
+        fb = report.fallback
+        cost = f", latency x{fb.speed_cost:.2f}" if fb.speed_cost else ""
+        typer.echo(f"fallback: kept float {', '.join(fb.kept_float) or 'nothing'} (size x{fb.size_cost:.3f}{cost} "
+                   f"against plain INT8); targets {'met' if fb.passed else 'NOT met'}")
 
 
 @app.command("run")

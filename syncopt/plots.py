@@ -93,3 +93,37 @@ def plot_robustness(report, path: str | os.PathLike) -> None:
                                                  loc="center" if spare else "best")
     fig.suptitle(f"robustness on {report.clips} synthetic clips of {report.frames} frames")
     _save(fig, path)
+
+
+def plot_locate(report, path: str | os.PathLike) -> None:
+    """Error along depth (``syncopt parity --locate``): relative error and 1 - cosine per compared node,
+    in the reference's topological order, the node tolerance dashed and the first breach marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    x = [n.index for n in report.nodes]
+    ax.semilogy(x, [max(n.relative, 1e-9) for n in report.nodes], marker="o", ms=3, label="max |a-b| / max |b|")
+    ax.semilogy(x, [max(1 - n.cosine, 1e-9) for n in report.nodes], marker="s", ms=3, label="1 - cosine")
+    tol = report.tolerance
+    if tol.max_relative is not None:
+        ax.axhline(tol.max_relative, color="tab:blue", ls="--", lw=1)
+    if tol.min_cosine is not None:
+        ax.axhline(1 - tol.min_cosine, color="tab:orange", ls="--", lw=1)
+    if report.first_breach is not None:
+        ax.axvline(report.first_breach.index, color="tab:red", lw=1, label=f"first breach: {report.first_breach.node}")
+    ax.set(xlabel="node (topological order of the fp32 ONNX graph)", ylabel="error",
+           title=f"{os.path.basename(report.artifact)} ({report.runtime}, {report.precision})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_sensitivity(report, path: str | os.PathLike, top: int = 30) -> None:
+    """Per-node INT8 sensitivity (``syncopt quantize --sensitivity``): normalised MSE, worst first."""
+    plt = _pyplot()
+    nodes = report.nodes[:top]
+    fig, ax = plt.subplots(figsize=(8, 0.25 * len(nodes) + 1.5))
+    ax.barh(range(len(nodes)), [max(n.nmse, 1e-12) for n in nodes], log=True)
+    ax.set_yticks(range(len(nodes)), [n.node for n in nodes], fontsize=6)
+    ax.invert_yaxis()
+    ax.set(xlabel="normalised MSE of the node alone in INT8", title=f"INT8 sensitivity on {report.clips} calibration clips")
+    _save(fig, path)

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from syncopt.artifact import Artifact, load_artifact, manifest_path
 from syncopt.atomic import atomic_path, sha256_file
 from syncopt.compress.common import CONTEXT, state_bytes
+from syncopt.compress.sensitivity import FallbackReport, fallback
 from syncopt.data.datasets import ClipDataset, media_dataset, synth_dataset
 from syncopt.errors import UsageError
 from syncopt.log import status
@@ -80,6 +81,12 @@ class QuantizeConfig(BaseModel):
     qat_clips: int = 256
     qat_batch_size: int = 8
     qat_lr: float = 1e-4
+    fallback: Literal["none", "auto"] = Field("none", description="ort: 'auto' returns the most sensitive nodes to "
+                                                                  "float until the targets hold (compress/sensitivity.py)")
+    max_drop: float | None = Field(None, description="fallback: accuracy points INT8 may lose (default: tolerance)")
+    min_cosine: float = 0.99  # worst per-frame embedding cosine (DESIGN.md, int8 row)
+    max_fallback: int = 8  # fallback: at most this many nodes return to float
+    sensitivity_clips: int = 8  # calibration clips the per-node sensitivity runs on
 
 
 class QuantizeReport(BaseModel):
@@ -101,6 +108,7 @@ class QuantizeReport(BaseModel):
     within_tolerance: bool
     wall_time_s: float
     ptq_accuracy_drop: float | None = None  # set when QAT ran because ort PTQ lost more than qat_if_drop_over
+    fallback: FallbackReport | None = None  # set by --fallback auto: nodes kept float, their cost
 
 
 def calibration_set(spec: ModelSpec, config: QuantizeConfig) -> ClipDataset:
@@ -124,8 +132,11 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
     if len(calib) == 0:
         raise UsageError("empty calibration set: no clips to calibrate on")
     test = synth_dataset(spec, "test", config.eval_clips, config.frames)
+    fallback_report = None
     if config.method in ("ort", "qat"):
         fp32, int8 = ort_int8(model, calib, config, out) if config.method == "ort" else _qat(model, config, out)
+        if config.method == "ort" and config.fallback == "auto":
+            int8, fallback_report = fallback(model, calib, test, config, out, fp32, int8)
         ref_run, q_run = _session_runner(fp32), _session_runner(int8)
         fp32_ms, int8_ms = _latencies((fp32, int8), config)
         fp32_bytes = fp32.path.stat().st_size
@@ -147,7 +158,9 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
         per_frame_accuracy_fp32=stats["fp32"].per_frame_accuracy, per_frame_accuracy_int8=stats["int8"].per_frame_accuracy,
         offset_agreement=stats["agreement"], min_embedding_cosine=stats["cosine"], fp32_latency_ms=fp32_ms,
         int8_latency_ms=int8_ms, speedup=fp32_ms / int8_ms if fp32_ms and int8_ms else None,
-        within_tolerance=drop <= config.tolerance and stats["agreement"] >= 0.99 and stats["cosine"] >= 0.99,
+        within_tolerance=drop <= (config.tolerance if config.max_drop is None else config.max_drop)
+        and stats["agreement"] >= 0.99 and stats["cosine"] >= config.min_cosine,
+        fallback=fallback_report,
         wall_time_s=time.perf_counter() - t0)
     write_json(out / f"{spec.name}_{spec.preset}_int8_{config.method}.report.json", report.model_dump(mode="json"))
     if config.method == "ort" and config.qat_if_drop_over is not None and drop > config.qat_if_drop_over:
@@ -170,8 +183,9 @@ def _source_model(source: str | Path, config: QuantizeConfig) -> nn.Module:
     return load_model(source, config.preset, config.weights)
 
 
-def ort_int8(model: nn.Module, calib: ClipDataset, config: QuantizeConfig, out: Path) -> tuple[Artifact, Artifact]:
-    """Export fp32 ONNX, then static QDQ quantization calibrated on ``calib``."""
+def ort_int8(model: nn.Module, calib: ClipDataset, config: QuantizeConfig, out: Path,
+             keep_float: set[str] = frozenset()) -> tuple[Artifact, Artifact]:
+    """Export fp32 ONNX, then static QDQ quantization calibrated on ``calib``; ``keep_float``: more nodes left float."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -183,7 +197,7 @@ def ort_int8(model: nn.Module, calib: ClipDataset, config: QuantizeConfig, out: 
     spec = model.spec
     target = out / f"{spec.name}_{spec.preset}_int8.onnx"
     graph = onnx.load(str(fp32.path))
-    keep_float = _float_convs(graph.graph)
+    keep_float = _float_convs(graph.graph) | set(keep_float)
     batch = 1 if config.lower_conv3d and lower_conv3d(graph) else None
     keep_float |= _conv3d_nodes(graph.graph)
     with atomic_path(target.with_suffix(".pre.onnx")) as pre, atomic_path(target) as tmp:
