@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from syncopt.atomic import atomic_path, prepare_target, sha256_file, temp_prefix
 from syncopt.errors import InputFileError, WeightsError
-from syncopt.spec import ModelSpec, TensorSpec
+from syncopt.spec import ModelSpec, TensorSpec, resolve_dim
 
 
 class Artifact(BaseModel):
@@ -85,7 +85,61 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
         raise InputFileError(f"artifact file missing: {artifact.path}")
     if sha256_path(artifact.path) != artifact.sha256:
         raise WeightsError(f"sha256 of {artifact.path.name} does not match its manifest (modified or truncated)")
+    check_claims(artifact)
     return artifact
+
+
+def check_claims(artifact: Artifact) -> None:
+    """Check a manifest's claims against the artifact itself: the graph parses, its tensors are the
+    spec's (names; fixed sizes, and the claimed clip length T and batch), and the spec is the
+    claimed source model's. A sha256 only proves the file is the one the manifest was written
+    for, not that the manifest is true. :class:`WeightsError` (one line) names the first lie."""
+    name = artifact.path.name
+    if (artifact.spec.name, artifact.spec.preset) != (artifact.source_model, artifact.source_preset):
+        raise WeightsError(f"manifest of {name} claims source model {artifact.source_model}/{artifact.source_preset} "
+                           f"but holds the spec of {artifact.spec.name}/{artifact.spec.preset}")
+    reader = _GRAPH_READERS.get(artifact.format)
+    if reader is None:
+        return
+    try:
+        graph = reader(artifact.path)
+    except ImportError:  # the back-end is not installed: its runtime reports that when used
+        return
+    except Exception as exc:  # noqa: BLE001 — protobuf's DecodeError, onnx's own errors: all mean unreadable
+        raise WeightsError(f"{name} is not a readable {artifact.format} graph ({type(exc).__name__}); "
+                           f"re-export it") from exc
+    sizes = {k: v for k, v in (("B", artifact.batch), ("T", artifact.frames)) if v is not None}
+    tensors = [artifact.native_tensor(t.name) or t for t in (*artifact.spec.inputs, *artifact.spec.outputs)]
+    if sorted(graph) != sorted(t.name for t in tensors):
+        raise WeightsError(f"manifest of {name} claims tensors {', '.join(t.name for t in tensors)}; "
+                           f"the graph has {', '.join(graph)}")
+    for t in tensors:
+        claimed = tuple(_claimed_dim(d, sizes) for d in t.shape)
+        actual = graph[t.name]
+        lie = len(claimed) != len(actual) or any(c is not None and c != a for c, a in zip(claimed, actual))
+        if lie:
+            shown = lambda dims: "x".join("?" if d is None else str(d) for d in dims)  # noqa: E731
+            raise WeightsError(f"manifest of {name} claims {t.name} {shown(claimed)}"
+                               f"{f' (T={artifact.frames})' if artifact.frames else ''}; the graph's is {shown(actual)}")
+
+
+def _claimed_dim(dim: int | str, sizes: dict[str, int]) -> int | None:
+    try:
+        return resolve_dim(dim, sizes)
+    except KeyError:  # a dynamic axis
+        return None
+
+
+def _onnx_tensors(path: Path) -> dict[str, tuple[int | None, ...]]:
+    """Graph inputs and outputs of an ONNX file: name -> dims (None: symbolic)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return {v.name: tuple(d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim)
+            for v in (*graph.input, *graph.output)}
+
+
+_GRAPH_READERS = {"onnx": _onnx_tensors}  # formats whose graph syncopt reads without running it
 
 
 def sha256_path(path: str | os.PathLike) -> str:

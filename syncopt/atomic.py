@@ -98,6 +98,53 @@ def _output_errors(final: Path) -> Iterator[None]:
         raise OutputFileError(f"cannot write {final}: {exc.strerror or exc}") from exc
 
 
+def check_writable(path: str | os.PathLike, folder: bool | None = False) -> None:
+    """Raise :class:`OutputFileError` unless ``path`` can be written, before any work is done.
+
+    ``folder``: True for an output folder, False for a file, None for either. The nearest existing
+    folder on the way must take a new file: a probe file is created there and removed (the folder's
+    timestamps are put back), since permission bits say nothing for root or for /proc-like mounts.
+    """
+    target = Path(path)
+    if target.is_dir():
+        if folder is False:
+            raise OutputFileError(f"cannot write {target}: a folder stands where the file should go")
+        base = target
+    elif target.exists() or target.is_symlink():
+        if folder:
+            raise OutputFileError(f"cannot write {target}: a file stands where a folder is needed")
+        base = target.parent
+    else:
+        base = target.parent
+    while not base.exists() and not base.is_symlink() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise OutputFileError(f"cannot write {target}: a file stands where a folder is needed")
+    try:
+        times = base.stat()
+        fd, probe = tempfile.mkstemp(prefix=".syncopt-probe-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+        os.utime(base, ns=(times.st_atime_ns, times.st_mtime_ns))
+    except OSError as exc:
+        raise OutputFileError(f"cannot write {target}: {base} does not take new files ({exc.strerror or exc})") from exc
+
+
+class OutputTarget:
+    """typer's parser for an output option: the path, checked by :func:`check_writable` when the
+    command line is parsed (exit 15 before any work)."""
+
+    def __init__(self, folder: bool | None) -> None:
+        self.folder = folder
+
+    def __call__(self, text: str) -> str:
+        check_writable(text, self.folder)
+        return text
+
+
+OUTPUT_FILE, OUTPUT_FOLDER, OUTPUT_FILE_OR_FOLDER = OutputTarget(False), OutputTarget(True), OutputTarget(None)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -22,6 +22,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -310,7 +311,10 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
             seen.add(name)
         if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
             raise BundleError(f"{Path(archive).name} unpacks to more than {MAX_UNPACKED_BYTES >> 30} GiB")
-        zf.extractall(dest)
+        try:
+            zf.extractall(dest)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # bad CRC, lying sizes ...
+            raise BundleError(f"{Path(archive).name}: a damaged member ({exc})") from exc
     return dest
 
 

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from syncopt import bounds
+from syncopt.atomic import OUTPUT_FILE, OUTPUT_FILE_OR_FOLDER, OUTPUT_FOLDER
 from syncopt.errors import (BackendUnavailable, BenchFailure, GateBreach, MediaError, ParityError, SyncoptError,
                             UsageError)
 from syncopt.formats import FORMATS
@@ -100,17 +102,17 @@ def train_cmd(
                                            "videos, or a manifest .csv with columns path,offset.")] = "synth",
     crop: Annotated[str, typer.Option(help="Real data: 'detect' faces, or 'full' if frames are face crops.")] = "detect",
     preset: Annotated[str, typer.Option(help="'tiny' (CPU-friendly) or 'full' (paper size).")] = "tiny",
-    epochs: Annotated[int, typer.Option(help="Passes over the training clips.")] = 20,
-    train_clips: Annotated[int, typer.Option(help="Number of synthetic training clips (2 s each).")] = 1000,
-    val_clips: Annotated[int, typer.Option(help="Number of synthetic validation clips.")] = 200,
-    batch_size: Annotated[int, typer.Option(help="Clips per optimisation step (over all torchrun processes "
+    epochs: Annotated[int, typer.Option(parser=bounds.EPOCHS, help="Passes over the training clips.")] = 20,
+    train_clips: Annotated[int, typer.Option(parser=bounds.TRAIN_CLIPS, help="Number of synthetic training clips (2 s each).")] = 1000,
+    val_clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Number of synthetic validation clips.")] = 200,
+    batch_size: Annotated[int, typer.Option(parser=bounds.BATCH, help="Clips per optimisation step (over all torchrun processes "
                                                  "and accumulation steps).")] = 16,
-    grad_accum: Annotated[int, typer.Option(min=1, help="Accumulate gradients over this many micro-batches per step.")] = 1,
+    grad_accum: Annotated[int, typer.Option(parser=bounds.GRAD_ACCUM, help="Accumulate gradients over this many micro-batches per step.")] = 1,
     amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 autocast on CPU, fp16 + loss scaling on CUDA.")] = False,
-    lr: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule.")] = 3e-3,
-    seed: Annotated[int, typer.Option(help="Seed for weights, data order and augmentation.")] = 0,
-    time_budget: Annotated[float | None, typer.Option(help="Stop after the epoch that passes this many minutes.")] = None,
-    out: Annotated[str, typer.Option(help="Run directory (checkpoint, weights, report).")] = "runs/train",
+    lr: Annotated[float, typer.Option(parser=bounds.LR, help="Peak learning rate of the one-cycle schedule.")] = 3e-3,
+    seed: Annotated[int, typer.Option(parser=bounds.SEED, help="Seed for weights, data order and augmentation.")] = 0,
+    time_budget: Annotated[float | None, typer.Option(parser=bounds.MINUTES, help="Stop after the epoch that passes this many minutes.")] = None,
+    out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Run directory (checkpoint, weights, report).")] = "runs/train",
     resume: Annotated[bool, typer.Option(help="Continue from the run directory's checkpoint if there is one.")] = True,
     video_weights: Annotated[str | None, typer.Option(help="Transfer models: pretrained video backbone checkpoint "
                                                            "in its reference layout (torchvision, pytorch-i3d, "
@@ -120,7 +122,7 @@ def train_cmd(
     unfreeze_schedule: Annotated[str | None, typer.Option(help="Epoch from which each group trains, e.g. "
                                                                "'audio=2,video=4' (head trains from 0; "
                                                                "'video=never' keeps it frozen).")] = None,
-    backbone_lr_scale: Annotated[float, typer.Option(help="Backbones learn at this multiple of the head's "
+    backbone_lr_scale: Annotated[float, typer.Option(parser=bounds.LR_SCALE, help="Backbones learn at this multiple of the head's "
                                                           "rate (discriminative rates, e.g. 0.1).")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON.")] = False,
 ) -> None:
@@ -160,10 +162,10 @@ def evaluate_cmd(
     model: Annotated[str, typer.Argument(help="Registered model name, or a run directory from syncopt train.")],
     weights: Annotated[str | None, typer.Option(help="Weights file (default: the run directory's, or shipped weights).")] = None,
     preset: Annotated[str, typer.Option(help="Preset of MODEL when it is a name.")] = "tiny",
-    clips: Annotated[int, typer.Option(help="Number of held-out synthetic test clips.")] = 300,
-    frames: Annotated[int, typer.Option(help="Frames per test clip (25 fps).")] = 75,
+    clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Number of held-out synthetic test clips.")] = 300,
+    frames: Annotated[int, typer.Option(parser=bounds.FRAMES, help="Frames per test clip (25 fps).")] = 75,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    plot: Annotated[str | None, typer.Option(help="Write a PNG of accuracy against context length.")] = None,
+    plot: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="Write a PNG of accuracy against context length.")] = None,
 ) -> None:
     """Evaluate on the held-out synthetic test split: offset accuracy for 5..15-frame context
     (exact and ±1), per-frame accuracy, in-sync ROC-AUC, LSE-D/LSE-C, out-of-sync segment IoU.
@@ -198,11 +200,11 @@ def sync_cmd(
     preset: Annotated[str, typer.Option(help="Model preset.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights file or run directory (default: shipped synthetic-data weights).")] = None,
     crop: Annotated[str, typer.Option(help="'detect': find and track faces; 'full': frames are already face crops.")] = "detect",
-    chunk: Annotated[int, typer.Option(help="Frames per inference chunk (bounds model memory on long videos).")] = 500,
+    chunk: Annotated[int, typer.Option(parser=bounds.CHUNK, help="Frames per inference chunk (bounds model memory on long videos).")] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON (a list, one entry per video).")] = False,
-    plot: Annotated[str | None, typer.Option(help="Write a PNG of offset scores and the per-frame timeline "
+    plot: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="Write a PNG of offset scores and the per-frame timeline "
                                                   "(with several videos, the video's name is appended).")] = None,
-    render: Annotated[str | None, typer.Option(help="Write an annotated video (.mp4/.mkv/.mov/.avi): track boxes, "
+    render: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="Write an annotated video (.mp4/.mkv/.mov/.avi): track boxes, "
                                                     "speaking state and offsets (name appended with several videos).")] = None,
     calibration: Annotated[str | None, typer.Option(help="Temperatures from syncopt calibrate (default: the one "
                                                          "beside the weights or in the run directory, if any).")] = None,
@@ -267,12 +269,12 @@ def calibrate_cmd(
     model: Annotated[str, typer.Argument(help="Registered model name, or a run directory from syncopt train.")],
     weights: Annotated[str | None, typer.Option(help="Weights file (default: the run directory's, or shipped weights).")] = None,
     preset: Annotated[str, typer.Option(help="Preset of MODEL when it is a name.")] = "tiny",
-    clips: Annotated[int, typer.Option(help="Synthetic clips to fit on (validation split) and to measure on "
+    clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Synthetic clips to fit on (validation split) and to measure on "
                                             "(held-out test split).")] = 200,
-    frames: Annotated[int, typer.Option(help="Frames per clip (25 fps).")] = 50,
-    uncertain_below: Annotated[float, typer.Option(help="Flag sync tracks whose calibrated offset probability "
+    frames: Annotated[int, typer.Option(parser=bounds.FRAMES, help="Frames per clip (25 fps).")] = 50,
+    uncertain_below: Annotated[float, typer.Option(parser=bounds.PROBABILITY, help="Flag sync tracks whose calibrated offset probability "
                                                         "is below this.")] = 0.4,
-    out: Annotated[str | None, typer.Option(help="Calibration JSON to write (default: calibration.json in the run "
+    out: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="Calibration JSON to write (default: calibration.json in the run "
                                                  "directory, <weights>.calibration.json beside other weights, "
                                                  "./calibration.json for shipped weights).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the calibration as JSON.")] = False,
@@ -287,8 +289,6 @@ def calibrate_cmd(
     from syncopt.calibration import calibrate_model, default_path, save_calibration
     from syncopt.sync import load_sync_model
 
-    if clips < 1 or frames < 1 or not 0 < uncertain_below < 1:
-        raise UsageError("--clips and --frames must be positive and --uncertain-below in (0, 1)")
     net, used, synthetic = load_sync_model(model, preset, weights)
     result = calibrate_model(net, used, clips=clips, frames=frames, uncertain_below=uncertain_below)
     path = save_calibration(result, out or default_path(used, synthetic))
@@ -304,12 +304,12 @@ def calibrate_cmd(
 @app.command("explain")
 def explain_cmd(
     video: Annotated[str, typer.Argument(help="Video file (any format FFmpeg reads).")],
-    out: Annotated[str, typer.Option(help="Folder for the PNGs, saliency arrays and index.json.")],
+    out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Folder for the PNGs, saliency arrays and index.json.")],
     model: Annotated[str, typer.Option(help="Registered model name (a 3-D convolutional video tower: fcn, fcn_attn).")] = "fcn_attn",
     preset: Annotated[str, typer.Option(help="Model preset.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights file or run directory (default: shipped synthetic-data weights).")] = None,
     crop: Annotated[str, typer.Option(help="'detect': find and track faces; 'full': frames are already face crops.")] = "detect",
-    frames: Annotated[int, typer.Option(help="Explain each track's first this many frames.")] = 250,
+    frames: Annotated[int, typer.Option(parser=bounds.FRAMES, help="Explain each track's first this many frames.")] = 250,
     as_json: Annotated[bool, typer.Option("--json", help="Print index.json's content.")] = False,
 ) -> None:
     """Grad-CAM saliency of the decided offset's score over each face crop, and (fcn_attn) the
@@ -339,10 +339,10 @@ def export_cmd(
                                                 + " (INT8 ONNX comes from syncopt quantize).")] = "fp32",
     preset: Annotated[str, typer.Option(help="Preset of MODEL when it is a name.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights file (default: the run's, or random init for a bare name).")] = None,
-    frames: Annotated[int | None, typer.Option(help="TFLite: the fixed clip length T (default: the spec's standard length).")] = None,
-    stream_chunk: Annotated[int | None, typer.Option(help="Causal models: export one streaming step of this many "
+    frames: Annotated[int | None, typer.Option(parser=bounds.FRAMES, help="TFLite: the fixed clip length T (default: the spec's standard length).")] = None,
+    stream_chunk: Annotated[int | None, typer.Option(parser=bounds.FRAMES, help="Causal models: export one streaming step of this many "
                                                           "frames, state as explicit inputs/outputs (for syncopt stream).")] = None,
-    out: Annotated[str, typer.Option(help="Output folder for artifacts and their manifests.")] = "artifacts",
+    out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Output folder for artifacts and their manifests.")] = "artifacts",
     as_json: Annotated[bool, typer.Option("--json", help="Print the artifacts' manifests as JSON.")] = False,
 ) -> None:
     """Export a model to deployable artifacts, each with a manifest (spec, sha256, source weights).
@@ -398,11 +398,11 @@ def export_cmd(
 def parity_cmd(
     artifacts: Annotated[list[str], typer.Argument(help="Artifact files (or their .json manifests).")],
     runtime: Annotated[str | None, typer.Option(help="Runtime to run the artifact in (default: the format's own).")] = None,
-    clips: Annotated[int, typer.Option(help="Synthetic test clips compared besides the random inputs.")] = 8,
+    clips: Annotated[int, typer.Option(parser=bounds.CLIPS_OR_NONE, help="Synthetic test clips compared besides the random inputs.")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
     locate: Annotated[bool, typer.Option("--locate", help="Compare every intermediate tensor (ONNX, TFLite) and name "
                                                           "the first node that breaks the tolerance (docs/debugging.md).")] = False,
-    plot: Annotated[str | None, typer.Option(help="--locate: PNG of the error along depth.")] = None,
+    plot: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="--locate: PNG of the error along depth.")] = None,
     against: Annotated[str | None, typer.Option(help="--locate: an fp32 ONNX artifact as the reference instead of torch.")] = None,
     save_reference: Annotated[str | None, typer.Option(help="--locate: also write the reference's feeds and tensors "
                                                             "as a golden .npz.")] = None,
@@ -490,11 +490,11 @@ def _parity_locate(artifacts: list[str], clips: int, against: str | None, refere
 
 @app.command("matrix")
 def matrix_cmd(
-    out: Annotated[str, typer.Option(help="Markdown file to write.")] = "docs/conversion-matrix.md",
+    out: Annotated[str, typer.Option(parser=OUTPUT_FILE, help="Markdown file to write.")] = "docs/conversion-matrix.md",
     models: Annotated[str | None, typer.Option(help="Comma-separated models (default: every registered one).")] = None,
     presets: Annotated[str, typer.Option(help="Comma-separated presets; 'tiny' gets parity, 'full' is export-only.")] = "tiny,full",
     formats: Annotated[str, typer.Option(help="Comma-separated formats.")] = ",".join(FORMATS),
-    work: Annotated[str, typer.Option(help="Folder for the exported artifacts.")] = "artifacts/matrix",
+    work: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Folder for the exported artifacts.")] = "artifacts/matrix",
     update: Annotated[bool, typer.Option(help="Keep the cells this run does not redo (other models, presets or formats) from the cells JSON of an earlier run.")] = False,
 ) -> None:
     """Export every model x format x precision, check parity (tiny) and write the conversion matrix.
@@ -519,22 +519,22 @@ def distill_cmd(
                                                              "the teacher is trained first (cached in OUT/teacher).")] = None,
     preset: Annotated[str, typer.Option(help="'tiny' (CPU-friendly) or 'full' (paper size), for both models.")] = "tiny",
     data: Annotated[str, typer.Option(help="'synth', a folder of in-sync videos, or a manifest .csv.")] = "synth",
-    epochs: Annotated[int, typer.Option(help="Student epochs.")] = 10,
-    teacher_epochs: Annotated[int | None, typer.Option(help="Teacher epochs when it is trained here (default: --epochs).")] = None,
-    train_clips: Annotated[int, typer.Option(help="Synthetic training clips (2 s each).")] = 1000,
-    val_clips: Annotated[int, typer.Option(help="Synthetic validation clips.")] = 200,
-    batch_size: Annotated[int, typer.Option(help="Clips per step (over all torchrun processes and "
+    epochs: Annotated[int, typer.Option(parser=bounds.EPOCHS, help="Student epochs.")] = 10,
+    teacher_epochs: Annotated[int | None, typer.Option(parser=bounds.EPOCHS, help="Teacher epochs when it is trained here (default: --epochs).")] = None,
+    train_clips: Annotated[int, typer.Option(parser=bounds.TRAIN_CLIPS, help="Synthetic training clips (2 s each).")] = 1000,
+    val_clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Synthetic validation clips.")] = 200,
+    batch_size: Annotated[int, typer.Option(parser=bounds.BATCH, help="Clips per step (over all torchrun processes and "
                                                  "accumulation steps).")] = 16,
-    grad_accum: Annotated[int, typer.Option(min=1, help="Accumulate gradients over this many micro-batches per step.")] = 1,
+    grad_accum: Annotated[int, typer.Option(parser=bounds.GRAD_ACCUM, help="Accumulate gradients over this many micro-batches per step.")] = 1,
     amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 autocast on CPU, fp16 + loss scaling on CUDA.")] = False,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature of the offset soft targets.")] = 4.0,
-    kd: Annotated[float, typer.Option(help="Weight of the soft-target KL loss.")] = 1.0,
-    embed: Annotated[float, typer.Option(help="Weight of the embedding (projected, cosine) loss.")] = 1.0,
-    corr: Annotated[float, typer.Option(help="Weight of the correlation-volume MSE.")] = 1.0,
-    hard: Annotated[float, typer.Option(help="Weight of the label loss; 0 for unlabelled data.")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed for weights, data order and crops.")] = 0,
-    out: Annotated[str, typer.Option(help="Run directory (student checkpoint, weights, report; teacher cache).")] = "runs/distill",
+    lr: Annotated[float, typer.Option(parser=bounds.LR, help="Peak learning rate.")] = 3e-3,
+    temperature: Annotated[float, typer.Option(parser=bounds.TEMPERATURE, help="Softmax temperature of the offset soft targets.")] = 4.0,
+    kd: Annotated[float, typer.Option(parser=bounds.LOSS_WEIGHT, help="Weight of the soft-target KL loss.")] = 1.0,
+    embed: Annotated[float, typer.Option(parser=bounds.LOSS_WEIGHT, help="Weight of the embedding (projected, cosine) loss.")] = 1.0,
+    corr: Annotated[float, typer.Option(parser=bounds.LOSS_WEIGHT, help="Weight of the correlation-volume MSE.")] = 1.0,
+    hard: Annotated[float, typer.Option(parser=bounds.LOSS_WEIGHT, help="Weight of the label loss; 0 for unlabelled data.")] = 1.0,
+    seed: Annotated[int, typer.Option(parser=bounds.SEED, help="Seed for weights, data order and crops.")] = 0,
+    out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Run directory (student checkpoint, weights, report; teacher cache).")] = "runs/distill",
     resume: Annotated[bool, typer.Option(help="Continue from the run directory's checkpoint.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -566,35 +566,28 @@ def distill_cmd(
                f"{report.wall_time_s / 60:.1f} min; weights {report.weights}")
 
 
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise UsageError(f"{what} must be comma-separated integers, got '{text}'") from None
-
-
 @app.command("bench")
 def bench_cmd(
     targets: Annotated[list[str], typer.Argument(help="Artifacts (or manifests), run directories or model names; "
                                                       "with --pipeline sync: video files.")],
     runtimes: Annotated[str | None, typer.Option(help="Comma-separated: torch, " + ", ".join(f.runtime for f in FORMATS.values()) + " "
                                                       "(default: an artifact's own runtime, torch for a model).")] = None,
-    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
-    frames: Annotated[str | None, typer.Option(help="Comma-separated clip lengths in frames (default: the spec's "
+    batch: Annotated[str, typer.Option(parser=bounds.BATCH_LIST, help="Comma-separated batch sizes.")] = "1",
+    frames: Annotated[str | None, typer.Option(parser=bounds.FRAMES_LIST, help="Comma-separated clip lengths in frames (default: the spec's "
                                                     "standard 25 = 1 s); TFLite artifacts run at their own T.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Intra-op threads for every runtime (default: its own).")] = None,
+    threads: Annotated[int | None, typer.Option(parser=bounds.THREADS, help="Intra-op threads for every runtime (default: its own).")] = None,
     preset: Annotated[str, typer.Option(help="Preset of model names (and of the --pipeline model).")] = "tiny",
-    warmup: Annotated[int, typer.Option(help="Untimed passes before timing.")] = 2,
-    repeats: Annotated[int, typer.Option(help="Timed passes per cell (fewer if --max-seconds passes first, at least 3).")] = 20,
-    max_seconds: Annotated[float, typer.Option(help="Time budget per cell.")] = 10.0,
+    warmup: Annotated[int, typer.Option(parser=bounds.WARMUP, help="Untimed passes before timing.")] = 2,
+    repeats: Annotated[int, typer.Option(parser=bounds.REPEATS, help="Timed passes per cell (fewer if --max-seconds passes first, at least 3).")] = 20,
+    max_seconds: Annotated[float, typer.Option(parser=bounds.SECONDS, help="Time budget per cell.")] = 10.0,
     pipeline: Annotated[str | None, typer.Option(help="'sync': time the end-to-end sync path stage by stage on the videos.")] = None,
     model: Annotated[str, typer.Option(help="--pipeline: model name or run directory.")] = "fcn",
     weights: Annotated[str | None, typer.Option(help="--pipeline: weights (default: shipped synthetic-data weights).")] = None,
     crop: Annotated[str, typer.Option(help="--pipeline: 'detect' faces or 'full' frames.")] = "detect",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the cells as CSV.")] = False,
-    out: Annotated[str | None, typer.Option(help="Also write the JSON report to this file.")] = None,
-    plot: Annotated[str | None, typer.Option(help="Write a PNG chart of latencies.")] = None,
+    out: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="Also write the JSON report to this file.")] = None,
+    plot: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="Write a PNG chart of latencies.")] = None,
 ) -> None:
     """Latency p50/p90/p99, throughput (clips/s, seconds of video per second), peak memory, file
     size, MACs and achieved GFLOP/s per target x runtime x batch x clip length.
@@ -626,7 +619,7 @@ def bench_cmd(
                 bench.print_pipeline(r)
         return
     report = bench.bench(targets, runtimes=[r.strip() for r in runtimes.split(",")] if runtimes else None,
-                         batches=_ints(batch, "--batch"), frames=_ints(frames, "--frames") if frames else None,
+                         batches=bounds.BATCH_LIST(batch), frames=bounds.FRAMES_LIST(frames) if frames else None,
                          threads=threads, preset=preset, warmup=warmup, repeats=repeats, max_seconds=max_seconds,
                          progress=None if as_json or as_csv else lambda line: typer.echo(line, err=True))
     if out:
@@ -659,10 +652,10 @@ def stream_cmd(
                                             "streaming step (.onnx/.tflite from syncopt export --stream-chunk).")] = "fcn_causal",
     preset: Annotated[str, typer.Option(help="Model preset.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights file or run directory (default: shipped synthetic-data weights).")] = None,
-    chunk_ms: Annotated[float, typer.Option(help="Read and process this much media per step.")] = 200.0,
+    chunk_ms: Annotated[float, typer.Option(parser=bounds.MILLISECONDS, help="Read and process this much media per step.")] = 200.0,
     crop: Annotated[str, typer.Option(help="'detect': follow the largest face; 'full': frames are face crops.")] = "detect",
-    window: Annotated[int, typer.Option(help="Frames the running offset averages over.")] = 50,
-    tolerance: Annotated[int, typer.Option(help="|offset| at or below this many frames counts as in sync.")] = 1,
+    window: Annotated[int, typer.Option(parser=bounds.WINDOW, help="Frames the running offset averages over.")] = 50,
+    tolerance: Annotated[int, typer.Option(parser=bounds.OFFSET_FRAMES, help="|offset| at or below this many frames counts as in sync.")] = 1,
     input_format: Annotated[str | None, typer.Option("--format", help="FFmpeg input format for devices, e.g. v4l2.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per frame.")] = False,
 ) -> None:
@@ -718,10 +711,10 @@ def bundle_cmd(
     args: Annotated[list[str], typer.Argument(help="A student run directory or a TFLite/CoreML artifact; or "
                                                    "'verify' followed by bundles (.zip or folders).")],
     target: Annotated[str, typer.Option(help="android (TFLite), ios (CoreML) or both.")] = "android",
-    out: Annotated[str | None, typer.Option(help="Bundle to write: a .zip, or a folder (default <model>_<target>_bundle.zip).")] = None,
-    frames: Annotated[int | None, typer.Option(help="TFLite clip length T (default: the spec's standard length).")] = None,
+    out: Annotated[str | None, typer.Option(parser=OUTPUT_FILE_OR_FOLDER, help="Bundle to write: a .zip, or a folder (default <model>_<target>_bundle.zip).")] = None,
+    frames: Annotated[int | None, typer.Option(parser=bounds.FRAMES, help="TFLite clip length T (default: the spec's standard length).")] = None,
     precision: Annotated[str, typer.Option(help="Comma-separated precisions exported from a run directory.")] = "fp32,int8",
-    clips: Annotated[int, typer.Option(help="Synthetic clips in each model's parity check.")] = 4,
+    clips: Annotated[int, typer.Option(parser=bounds.CLIPS_OR_NONE, help="Synthetic clips in each model's parity check.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="verify: print the reports as JSON.")] = False,
 ) -> None:
     """Pack a student for phones: TFLite and/or CoreML models, manifest.json (spec with layouts,
@@ -757,7 +750,7 @@ def bundle_cmd(
 @app.command("gate")
 def gate_cmd(
     config: Annotated[str, typer.Option(help="Gates file (YAML): parity, speed ratios, budgets.")] = "gates.yaml",
-    junit: Annotated[str | None, typer.Option(help="Write a JUnit XML report here (for CI test reporters).")] = None,
+    junit: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="Write a JUnit XML report here (for CI test reporters).")] = None,
     machine: Annotated[str | None, typer.Option(help="This machine's name for absolute budgets "
                                                      "(default: the file's 'machine', or $SYNCOPT_MACHINE).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
@@ -785,19 +778,19 @@ def gate_cmd(
 @app.command("prune")
 def prune_cmd(
     source: Annotated[str, typer.Argument(help="A run directory (train, distill, prune) or a registered model name.")],
-    macs: Annotated[float | None, typer.Option(help="Target MACs as a fraction of the original (0.5 halves them).")] = 0.5,
-    ratio: Annotated[float | None, typer.Option(help="Channel ratio to remove instead of a MAC target.")] = None,
+    macs: Annotated[float | None, typer.Option(parser=bounds.FRACTION, help="Target MACs as a fraction of the original (0.5 halves them).")] = 0.5,
+    ratio: Annotated[float | None, typer.Option(parser=bounds.PRUNE_RATIO, help="Channel ratio to remove instead of a MAC target.")] = None,
     criterion: Annotated[str, typer.Option(help="Importance: magnitude, taylor or group_norm.")] = "group_norm",
     global_pruning: Annotated[bool, typer.Option("--global", help="Rank channels across layers, not per layer.")] = False,
-    steps: Annotated[int, typer.Option(help="Iterative prune -> fine-tune rounds.")] = 1,
-    epochs: Annotated[int, typer.Option(help="Fine-tune epochs per round (0: prune only).")] = 0,
-    final_epochs: Annotated[int, typer.Option(help="Extra fine-tune epochs after the last round.")] = 0,
+    steps: Annotated[int, typer.Option(parser=bounds.STEPS, help="Iterative prune -> fine-tune rounds.")] = 1,
+    epochs: Annotated[int, typer.Option(parser=bounds.EPOCHS_OR_NONE, help="Fine-tune epochs per round (0: prune only).")] = 0,
+    final_epochs: Annotated[int, typer.Option(parser=bounds.EPOCHS_OR_NONE, help="Extra fine-tune epochs after the last round.")] = 0,
     kd: Annotated[bool, typer.Option(help="Distil each fine-tune from the unpruned model.")] = True,
     preset: Annotated[str, typer.Option(help="Preset of SOURCE when it is a name.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights for SOURCE when it is a name.")] = None,
-    train_clips: Annotated[int, typer.Option(help="Synthetic fine-tune clips.")] = 1000,
-    val_clips: Annotated[int, typer.Option(help="Synthetic validation clips.")] = 200,
-    out: Annotated[str, typer.Option(help="Output run directory (weights with the pruned architecture, report).")] = "runs/prune",
+    train_clips: Annotated[int, typer.Option(parser=bounds.TRAIN_CLIPS, help="Synthetic fine-tune clips.")] = 1000,
+    val_clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Synthetic validation clips.")] = 200,
+    out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Output run directory (weights with the pruned architecture, report).")] = "runs/prune",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Structured channel pruning (Torch-Pruning dependency graph); embedding widths are kept.
@@ -826,13 +819,13 @@ def robustness_cmd(
                                                        "or artifact files (.onnx fp32/INT8, .tflite, or their "
                                                        "manifests), compared side by side.")],
     preset: Annotated[str, typer.Option(help="Preset of model names.")] = "tiny",
-    clips: Annotated[int, typer.Option(help="Synthetic test clips per condition.")] = 20,
-    frames: Annotated[int, typer.Option(help="Frames per clip (an artifact fixed at T needs T here).")] = 75,
+    clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Synthetic test clips per condition.")] = 20,
+    frames: Annotated[int, typer.Option(parser=bounds.FRAMES, help="Frames per clip (an artifact fixed at T needs T here).")] = 75,
     corruptions: Annotated[str | None, typer.Option(help="Comma-separated subset of noise, codec, resolution, blur, "
                                                          "occlusion, frame_drop, fps (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    out: Annotated[str | None, typer.Option(help="Also write the JSON report here.")] = None,
-    plot: Annotated[str | None, typer.Option(help="Write a PNG of accuracy against severity.")] = None,
+    out: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="Also write the JSON report here.")] = None,
+    plot: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="Write a PNG of accuracy against severity.")] = None,
 ) -> None:
     """Offset accuracy under audio noise, codec compression, low resolution, blur, mouth occlusion,
     frame drops and low frame rates, for several models or artifacts on the same clips.
@@ -876,26 +869,26 @@ def quantize_cmd(
                                                "tflite (full-integer, 2D students).")] = "ort",
     calibration: Annotated[str, typer.Option(help="Activation calibration: minmax, entropy or percentile.")] = "minmax",
     calibration_data: Annotated[str, typer.Option(help="'synth' or a folder/manifest of videos (ort).")] = "synth",
-    calibration_clips: Annotated[int, typer.Option(help="Calibration clips.")] = 64,
-    eval_clips: Annotated[int, typer.Option(help="Held-out synthetic test clips for accuracy and agreement.")] = 100,
-    frames: Annotated[int, typer.Option(help="Frames per clip (TFLite: the artifact's fixed length).")] = 50,
-    tolerance: Annotated[float, typer.Option(help="Accuracy points INT8 may lose.")] = 1.0,
-    qat_if_drop_over: Annotated[float | None, typer.Option(help="ort: fall back to QAT when static INT8 loses more "
+    calibration_clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Calibration clips.")] = 64,
+    eval_clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Held-out synthetic test clips for accuracy and agreement.")] = 100,
+    frames: Annotated[int, typer.Option(parser=bounds.FRAMES, help="Frames per clip (TFLite: the artifact's fixed length).")] = 50,
+    tolerance: Annotated[float, typer.Option(parser=bounds.POINTS, help="Accuracy points INT8 may lose.")] = 1.0,
+    qat_if_drop_over: Annotated[float | None, typer.Option(parser=bounds.POINTS, help="ort: fall back to QAT when static INT8 loses more "
                                                                 "accuracy points than this.")] = None,
-    qat_epochs: Annotated[int, typer.Option(help="QAT fine-tune epochs.")] = 2,
+    qat_epochs: Annotated[int, typer.Option(parser=bounds.EPOCHS, help="QAT fine-tune epochs.")] = 2,
     lower_conv3d: Annotated[bool, typer.Option(help="ort: run 3D convolutions as INT8 2D ones on frames (a batch-1 "
                                                     "artifact; pays on full-size 3D students).")] = False,
     preset: Annotated[str, typer.Option(help="Preset of SOURCE when it is a name.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights for SOURCE when it is a name.")] = None,
-    out: Annotated[str, typer.Option(help="Output folder for artifacts, manifests and the report.")] = "artifacts/int8",
+    out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Output folder for artifacts, manifests and the report.")] = "artifacts/int8",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="ort: only rank the quantized nodes by the error "
                                                                     "each adds alone (JSON + PNG in --out).")] = False,
     fallback: Annotated[str, typer.Option(help="ort: 'auto' returns the most sensitive nodes to float until "
                                                "--max-drop, agreement and --min-cosine hold.")] = "none",
-    max_drop: Annotated[float | None, typer.Option(min=0.0, help="--fallback: accuracy points INT8 may lose "
+    max_drop: Annotated[float | None, typer.Option(parser=bounds.POINTS, help="--fallback: accuracy points INT8 may lose "
                                                                  "(default --tolerance).")] = None,
-    min_cosine: Annotated[float, typer.Option(min=-1.0, max=1.0, help="Worst per-frame embedding cosine INT8 must keep.")] = 0.99,
+    min_cosine: Annotated[float, typer.Option(parser=bounds.Range(-1, 1), help="Worst per-frame embedding cosine INT8 must keep.")] = 0.99,
 ) -> None:
     """INT8 quantization with a report: size, accuracy drop and offset agreement against fp32,
     ONNX Runtime speed-up at batch 1. The INT8 ONNX artifact has a manifest (syncopt parity checks it).
@@ -948,7 +941,7 @@ def quantize_cmd(
 @app.command("run")
 def run_cmd(
     recipe: Annotated[str, typer.Argument(help="Recipe YAML, e.g. recipes/quickstart.yaml.")],
-    out: Annotated[str | None, typer.Option(help="Run directory (default: runs/<recipe name>).")] = None,
+    out: Annotated[str | None, typer.Option(parser=OUTPUT_FOLDER, help="Run directory (default: runs/<recipe name>).")] = None,
     force: Annotated[list[str] | None, typer.Option(help="Rerun this stage even if unchanged (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
 ) -> None:

@@ -60,13 +60,13 @@ class Contender(_Strict):
 class RatioGate(_Strict):
     faster: str
     slower: str
-    at_least: float = Field(gt=0)
+    at_least: float = Field(gt=0, allow_inf_nan=False)
     name: str | None = None
 
 
 class Budget(_Strict):
     contender: str
-    max_ms: float = Field(gt=0)
+    max_ms: float = Field(gt=0, allow_inf_nan=False)
     machine: str
 
 
@@ -114,11 +114,13 @@ def load_config(path: str | os.PathLike) -> GatesConfig:
     """Parse and validate a gates file; :class:`UsageError` with the field path on one line."""
     import yaml
 
+    from syncopt import yamlfile
+
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"no gates file at {p}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yamlfile.load(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise UsageError(f"{p.name}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from syncopt.artifact import load_artifact
 from syncopt.runtimes import load
@@ -35,10 +35,12 @@ NEAR_TIE_NATS = 0.1
 
 
 class Tolerance(BaseModel):
-    max_abs: float | None = None
-    max_rel: float | None = None
-    min_cosine: float | None = None
-    min_agreement: float | None = None
+    """Thresholds of a parity check (finite: a NaN threshold would fail or pass every artifact)."""
+
+    max_abs: float | None = Field(None, ge=0, allow_inf_nan=False)
+    max_rel: float | None = Field(None, ge=0, allow_inf_nan=False)
+    min_cosine: float | None = Field(None, ge=-1, le=1)
+    min_agreement: float | None = Field(None, ge=0, le=1)
 
 
 TOLERANCES = {

@@ -24,12 +24,14 @@ the field path, e.g. ``recipe.yaml: stages.distill.epochs: Input should be a val
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from syncopt import bounds, yamlfile
 from syncopt.compress.distill import DistillConfig
 from syncopt.compress.prune import PruneConfig
 from syncopt.compress.quantize import QuantizeConfig
@@ -289,7 +291,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     if not p.is_file():
         raise InputFileError(f"no recipe file at {p}")
     try:
-        data = yaml.safe_load(p.read_bytes().decode("utf-8"))
+        data = yamlfile.load(p.read_bytes().decode("utf-8"))
     except UnicodeDecodeError:
         raise RecipeError(f"{p.name}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
@@ -310,6 +312,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     except ValidationError as exc:
         raise RecipeError(f"{p.name}: {_first_error(exc)}") from None
     recipe._source = str(p)
+    _check_ranges(recipe)
     for name in recipe.stages.present():  # the top-level preset and seed reach every stage that has them
         section = recipe.stage(name)
         for key in _TOP_LEVEL:
@@ -320,6 +323,22 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         s.distill.teacher = s.train.model
     _check_links(recipe)
     return recipe
+
+
+def _check_ranges(recipe: Recipe) -> None:
+    """Numbers against the ranges of the command-line options they mirror (syncopt/bounds.py); every
+    float finite."""
+    checks = [("seed", recipe.seed, bounds.SEED)]
+    for stage in recipe.stages.present():
+        for key, value in recipe.stage(stage).model_dump().items():
+            rng = bounds.RECIPE_FIELDS.get(f"{stage}.{key}") or bounds.RECIPE_FIELDS.get(key)
+            checks += [(f"stages.{stage}.{key}", v, rng) for v in (value if isinstance(value, list) else [value])]
+    for where, value, rng in checks:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _error(recipe, where, f"must be finite, got {value}")
+        if rng is not None and value is not None and not isinstance(value, bool) and (
+                why := rng.problem(value)) is not None:
+            raise _error(recipe, where, why)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -94,7 +94,7 @@ def run_quantize(cfg: QuantizeStage, ctx: StageContext) -> Outcome:
     from syncopt.compress.quantize import QuantizeConfig, quantize
 
     report = quantize(_model_dir(ctx), QuantizeConfig.model_validate(cfg.model_dump()), ctx.folder)
-    runtime = {"ort": "onnxruntime", "inc": "torch", "tflite": "tflite"}[cfg.method]
+    runtime = QUANTIZED_RUNTIME[cfg.method]
     row = SummaryRow(stage="quantize", item=Path(report.artifact).name, runtime=runtime,
                      accuracy=report.int8_accuracy, size_mb=report.int8_bytes / 1e6, latency_ms=report.int8_latency_ms,
                      note=f"fp32 accuracy {report.fp32_accuracy:.3f}, agreement {report.offset_agreement:.1%}, "
@@ -191,6 +191,10 @@ def run_gate(cfg: GatesConfig, ctx: StageContext) -> Outcome:
     error = GateBreach(f"{len(failed)} of {len(results)} gates failed: {', '.join(failed)}") if failed else None
     return Outcome(rows=rows, error=error)
 
+
+# The runtime that runs each quantize method's INT8 artifact; tests/test_reliability.py checks that
+# this table, STAGES and the recipe's stage order cover every method and stage.
+QUANTIZED_RUNTIME = {"ort": "onnxruntime", "qat": "onnxruntime", "inc": "torch", "tflite": "tflite"}
 
 STAGES: dict[str, Callable[[BaseModel, StageContext], Outcome]] = {
     "train": run_train, "distill": run_distill, "prune": run_prune, "quantize": run_quantize, "export": run_export,

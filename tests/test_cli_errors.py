@@ -79,7 +79,7 @@ CASES = [  # (id, argv, error class, a fragment of the message)
     ("cli-command", ["synk", "{example}"], UsageError, "No such command 'synk'. Did you mean 'sync'?"),
     ("cli-option", ["models", "--presett", "tiny"], UsageError, "No such option: --presett (Possible options: --preset) (see syncopt models --help)"),
     ("cli-value", ["export", "fcn", "--frames", "ten", "--out", "{out}"], UsageError,
-     "Invalid value for '--frames': Input should be a valid integer"),
+     "Invalid value for '--frames': must be an integer in [1, 1500], got 'ten'"),
     ("cli-argument", ["sync"], UsageError, "Missing argument 'videos'. (see syncopt sync --help)"),
     ("train-model", ["train", "nosuch", "--out", "{out}", *TINY], UsageError, "unknown model 'nosuch'"),
     ("train-data", ["train", "fcn", "--data", "{out}/nope", "--out", "{out}", *TINY], InputFileError,
@@ -107,11 +107,11 @@ CASES = [  # (id, argv, error class, a fragment of the message)
     ("sync-model", ["sync", "{example}", "--model", "nosuch"], UsageError, "no weights for nosuch"),
     ("sync-weights", ["sync", "{example}", "--weights", "{trunc_st}"], WeightsError, "truncated or corrupt"),
     ("sync-chunk", ["sync", "{example}", "--crop", "full", "--chunk", "0"], UsageError,
-     "chunk must be at least 1 frame"),
+     "Invalid value for '--chunk': must be an integer in [1, 10000], got 0"),
     ("sync-unwritable-plot", ["sync", "{example}", "--crop", "full", "--plot", "{not_media}/x.png"],
      OutputFileError, "cannot write"),
     ("calibrate-clips", ["calibrate", "fcn", "--clips", "0", "--out", "{out}/c.json"], UsageError,
-     "--clips and --frames must be positive"),
+     "Invalid value for '--clips': must be an integer in [1, 10000], got 0"),
     ("calibrate-weights", ["calibrate", "fcn", "--weights", "{other_st}", "--out", "{out}/c.json"], WeightsError,
      "weights do not fit fcn"),
     ("explain-missing", ["explain", MISSING, "--out", "{out}"], InputFileError, "video not found"),
@@ -140,7 +140,7 @@ CASES = [  # (id, argv, error class, a fragment of the message)
     ("bench-runtime", ["bench", "fcn", "--runtimes", "nosuch", "--out", "{out}/b.json"], UsageError,
      "unknown runtime 'nosuch'"),
     ("bench-batch", ["bench", "fcn", "--batch", "0", "--out", "{out}/b.json"], UsageError,
-     "batch sizes and frame counts must be positive"),
+     "Invalid value for '--batch': must be an integer in [1, 4096], got 0"),
     ("bench-pipeline-not-media", ["bench", "--pipeline", "sync", NOT_MEDIA, "--out", "{out}/b.json"], MediaError,
      "not a readable media file"),
     ("stream-missing", ["stream", MISSING, "--crop", "full"], InputFileError, "video not found"),
@@ -234,3 +234,130 @@ def test_no_module_raises_the_base_class():
                  for number, line in enumerate(path.read_text().splitlines(), 1)
                  if re.search(r"raise SyncoptError\(", line)]
     assert offenders == []
+
+
+# -- generated from the CLI's own option list (issue 23) ------------------------------------------
+
+def _params(kind: type) -> list[tuple[str, object, object]]:
+    """(command, command object, parameter) for every option whose typer parser is a ``kind``."""
+    import typer
+
+    from syncopt.cli import app
+
+    commands = typer.main.get_command(app).commands
+    return [(name, cmd, p) for name, cmd in commands.items() for p in cmd.params
+            if isinstance(p.type_descriptor.parameter_info.parser, kind)]
+
+
+def _filler(cmd, skip) -> list[str]:
+    """What a command needs besides the option under test: its arguments and required options, as 'x'."""
+    argv = []
+    for p in cmd.params:
+        if p is not skip and p.required:
+            argv += ["x"] if p.param_type_name == "argument" else [p.opts[0], "x"]
+    return argv
+
+
+def test_every_numeric_option_has_a_range():
+    import typer
+
+    from syncopt.bounds import IntList, Range
+    from syncopt.cli import app
+
+    unbounded = [f"{name} {p.opts[0]}" for name, cmd in typer.main.get_command(app).commands.items()
+                 for p in cmd.params if p.param_type_name == "option" and p.type_descriptor.annotation in (int, float)
+                 and not isinstance(p.type_descriptor.parameter_info.parser, (Range, IntList))]
+    assert unbounded == [], f"numeric options without a syncopt.bounds range: {unbounded}"
+    assert len(_params(Range)) >= 40  # the generated test below covers them
+
+
+def _bad_values(parser) -> list[str]:
+    from syncopt.bounds import IntList
+
+    if isinstance(parser, IntList):
+        r, ok = parser.item, str(int(parser.item.lo))
+        return [str(int(r.lo) - 1), f"{ok},{int(r.hi) + 1}", "abc", f"{ok},,{ok}", ",".join([ok] * (parser.most + 1))]
+    r = parser
+    below = r.lo if r.lo_open else r.lo - 1
+    values = {"abc", "", str(int(below) if r.integer else below), str(int(r.hi) + 1 if r.integer else r.hi * 2 + 1),
+              "1e400", "99999999999999999999999"}
+    values |= {v for v in ("0", "-1") if r.problem(int(v)) is not None}
+    if r.integer:
+        values.add("1.5")
+    else:
+        values |= {"nan", "inf", "-inf", "1e309", "NaN"}
+    return sorted(values)
+
+
+def _numeric_cases() -> list:
+    from syncopt.bounds import IntList, Range
+
+    return [pytest.param(cmd, p, v, id=f"{name}{p.opts[0]}={v}") for name, cmd, p in _params((Range, IntList))
+            for v in _bad_values(p.type_descriptor.parameter_info.parser)]
+
+
+@pytest.mark.parametrize("cmd,param,value", _numeric_cases())
+def test_out_of_range_numbers_are_one_line_usage_errors_at_parse_time(cmd, param, value, capsys, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = _run([cmd.name, param.opts[0], value, *_filler(cmd, param)], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"error: Invalid value for '{param.opts[0]}': must be "), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ranges_accept_their_ends_and_name_what_was_typed():
+    from syncopt.bounds import FRAMES, LR, PROBABILITY, SEED
+
+    assert FRAMES("1") == 1 and FRAMES("1500") == 1500 and SEED(str(2**32 - 1)) == 2**32 - 1
+    assert LR("10") == 10.0 and LR("1e-9") == 1e-9 and PROBABILITY("0.5") == 0.5
+    for rng, text in ((LR, "0"), (PROBABILITY, "1"), (FRAMES, "1501"), (LR, "1e309")):
+        with pytest.raises(ValueError, match=f"got {text}$"):
+            rng(text)
+
+
+OUTPUT_NAMES = {"out", "plot", "render", "junit", "work"}
+
+
+def test_every_output_option_is_checked_at_parse_time():
+    import typer
+
+    from syncopt.atomic import OutputTarget
+    from syncopt.cli import app
+
+    unchecked = [f"{name} {p.opts[0]}" for name, cmd in typer.main.get_command(app).commands.items()
+                 for p in cmd.params if p.name in OUTPUT_NAMES
+                 and not isinstance(p.type_descriptor.parameter_info.parser, OutputTarget)]
+    assert unchecked == []
+
+
+def _output_cases() -> list:
+    from syncopt.atomic import OutputTarget
+
+    cases = []
+    for name, cmd, p in _params(OutputTarget):
+        folder = p.type_descriptor.parameter_info.parser.folder
+        places = ["{file}/sub/x.out", "/proc/syncopt-no/x.out"]  # under a file; a place that takes no files
+        if folder is not None:  # a file where a folder goes, or the reverse
+            places.append("{file}" if folder else "{dir}")
+        cases += [pytest.param(cmd, p, place, id=f"{name}{p.opts[0]}={place}") for place in places]
+    return cases
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("cmd,param,place", _output_cases())
+def test_unwritable_outputs_exit_15_before_any_work(cmd, param, place, capsys, tmp_path, monkeypatch):
+    """The other arguments are dummies ('x'): had any work started, the exit code would be another."""
+    import time
+
+    (tmp_path / "file").write_text("a file")
+    (tmp_path / "dir").mkdir()
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    code, err = _run([cmd.name, param.opts[0], place.format(file=tmp_path / "file", dir=tmp_path / "dir"),
+                      *_filler(cmd, param)], capsys)
+    assert time.perf_counter() - start < 10.0  # parsing only (a loaded 2-core machine takes ~2 s at worst)
+    lines = err.strip().splitlines()
+    assert code == OutputFileError.exit_code and len(lines) == 1 and lines[0].startswith("error: cannot write "), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file"] and not any((tmp_path / "dir").iterdir())

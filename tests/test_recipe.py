@@ -222,7 +222,7 @@ def test_missing_recipe_and_unknown_forced_stage(tmp_path, capsys):
     assert code == 2 and "--force bundle: not a stage of this recipe (train, export, parity)" in err
     (tmp_path / "file").write_text("x")
     code, _, err = _run_cli(["run", str(recipe), "--out", str(tmp_path / "file")], capsys)
-    assert code == OutputFileError.exit_code and err.count("\n") == 1 and "file: not a directory" in err
+    assert code == OutputFileError.exit_code and err.count("\n") == 1 and "a file stands where a folder is needed" in err
 
 
 def test_shipped_recipes_validate():

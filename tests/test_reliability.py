@@ -458,3 +458,148 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
     area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
     return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+# -- issue 23: hostile artifacts, bundles, recipes and gates files ---------------------------------
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Exit code and stderr (one line, checked) of a command; stdout goes to ``capsys.stdout``."""
+    from syncopt.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    capsys.stdout = out
+    assert "Traceback" not in err + out and err.count("\n") == 1 and err.startswith("error: "), err
+    return exc.value.code, err
+
+
+def test_stage_and_quantize_method_tables_cover_every_entry():
+    from typing import get_args
+
+    from syncopt.compress.quantize import METHODS, QuantizeConfig
+    from syncopt.recipe import ORDER
+    from syncopt.recipe_stages import QUANTIZED_RUNTIME, STAGES
+    from syncopt.runtimes import RUNTIMES
+
+    assert set(get_args(QuantizeConfig.model_fields["method"].annotation)) == set(METHODS) == set(QUANTIZED_RUNTIME)
+    assert set(QUANTIZED_RUNTIME.values()) <= set(RUNTIMES)
+    assert tuple(STAGES) == ORDER
+
+
+@pytest.fixture(scope="module")
+def onnx_art(tmp_path_factory):
+    from syncopt.export import export
+
+    return export(syncopt.create("fcn", "tiny"), "onnx", tmp_path_factory.mktemp("art"))
+
+
+def _lie(art, tmp_path: Path, data: bytes | None = None, **claims) -> Path:
+    """A copy of ``art`` whose manifest makes ``claims`` (and holds ``data``), its sha256 made to match."""
+    import hashlib
+    import shutil
+
+    for f in art.folder.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    target = tmp_path / art.path.name
+    if data is not None:
+        target.write_bytes(data)
+    manifest = json.loads(Path(art.manifest).read_text()) | claims
+    manifest["sha256"] = hashlib.sha256(target.read_bytes()).hexdigest()
+    (tmp_path / Path(art.manifest).name).write_text(json.dumps(manifest))
+    return target
+
+
+@pytest.mark.parametrize("verb", ["parity", "bench", "gate"])
+def test_unparsable_onnx_with_a_matching_sha256_is_one_line(onnx_art, tmp_path, capsys, verb):
+    from syncopt.errors import GateBreach, WeightsError
+
+    bad = _lie(onnx_art, tmp_path, data=b"\x08\x07 not protobuf " * 50)
+    gates = tmp_path / "gates.yaml"
+    gates.write_text(f"parity:\n  - artifact: {bad}\n")
+    argv = {"parity": ["parity", bad], "bench": ["bench", bad, "--repeats", "3"], "gate": ["gate", "--config", gates]}
+    code, err = _cli(argv[verb], capsys)
+    if verb == "gate":  # a gate that cannot run is a failed gate, its reason in the summary
+        assert code == GateBreach.exit_code and f"{bad.name} is not a readable onnx graph" in capsys.stdout
+    else:
+        assert code == WeightsError.exit_code and f"{bad.name} is not a readable onnx graph" in err
+
+
+@pytest.mark.parametrize("claims,message", [
+    ({"frames": 999}, "claims video ?x3x999x48x48 (T=999); the graph's is ?x3x?x48x48"),
+    ({"batch": 4}, "claims video 4x3x?x48x48"),
+    ({"source_model": "fcn_attn"}, "claims source model fcn_attn/tiny but holds the spec of fcn/tiny"),
+])
+def test_manifest_claims_are_checked_against_the_graph(onnx_art, tmp_path, capsys, claims, message):
+    from syncopt.errors import WeightsError
+
+    lying = _lie(onnx_art, tmp_path, **claims)
+    for argv in (["parity", lying], ["bench", lying, "--repeats", "3"]):
+        code, err = _cli(argv, capsys)
+        assert code == WeightsError.exit_code and message in err
+
+
+def _zip_with(tmp_path: Path, damage) -> Path:
+    import zipfile
+
+    path = tmp_path / "b.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", "{}" + " " * 4000)
+    data = bytearray(path.read_bytes())
+    damage(data)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _bad_crc(data: bytearray) -> None:
+    data[16] ^= 0xFF  # the local header's CRC-32
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 16] ^= 0xFF  # and the central directory's: both agree, the content does not
+
+
+def _lying_size(data: bytearray) -> None:
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 24:central + 28] = (10).to_bytes(4, "little")  # uncompressed size: 10 bytes
+
+
+@pytest.mark.parametrize("damage", [_bad_crc, _lying_size], ids=["bad-crc", "lying-size"])
+def test_damaged_zip_members_are_a_bundle_error(tmp_path, capsys, damage):
+    from syncopt.errors import BundleError
+
+    code, err = _cli(["bundle", "verify", _zip_with(tmp_path, damage)], capsys)
+    assert code == BundleError.exit_code and "b.zip: a damaged member" in err
+
+
+@pytest.mark.parametrize("body,message", [
+    ("stages:\n  train: {model: fcn}\n  train: {model: fcn, epochs: 2}\n", "line 3 not valid YAML (duplicate key 'train')"),
+    ("stages: " + "[" * 20000 + "]" * 20000 + "\n", "line 1 not valid YAML (nested deeper than 64 levels)"),
+    ("seed: -1\nstages:\n  train: {model: fcn}\n", "seed: must be an integer in [0, 4294967295], got -1"),
+    ("stages:\n  train: {model: fcn, lr: -0.1}\n", "stages.train.lr: must be a finite number in (0, 10], got -0.1"),
+    ("stages:\n  train: {model: fcn, lr: .nan}\n", "stages.train.lr: must be finite, got nan"),
+    ("stages:\n  train: {model: fcn, epochs: 0}\n", "stages.train.epochs: must be an integer in [1, 10000], got 0"),
+    ("stages:\n  train: {model: fcn}\n  quantize: {method: qat, eval_clips: 0}\n",
+     "stages.quantize.eval_clips: must be an integer in [1, 10000], got 0"),
+    ("stages:\n  train: {model: fcn}\n  bench: {repeats: 0}\n", "stages.bench.repeats: Input should be greater than or equal to 1"),
+])
+def test_hostile_recipes_are_a_recipe_error_naming_the_field(tmp_path, capsys, body, message):
+    from syncopt.errors import RecipeError
+
+    (tmp_path / "r.yaml").write_text(body)
+    code, err = _cli(["run", tmp_path / "r.yaml", "--out", tmp_path / "run"], capsys)
+    assert code == RecipeError.exit_code and f"r.yaml: {message}" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("body,message", [
+    ("tolerances:\n  fp32: {max_abs: .nan}\n", "tolerances.fp32.max_abs: Input should be a finite number"),
+    ("tolerances:\n  int8: {min_cosine: -2}\n", "tolerances.int8.min_cosine: Input should be greater than or equal to -1"),
+    ("tolerances:\n  fp16: {max_abs: -1.0e-3}\n", "tolerances.fp16.max_abs: Input should be greater than or equal to 0"),
+    ("parity: []\nparity: []\n", "line 2 not valid YAML (duplicate key 'parity')"),
+    ("parity: " + "[" * 5000 + "]" * 5000 + "\n", "line 1 not valid YAML (nested deeper than 64 levels)"),
+])
+def test_hostile_gates_files_are_a_bad_gates_file_not_a_failed_artifact(tmp_path, capsys, body, message):
+    from syncopt.errors import UsageError
+
+    (tmp_path / "gates.yaml").write_text(body)
+    code, err = _cli(["gate", "--config", tmp_path / "gates.yaml"], capsys)
+    assert code == UsageError.exit_code and f"gates.yaml: {message}" in err
