@@ -38,9 +38,10 @@ from pydantic import BaseModel
 from torch import nn
 
 from syncopt.errors import SyncoptError, UsageError
+from syncopt.formats import FORMATS, artifact_bytes, runtime_formats
 from syncopt.runtimes import DEFAULT_RUNTIME, Session
 
-RUNTIME_FORMAT = {"torch": "torch", "onnxruntime": "onnx", "tflite": "tflite", "coreml": "coreml", "tensorrt": "tensorrt"}
+RUNTIME_FORMAT = runtime_formats()
 MEMORY_METHOD = "peak RSS growth during the passes (VmHWM reset via /proc/self/clear_refs)"
 
 
@@ -186,16 +187,13 @@ def default_runtime(target: Target) -> str:
 
 
 def _hardware_absent(runtime: str) -> str | None:
-    if runtime == "coreml" and platform.system() != "Darwin":
-        return "CoreML prediction needs macOS"
-    if runtime == "tensorrt" and not torch.cuda.is_available():
-        return "TensorRT needs a CUDA device; none is visible"
-    return None
+    """Why ``runtime``'s device is absent here (CoreML off macOS, TensorRT without CUDA), or None."""
+    row = FORMATS.get(RUNTIME_FORMAT[runtime])
+    return row.run_device() if row is not None and row.run_device else None
 
 
 def _file_mb(path: Path) -> float:
-    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
-    return sum(f.stat().st_size for f in files) / 1e6
+    return artifact_bytes(path) / 1e6
 
 
 class EagerSession(Session):
@@ -241,9 +239,9 @@ def prepare_session(target: Target, runtime: str, frames: int, threads: int | No
     if art is None:
         from syncopt.export import export
 
-        key = (fmt, frames if fmt == "tflite" else None)
+        options = FORMATS[fmt].export_options(frames)
+        key = (fmt, options.get("frames"))
         if key not in target._exports:
-            options = {"frames": frames} if fmt == "tflite" else {}
             target._exports[key] = export(target.net(), fmt, workdir / f"{target.name}_{fmt}_{len(target._exports)}",
                                           "fp32", **options)
         art = target._exports[key]

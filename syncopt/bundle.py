@@ -31,10 +31,11 @@ from pydantic import BaseModel, ValidationError
 from syncopt.artifact import Artifact, atomic_dir, load_artifact, sha256_path
 from syncopt.atomic import atomic_path, sha256_file
 from syncopt.errors import BundleError, InputFileError, SyncoptError, UsageError
+from syncopt.formats import FORMATS, artifact_bytes, bundle_targets
 from syncopt.spec import ModelSpec, TensorSpec
 
 FORMAT_VERSION = 1
-TARGET_FORMATS = {"android": "tflite", "ios": "coreml"}
+TARGET_FORMATS = bundle_targets()  # android: tflite, ios: coreml
 MAX_UNPACKED_BYTES = 4 << 30  # refuse archives that claim to unpack to more than 4 GiB
 MFCC = {"window_ms": 25, "hop_ms": 10, "nfft": 512, "mel_filters": 26, "coefficients": 13, "pre_emphasis": 0.97,
         "lifter": 22, "c0": "log frame energy", "input_scale": "float audio x 32768 (int16 range)",
@@ -141,7 +142,7 @@ def _artifacts(source: Path, targets: list[str], target: str, work: Path, frames
         for t in targets:
             fmt = TARGET_FORMATS[t]
             for precision in precisions:
-                artifacts.append(export(net, fmt, work, precision, **({"frames": frames} if fmt == "tflite" else {})))
+                artifacts.append(export(net, fmt, work, precision, **FORMATS[fmt].export_options(frames)))
         return artifacts, _run_metrics(source)
     if source.exists():
         art = load_artifact(source)
@@ -172,11 +173,10 @@ def _run_metrics(run: Path) -> dict[str, object]:
 
 def _bundled(art: Artifact, rel: str, path: Path) -> BundledModel:
     native = {t.name: t for t in art.native}
-    size = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return BundledModel(
         file=rel, format=art.format, precision=art.precision, frames=art.frames, batch=art.batch,
         inputs=tuple(native.get(t.name, t) for t in art.spec.inputs),
-        outputs=tuple(native.get(t.name, t) for t in art.spec.outputs), ops=art.ops, size_bytes=size,
+        outputs=tuple(native.get(t.name, t) for t in art.spec.outputs), ops=art.ops, size_bytes=artifact_bytes(path),
     )
 
 
@@ -370,16 +370,17 @@ def _artifact(root: Path, manifest: BundleManifest, model: BundledModel) -> Arti
 
 
 def _run_model(root: Path, manifest: BundleManifest, model: BundledModel) -> str:
-    """Run a TFLite model on a synthetic clip (outputs finite, shaped by the spec); validate a CoreML package."""
+    """Run a bundled model on a synthetic clip (outputs finite, shaped by the spec); where its runtime cannot
+    run here (CoreML off macOS), validate its structure."""
     import numpy as np
 
     art = _artifact(root, manifest, model)
-    if model.format == "coreml":
-        from syncopt.export.coreml import validate_package
-
-        if problems := validate_package(art):
+    row = FORMATS[model.format]
+    runs, reason = row.available("run")
+    if not runs and row.validate:
+        if problems := row.load("validate")(art):
             raise BundleError(f"{model.file}: {problems[0]}")
-        return f"{model.file}: CoreML package structure valid (prediction needs macOS)"
+        return f"{model.file}: {row.title} package structure valid ({reason})"
     from syncopt.data.datasets import synth_dataset
     from syncopt.runtimes import load
 
@@ -387,7 +388,7 @@ def _run_model(root: Path, manifest: BundleManifest, model: BundledModel) -> str
     frames = model.frames or spec.standard_frames
     clip = synth_dataset(spec, "test", 1, num_frames=frames)[0]
     try:
-        out = load(art, "tflite").run({t.name: clip[t.name][None] for t in spec.inputs})
+        out = load(art, row.runtime).run({t.name: clip[t.name][None] for t in spec.inputs})
     except SyncoptError as exc:
         raise BundleError(f"{model.file} did not run: {exc}") from exc
     except Exception as exc:  # noqa: BLE001  the interpreter raises RuntimeError/ValueError on a broken model

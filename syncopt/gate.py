@@ -33,7 +33,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from syncopt.atomic import atomic_path
 from syncopt.errors import InputFileError, SyncoptError, UsageError
@@ -44,17 +44,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _known_runtime(runtime: str | None) -> str | None:
+    from syncopt.formats import runtime_formats
+
+    if runtime is not None and runtime not in runtime_formats():
+        raise ValueError(f"unknown runtime '{runtime}' (known: {', '.join(runtime_formats())})")
+    return runtime
+
+
 class ParityGate(_Strict):
     artifact: str
     runtime: str | None = None
     clips: int = Field(4, ge=0)
     name: str | None = None
+    _runtime_known = field_validator("runtime")(_known_runtime)
 
 
 class Contender(_Strict):
     target: str = Field(description="artifact, run directory or model name (see syncopt bench)")
     runtime: str | None = None
     preset: str = "tiny"
+    _runtime_known = field_validator("runtime")(_known_runtime)
 
 
 class RatioGate(_Strict):

@@ -26,6 +26,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from syncopt.artifact import load_artifact
+from syncopt.formats import FORMATS
 from syncopt.runtimes import load
 
 REL_FLOOR = 0.1
@@ -92,8 +93,11 @@ def check_parity(artifact_path: str | os.PathLike, runtime: str | None = None, f
     ``tolerances``: per precision, replacing :data:`TOLERANCES` (gates and recipes set their own).
     """
     artifact = load_artifact(artifact_path)
-    if artifact.format == "coreml" and runtime in (None, "coreml") and os.uname().sysname != "Darwin":
-        return _coreml_structure(artifact)
+    row = FORMATS.get(artifact.format)
+    if row is not None and row.validate and runtime in (None, row.runtime):
+        runs, reason = row.available("run")
+        if not runs:
+            return _structure(artifact, row, reason)
     session = load(artifact, runtime)
     reference = load(artifact, "torch")
     spec = artifact.spec
@@ -126,14 +130,12 @@ def check_parity(artifact_path: str | os.PathLike, runtime: str | None = None, f
     return report
 
 
-def _coreml_structure(artifact) -> ParityReport:
-    """Off macOS a CoreML package cannot run: validate its structure against the spec instead."""
-    from syncopt.export.coreml import validate_package
-
-    return ParityReport(artifact=str(artifact.path), runtime="coreml", precision=artifact.precision,
+def _structure(artifact, row, reason: str) -> ParityReport:
+    """An artifact whose runtime cannot run here (CoreML off macOS): its structure validated against the spec."""
+    return ParityReport(artifact=str(artifact.path), runtime=row.runtime, precision=artifact.precision,
                         tolerance=TOLERANCES[artifact.precision], cases=[], outputs=[], decision_agreement=None,
-                        failures=validate_package(artifact),
-                        note="structure only: numeric parity needs macOS (CoreML prediction)")
+                        failures=row.load("validate")(artifact),
+                        note=f"structure only: numeric parity needs the runtime ({reason})")
 
 
 def _errors(name: str, got: np.ndarray, ref: np.ndarray) -> OutputError:

@@ -96,11 +96,11 @@ class ExportStage(BaseModel):
     @field_validator("formats")
     @classmethod
     def _known_formats(cls, formats: list[str]) -> list[str]:
-        from syncopt.export.matrix import PRECISIONS
+        from syncopt.formats import FORMATS
 
-        unknown = [f for f in formats if f not in PRECISIONS]
+        unknown = [f for f in formats if f not in FORMATS]
         if unknown:
-            raise ValueError(f"unknown format '{unknown[0]}' (known: {', '.join(PRECISIONS)})")
+            raise ValueError(f"unknown format '{unknown[0]}' (known: {', '.join(FORMATS)})")
         return formats
 
 
@@ -251,14 +251,15 @@ def _check_links(recipe: Recipe) -> None:
         if s.distill.teacher_weights is not None:
             raise _error(recipe, "stages.distill.teacher_weights", "the train stage gives the teacher")
     if s.export is not None:
-        from syncopt.export.matrix import PRECISIONS
+        from syncopt.formats import FORMATS
 
         for fmt in s.export.formats:
-            wrong = [p for p in s.export.precisions if p not in PRECISIONS[fmt]]
+            row = FORMATS[fmt]
+            wrong = [p for p in s.export.precisions if p not in row.precisions]
             if wrong:
                 raise _error(recipe, "stages.export.precisions",
-                             f"{fmt} exports {', '.join(PRECISIONS[fmt])}, not {wrong[0]}"
-                             + (" (INT8 ONNX comes from the quantize stage)" if fmt == "onnx" else ""))
+                             f"{fmt} exports {', '.join(row.precisions)}, not {wrong[0]}"
+                             + (f" (INT8 {row.title} comes from the quantize stage)" if wrong[0] in row.quantized else ""))
     if s.parity is not None:
         for i, ref in enumerate(s.parity.artifacts or []):
             _check_ref(recipe, ref, f"stages.parity.artifacts.{i}", "parity", artifact_only=True)

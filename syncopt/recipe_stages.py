@@ -105,13 +105,13 @@ def run_quantize(cfg: QuantizeStage, ctx: StageContext) -> Outcome:
 def run_export(cfg: ExportStage, ctx: StageContext) -> Outcome:
     from syncopt.compress.prune import load_model
     from syncopt.export import export
+    from syncopt.formats import FORMATS
 
     net = load_model(_model_dir(ctx))
     out = Outcome()
     for fmt in cfg.formats:
         for precision in cfg.precisions:
-            options = {"frames": cfg.frames} if fmt == "tflite" and cfg.frames else {}
-            art = export(net, fmt, ctx.folder, precision, **options)
+            art = export(net, fmt, ctx.folder, precision, **FORMATS[fmt].export_options(cfg.frames))
             out.artifacts[f"{fmt}:{precision}"] = str(art.path)
             out.rows.append(SummaryRow(stage="export", item=art.path.name, size_mb=_mb(art.path),
                                        note=f"{fmt} {precision}" + (f", T={art.frames}" if art.frames else "")))
@@ -194,7 +194,8 @@ def run_gate(cfg: GatesConfig, ctx: StageContext) -> Outcome:
 
 # The runtime that runs each quantize method's INT8 artifact; tests/test_reliability.py checks that
 # this table, STAGES and the recipe's stage order cover every method and stage.
-QUANTIZED_RUNTIME = {"ort": "onnxruntime", "qat": "onnxruntime", "inc": "torch", "tflite": "tflite"}
+QUANTIZED_RUNTIME = {"ort": "onnxruntime", "qat": "onnxruntime", "inc": "torch", "tflite": "tflite",
+                     "openvino": "openvino"}
 
 STAGES: dict[str, Callable[[BaseModel, StageContext], Outcome]] = {
     "train": run_train, "distill": run_distill, "prune": run_prune, "quantize": run_quantize, "export": run_export,

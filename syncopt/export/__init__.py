@@ -1,4 +1,4 @@
-"""Exporters, one module per format, registered by name; back-ends are imported lazily."""
+"""Exporters, one module per format, registered in :data:`syncopt.formats.FORMATS`; back-ends are imported lazily."""
 
 from __future__ import annotations
 
@@ -10,15 +10,8 @@ from types import ModuleType
 from torch import nn
 
 from syncopt.artifact import Artifact
-from syncopt.errors import BackendUnavailable, UsageError
-
-# format -> "module:function"; each function is export(model, out_dir, precision, **options) -> Artifact
-EXPORTERS = {
-    "onnx": "syncopt.export.onnx:export_onnx",
-    "tflite": "syncopt.export.tflite:export_tflite",
-    "coreml": "syncopt.export.coreml:export_coreml",
-    "tensorrt": "syncopt.export.tensorrt:export_tensorrt",
-}
+from syncopt.errors import BackendUnavailable
+from syncopt.formats import get_format
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
@@ -39,7 +32,4 @@ def require(module: str, extra: str, what: str) -> ModuleType:
 
 def export(model: nn.Module, fmt: str, out_dir: str | os.PathLike, precision: str = "fp32", **options) -> Artifact:
     """Export ``model`` (which carries its spec) to ``fmt``; ``options`` go to that format's exporter."""
-    if fmt not in EXPORTERS:
-        raise UsageError(f"unknown format '{fmt}' (known: {', '.join(EXPORTERS)})")
-    module, func = EXPORTERS[fmt].split(":")
-    return getattr(importlib.import_module(module), func)(model, Path(out_dir), precision, **options)
+    return get_format(fmt).load("exporter")(model, Path(out_dir), precision, **options)

@@ -24,13 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from syncopt.artifact import Artifact, atomic_dir, manifest_path, sha256_path
-from syncopt.errors import ExportError, UsageError
+from syncopt.artifact import Artifact
+from syncopt.errors import ExportError
 from syncopt.export import require
+from syncopt.formats import check_precision, write_artifact
 from syncopt.spec import ModelSpec, TensorSpec, parse_dim
-from syncopt.weights import save_state_dict
 
-PRECISIONS = ("fp32", "fp16", "int8")
 MAX_FRAMES = 3000  # 2 minutes at 25 fps
 _QUANTIZED_WEIGHT_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")
 
@@ -50,13 +49,9 @@ class _Positional(nn.Module):
 
 def export_coreml(model: nn.Module, out_dir: Path, precision: str = "fp32", max_frames: int = MAX_FRAMES) -> Artifact:
     """Write ``<name>_<preset>_<precision>.mlpackage`` with its manifest and source weights."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"CoreML export supports {', '.join(PRECISIONS)}, not '{precision}'")
+    check_precision("coreml", precision)
     ct = require("coremltools", "coreml", "CoreML export")
     spec: ModelSpec = model.spec
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = save_state_dict(model, out_dir / f"{spec.name}_{spec.preset}.safetensors")
-    target = out_dir / f"{spec.name}_{spec.preset}_{precision}.mlpackage"
     example = spec.example_inputs(T=spec.standard_frames)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -76,14 +71,9 @@ def export_coreml(model: nn.Module, out_dir: Path, precision: str = "fp32", max_
             config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
                 mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
             mlmodel = cto.linear_quantize_weights(mlmodel, config)
-    with atomic_dir(target) as tmp:
-        mlmodel.save(str(tmp))
     native = tuple(t.model_copy(update={"shape": (1, *t.shape[1:])}) for t in (*spec.inputs, *spec.outputs))
-    artifact = Artifact(format="coreml", precision=precision, file=target.name, sha256=sha256_path(target), spec=spec,
-                        native=native, batch=1, ops=program_ops(mlmodel.get_spec()), source_model=spec.name,
-                        source_preset=spec.preset, source_weights=weights.name, syncopt_version=_version())
-    artifact.write(manifest_path(target))
-    return artifact
+    return write_artifact(model, "coreml", out_dir, precision, lambda tmp: mlmodel.save(str(tmp)), native=native,
+                          batch=1, ops=program_ops(mlmodel.get_spec()))
 
 
 def _flexible_shape(ct, t: TensorSpec, spec: ModelSpec, max_frames: int) -> tuple:
@@ -177,8 +167,3 @@ def _uses_fp16(model_spec) -> bool:
 def _is_macos() -> bool:
     return os.uname().sysname == "Darwin"
 
-
-def _version() -> str:
-    from syncopt import __version__
-
-    return __version__

@@ -13,27 +13,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from syncopt.artifact import Artifact, manifest_path
-from syncopt.atomic import atomic_path, sha256_file
-from syncopt.errors import UsageError
-from syncopt.weights import save_state_dict
+from syncopt.artifact import Artifact
+from syncopt.formats import check_precision, write_artifact
 
 OPSET = 17
-PRECISIONS = ("fp32", "fp16")
 
 
 def export_onnx(model: nn.Module, out_dir: Path, precision: str = "fp32") -> Artifact:
     """Write ``<name>_<preset>_<precision>.onnx`` with its manifest and source weights."""
     import onnx
 
-    if precision not in PRECISIONS:
-        raise UsageError(f"ONNX export supports {', '.join(PRECISIONS)}; INT8 ONNX comes from syncopt quantize")
+    check_precision("onnx", precision)
     spec = model.spec
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = save_state_dict(model, out_dir / f"{spec.name}_{spec.preset}.safetensors")
-    target = out_dir / f"{spec.name}_{spec.preset}_{precision}.onnx"
     example = spec.example_inputs(T=max(16, spec.min_frames))
-    with atomic_path(target) as tmp:
+
+    def write(tmp: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(model.eval(), (), str(tmp), kwargs=example, input_names=spec.input_names,
@@ -49,11 +43,8 @@ def export_onnx(model: nn.Module, out_dir: Path, precision: str = "fp32") -> Art
             del graph.graph.value_info[:]
         onnx.checker.check_model(graph, full_check=True)  # full_check runs strict shape inference
         onnx.save(graph, str(tmp))
-    artifact = Artifact(format="onnx", precision=precision, file=target.name, sha256=sha256_file(target), spec=spec,
-                        source_model=spec.name, source_preset=spec.preset, source_weights=weights.name,
-                        syncopt_version=_version())
-    artifact.write(manifest_path(target))
-    return artifact
+
+    return write_artifact(model, "onnx", out_dir, precision, write)
 
 
 def _topologically_sorted(model):
@@ -73,8 +64,3 @@ def _topologically_sorted(model):
     graph.node.extend(ordered)
     return model
 
-
-def _version() -> str:
-    from syncopt import __version__
-
-    return __version__

@@ -18,14 +18,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from syncopt.artifact import Artifact, manifest_path, sha256_path
-from syncopt.atomic import atomic_path
-from syncopt.errors import BackendUnavailable, ExportError, UsageError
+from syncopt.artifact import Artifact
+from syncopt.errors import BackendUnavailable, ExportError
 from syncopt.export import require
+from syncopt.formats import check_precision, write_artifact
 from syncopt.spec import ModelSpec
-from syncopt.weights import save_state_dict
 
-PRECISIONS = ("fp32", "fp16", "int8")
 MAX_FRAMES = 3000
 MAX_BATCH = 8
 CALIBRATION_CLIPS = 64
@@ -51,16 +49,12 @@ def require_tensorrt(what: str):
 def export_tensorrt(model: nn.Module, out_dir: Path, precision: str = "fp32", max_frames: int = MAX_FRAMES,
                     max_batch: int = MAX_BATCH, calibration_clips: int = CALIBRATION_CLIPS) -> Artifact:
     """Write ``<name>_<preset>_<precision>.engine`` with its manifest and source weights."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"TensorRT export supports {', '.join(PRECISIONS)}, not '{precision}'")
+    check_precision("tensorrt", precision)
     trt = require_tensorrt("TensorRT export")
     from syncopt.export.onnx import export_onnx
 
     spec: ModelSpec = model.spec
     profile_shapes = optimization_profile(spec, max_frames, max_batch)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = save_state_dict(model, out_dir / f"{spec.name}_{spec.preset}.safetensors")
-    target = out_dir / f"{spec.name}_{spec.preset}_{precision}.engine"
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
@@ -84,14 +78,12 @@ def export_tensorrt(model: nn.Module, out_dir: Path, precision: str = "fp32", ma
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ExportError(f"TensorRT could not build an engine for {spec.name} {precision} (see its log above)")
-    with atomic_path(target) as out:
-        with open(out, "wb") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             shutil.copyfileobj(memoryview(plan), f)
-    artifact = Artifact(format="tensorrt", precision=precision, file=target.name, sha256=sha256_path(target),
-                        spec=spec, source_model=spec.name, source_preset=spec.preset, source_weights=weights.name,
-                        syncopt_version=_version())
-    artifact.write(manifest_path(target))
-    return artifact
+
+    return write_artifact(model, "tensorrt", out_dir, precision, write)
 
 
 def _calibrator(trt, spec: ModelSpec, count: int):
@@ -124,8 +116,3 @@ def _calibrator(trt, spec: ModelSpec, count: int):
 
     return ClipCalibrator()
 
-
-def _version() -> str:
-    from syncopt import __version__
-
-    return __version__

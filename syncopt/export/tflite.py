@@ -35,15 +35,13 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from syncopt.artifact import Artifact, manifest_path, permutation, sha256_path
-from syncopt.atomic import atomic_path
-from syncopt.errors import ExportError, UsageError
+from syncopt.artifact import Artifact, permutation
+from syncopt.errors import ExportError
 from syncopt.export import require
+from syncopt.formats import check_precision, write_artifact
 from syncopt.log import native_stderr_silenced
 from syncopt.spec import ModelSpec, TensorSpec
-from syncopt.weights import save_state_dict
 
-PRECISIONS = ("fp32", "fp16", "int8")
 _PRODUCED = {"fp32": "float32", "fp16": "float16", "int8": "integer_quant"}  # onnx2tf's file name suffixes
 # Representative clips for full-integer INT8: with trained tiny fcn_attn, 32 left one out-of-range frame
 # (worst video_emb cosine 0.984), 64 gave 0.990, 128 gave 0.992 (docs/export.md); the quantize route uses 64 too.
@@ -58,8 +56,7 @@ def export_tflite(model: nn.Module, out_dir: Path, precision: str = "fp32", fram
     ``keep_layout``: inputs onnx2tf must leave in the spec's layout (its
     ``keep_shape_absolutely_input_names``), e.g. streaming state that is concatenated with tensors
     onnx2tf did not transpose."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"TFLite export supports {', '.join(PRECISIONS)}, not '{precision}'")
+    check_precision("tflite", precision)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     onnx2tf = require("onnx2tf", "tflite", "TFLite export")
     require("tensorflow", "tflite", "TFLite export")
@@ -69,40 +66,36 @@ def export_tflite(model: nn.Module, out_dir: Path, precision: str = "fp32", fram
     t_len = frames or spec.standard_frames
     spec.check_length(t_len)
     sizes = spec.sizes(t_len, batch=1)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = save_state_dict(model, out_dir / f"{spec.name}_{spec.preset}.safetensors")
-    target = out_dir / f"{spec.name}_{spec.preset}_{precision}_T{t_len}.tflite"
-    with tempfile.TemporaryDirectory(prefix="syncopt-tflite-") as tmp:
-        work = Path(tmp)
-        source = export_onnx(model, work / "onnx", "fp32").path
-        _constants_as_initializers(source)
-        options = dict(input_onnx_file_path=str(source), output_folder_path=str(work / "tf"),
-                       overwrite_input_shape=[f"{t.name}:{','.join(map(str, t.concrete_shape(sizes)))}"
-                                              for t in spec.inputs],
-                       copy_onnx_input_output_names_to_tflite=True, non_verbose=True, output_signaturedefs=True,
-                       keep_shape_absolutely_input_names=list(keep_layout) or None)
-        if precision == "int8":
-            options |= dict(output_integer_quantized_tflite=True,
-                            custom_input_op_name_np_data_path=_calibration(spec, t_len, calibration_clips, work))
-        _run_onnx2tf(onnx2tf, options)
-        produced = work / "tf" / f"{source.stem}_{_PRODUCED[precision]}.tflite"
-        if not produced.is_file():
-            raise ExportError(f"{spec.name}: onnx2tf wrote no {produced.name}")
-        if precision == "int8":  # the quantized file lists its outputs in another order than the float one
-            _match_outputs(produced, work / "tf" / f"{source.stem}_float32.tflite", options)
-        ops = tflite_ops(produced)
-        flex = sorted(op for op in ops if op.startswith("Flex"))
-        if flex and not allow_flex:
-            raise ExportError(f"{spec.name} {precision}: TFLite needs Flex (SELECT_TF_OPS) ops {', '.join(flex)}; "
-                              f"a mobile build has builtin ops only")
-        native = native_tensors(produced, spec, sizes)
-        with atomic_path(target) as out:
-            shutil.copyfile(produced, out)
-    artifact = Artifact(format="tflite", precision=precision, file=target.name, sha256=sha256_path(target), spec=spec,
-                        native=native, frames=t_len, batch=1, ops=ops, source_model=spec.name,
-                        source_preset=spec.preset, source_weights=weights.name, syncopt_version=_version())
-    artifact.write(manifest_path(target))
-    return artifact
+
+    def write(target: Path) -> dict:
+        with tempfile.TemporaryDirectory(prefix="syncopt-tflite-") as tmp:
+            work = Path(tmp)
+            source = export_onnx(model, work / "onnx", "fp32").path
+            _constants_as_initializers(source)
+            options = dict(input_onnx_file_path=str(source), output_folder_path=str(work / "tf"),
+                           overwrite_input_shape=[f"{t.name}:{','.join(map(str, t.concrete_shape(sizes)))}"
+                                                  for t in spec.inputs],
+                           copy_onnx_input_output_names_to_tflite=True, non_verbose=True, output_signaturedefs=True,
+                           keep_shape_absolutely_input_names=list(keep_layout) or None)
+            if precision == "int8":
+                options |= dict(output_integer_quantized_tflite=True,
+                                custom_input_op_name_np_data_path=_calibration(spec, t_len, calibration_clips, work))
+            _run_onnx2tf(onnx2tf, options)
+            produced = work / "tf" / f"{source.stem}_{_PRODUCED[precision]}.tflite"
+            if not produced.is_file():
+                raise ExportError(f"{spec.name}: onnx2tf wrote no {produced.name}")
+            if precision == "int8":  # the quantized file lists its outputs in another order than the float one
+                _match_outputs(produced, work / "tf" / f"{source.stem}_float32.tflite", options)
+            ops = tflite_ops(produced)
+            flex = sorted(op for op in ops if op.startswith("Flex"))
+            if flex and not allow_flex:
+                raise ExportError(f"{spec.name} {precision}: TFLite needs Flex (SELECT_TF_OPS) ops {', '.join(flex)}; "
+                                  f"a mobile build has builtin ops only")
+            native = native_tensors(produced, spec, sizes)
+            shutil.copyfile(produced, target)
+        return {"native": native, "ops": ops}
+
+    return write_artifact(model, "tflite", out_dir, precision, write, tag=f"_T{t_len}", frames=t_len, batch=1)
 
 
 def tflite_ops(path: str | os.PathLike) -> list[str]:
@@ -251,8 +244,3 @@ def _schema():
         schema = require("tensorflow.lite.python.schema_py_generated", "tflite", "Reading TFLite files")
     return schema
 
-
-def _version() -> str:
-    from syncopt import __version__
-
-    return __version__

@@ -14,17 +14,12 @@ import torch
 
 from syncopt.artifact import Artifact, load_artifact
 from syncopt.errors import InputSpecError, UsageError
+from syncopt.formats import EXTRA_RUNTIMES, FORMATS
 from syncopt.spec import ModelSpec
 
-# runtime -> "module:class"; the class is built as cls(artifact, threads=...)
-RUNTIMES = {
-    "torch": "syncopt.runtimes.torch_runtime:TorchSession",
-    "onnxruntime": "syncopt.runtimes.onnxruntime_runtime:OrtSession",
-    "tflite": "syncopt.runtimes.tflite_runtime:TFLiteSession",
-    "coreml": "syncopt.runtimes.coreml_runtime:CoreMLSession",
-    "tensorrt": "syncopt.runtimes.tensorrt_runtime:TensorRTSession",
-}
-DEFAULT_RUNTIME = {"onnx": "onnxruntime", "tflite": "tflite", "coreml": "coreml", "tensorrt": "tensorrt"}
+# runtime -> "module:class", from the formats table; the class is built as cls(artifact, threads=...)
+RUNTIMES = EXTRA_RUNTIMES | {f.runtime: f.session for f in FORMATS.values()}
+DEFAULT_RUNTIME = {f.name: f.runtime for f in FORMATS.values()}
 
 
 class Session:
