@@ -159,9 +159,20 @@ def train_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    model: Annotated[str, typer.Argument(help="Registered model name, or a run directory from syncopt train.")],
+    model: Annotated[str | None, typer.Argument(help="Registered model name, or a run directory from syncopt train "
+                                                     "(with --data: default the shipped real-video model).")] = None,
     weights: Annotated[str | None, typer.Option(help="Weights file (default: the run directory's, or shipped weights).")] = None,
-    preset: Annotated[str, typer.Option(help="Preset of MODEL when it is a name.")] = "tiny",
+    preset: Annotated[str | None, typer.Option(help="Preset of MODEL when it is a name (default: tiny; with "
+                                                    "--data and no MODEL, the shipped model's).")] = None,
+    data: Annotated[str | None, typer.Option(help="Real clips instead of synthetic ones: a folder of in-sync videos, "
+                                                  "or a .csv of path,offset rows (offset: the clip's own, in frames).")] = None,
+    shifts: Annotated[str, typer.Option(parser=bounds.SHIFTS, help="With --data: audio shifts in frames "
+                                                                    "(positive delays the audio), comma-separated.")]
+    = "-10,-5,0,5,10",
+    context: Annotated[str, typer.Option(help="With --data: window lengths in frames, and 'full' for whole clips.")]
+    = "25,50,full",
+    cache: Annotated[str | None, typer.Option(help="With --data: feature cache folder (default $SYNCOPT_CACHE or "
+                                                   "~/.cache/syncopt/lips).")] = None,
     clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Number of held-out synthetic test clips.")] = 300,
     frames: Annotated[int, typer.Option(parser=bounds.FRAMES, help="Frames per test clip (25 fps).")] = 75,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -170,13 +181,28 @@ def evaluate_cmd(
     """Evaluate on the held-out synthetic test split: offset accuracy for 5..15-frame context
     (exact and ±1), per-frame accuracy, in-sync ROC-AUC, LSE-D/LSE-C, out-of-sync segment IoU.
 
-    Example: syncopt evaluate runs/fcn_tiny --json
+    With --data, real clips: each clip's audio is shifted by every --shifts k frames and its
+    offset decided whole and over consecutive --context windows; scored absolute (truth = the
+    clip's offset - k) and shift-following (truth = the clip's median of offset + k, minus k),
+    beside the model-free lip-geometry baseline.
+
+    Examples: syncopt evaluate runs/fcn_tiny --json;
+    syncopt evaluate --data clips/ --shifts -10,-5,0,5,10 --context 25,50,full --plot acc.png
     """
-    from syncopt.data.datasets import synth_dataset
-    from syncopt.evaluate import evaluate_dataset
     from syncopt.sync import load_sync_model
 
-    net, _, _ = load_sync_model(model, preset, weights)
+    if data is not None:
+        from syncopt.shift_eval import evaluate_command
+
+        report, text = evaluate_command(model, preset, weights, data, shifts, context, cache, plot)
+        typer.echo(report.model_dump_json(indent=2) if as_json else text)
+        return
+    if model is None:
+        raise UsageError("evaluate needs MODEL (or --data for real clips)")
+    from syncopt.data.datasets import synth_dataset
+    from syncopt.evaluate import evaluate_dataset
+
+    net, _, _ = load_sync_model(model, preset or "tiny", weights)
     dataset = synth_dataset(net.spec, "test", clips, frames, kinds={"constant": 0.7, "drift": 0.15, "cutin": 0.15})
     report = evaluate_dataset(net, dataset)
     if plot:
@@ -196,9 +222,11 @@ def evaluate_cmd(
 @app.command("sync")
 def sync_cmd(
     videos: Annotated[list[str], typer.Argument(help="Video files (any format FFmpeg reads); several allowed.")],
-    model: Annotated[str, typer.Option(help="Registered model name.")] = "fcn",
-    preset: Annotated[str, typer.Option(help="Model preset.")] = "tiny",
-    weights: Annotated[str | None, typer.Option(help="Weights file or run directory (default: shipped synthetic-data weights).")] = None,
+    model: Annotated[str | None, typer.Option(help="Registered model name (default: fcn_lips, the face-mesh lip "
+                                                   "model trained on real video).")] = None,
+    preset: Annotated[str | None, typer.Option(help="Model preset (default: the shipped model's, else tiny).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Weights file or run directory (default: the weights shipped "
+                                                     "for the model).")] = None,
     crop: Annotated[str, typer.Option(help="'detect': find and track faces; 'full': frames are already face crops.")] = "detect",
     chunk: Annotated[int, typer.Option(parser=bounds.CHUNK, help="Frames per inference chunk (bounds model memory on long videos).")] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON (a list, one entry per video).")] = False,
@@ -218,9 +246,9 @@ def sync_cmd(
     Example: syncopt sync clip.mp4 --crop full --json --plot clip.png
     """
     from syncopt.calibration import default_path, load_calibration
-    from syncopt.sync import load_sync_model, sync_video
+    from syncopt.sync import default_model, load_sync_model, sync_video
 
-    net, used, synthetic = load_sync_model(model, preset, weights)
+    net, used, synthetic = load_sync_model(*default_model(model, preset), weights)
     beside = None if synthetic else default_path(used, synthetic)
     if calibration is None and beside is not None and beside.is_file():
         calibration = str(beside)
@@ -248,6 +276,8 @@ def sync_cmd(
 def _print_sync(res) -> None:
     note = " — synthetic-data weights shipped with syncopt (not trained on real video)" if res.synthetic_weights else ""
     typer.echo(f"{res.video}: {res.frames} frames ({res.duration_s:.2f} s), {res.model}/{res.preset}{note}")
+    if res.trained_on:
+        typer.echo(f"  weights trained on: {res.trained_on}")
     for line in res.media_notes:
         typer.echo(f"  note: {line}")
     for t in res.tracks:
@@ -404,7 +434,7 @@ def parity_cmd(
                                                           "the first node that breaks the tolerance (docs/debugging.md).")] = False,
     plot: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="--locate: PNG of the error along depth.")] = None,
     against: Annotated[str | None, typer.Option(help="--locate: an fp32 ONNX artifact as the reference instead of torch.")] = None,
-    save_reference: Annotated[str | None, typer.Option(help="--locate: also write the reference's feeds and tensors "
+    save_reference: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="--locate: also write the reference's feeds and tensors "
                                                             "as a golden .npz.")] = None,
     reference: Annotated[str | None, typer.Option(help="--locate against a golden .npz (no torch needed).")] = None,
 ) -> None:
@@ -886,9 +916,10 @@ def quantize_cmd(
                                                                     "each adds alone (JSON + PNG in --out).")] = False,
     fallback: Annotated[str, typer.Option(help="ort: 'auto' returns the most sensitive nodes to float until "
                                                "--max-drop, agreement and --min-cosine hold.")] = "none",
-    max_drop: Annotated[float | None, typer.Option(parser=bounds.POINTS, help="--fallback: accuracy points INT8 may lose "
-                                                                 "(default --tolerance).")] = None,
-    min_cosine: Annotated[float, typer.Option(parser=bounds.Range(-1, 1), help="Worst per-frame embedding cosine INT8 must keep.")] = 0.99,
+    max_drop: Annotated[float | None, typer.Option(parser=bounds.POINTS, help="--fallback: accuracy points INT8 may "
+                                                                              "lose (default --tolerance).")] = None,
+    min_cosine: Annotated[float, typer.Option(parser=bounds.Range(-1, 1), help="Worst per-frame embedding cosine "
+                                                                                "INT8 must keep.")] = 0.99,
 ) -> None:
     """INT8 quantization with a report: size, accuracy drop and offset agreement against fp32,
     ONNX Runtime speed-up at batch 1. The INT8 ONNX artifact has a manifest (syncopt parity checks it).

@@ -77,7 +77,10 @@ class Preprocessing(BaseModel):
     audio_features: Literal["mfcc", "waveform"] = "mfcc"
     num_mfcc: int = 13
     mfcc_per_frame: int = 4
-    crop_size: int = Field(description="square face crop side in pixels")
+    crop_size: int = Field(description="square face crop side in pixels (0: the model reads no pixels)")
+    video_features: Literal["crops", "lips"] = Field(
+        "crops", description="face crops, or face-mesh lip motion (syncopt.data.lipfeatures.lip_motion)")
+    audio_norm: Literal["none", "clip"] = Field("none", description="MFCC normalised over the clip per coefficient")
     channel_order: Literal["rgb", "bgr"] = "rgb"
     pixel_mean: float = Field(0.0, description="frames enter as (pixel - mean) / std, pixels in 0..255")
     pixel_std: float = 1.0

@@ -53,6 +53,7 @@ class VideoSync(BaseModel):
     preset: str
     weights: str
     synthetic_weights: bool
+    trained_on: str | None = Field(None, description="what the weights were trained on (their manifest's summary)")
     fps: float
     frames: int
     duration_s: float
@@ -63,10 +64,37 @@ class VideoSync(BaseModel):
     calibrated: bool = Field(False, description="probabilities are temperature-scaled (syncopt calibrate)")
 
 
+DEFAULT_MODEL = ("fcn", "tiny")  # what `syncopt sync` and `evaluate --data` use when no model is named
+SHIPPED_DOMAINS = ("real", "synth")  # syncopt/assets/<model>_<preset>_<domain>.safetensors
+
+
+def default_model(model: str | None, preset: str | None) -> tuple[str, str]:
+    """``(model, preset)`` with :data:`DEFAULT_MODEL` filling what is not given (a named model's preset: tiny)."""
+    if model is None:
+        return DEFAULT_MODEL[0], preset or DEFAULT_MODEL[1]
+    return model, preset or "tiny"
+
+
 def shipped_weights(model: str, preset: str) -> Path | None:
-    """Weights trained by the project on synthetic data and shipped in the package, if any."""
-    path = resources.files("syncopt") / "assets" / f"{model}_{preset}_synth.safetensors"
-    return Path(str(path)) if path.is_file() else None
+    """Weights trained by the project and shipped in the package, if any: trained on real video
+    (``*_real``) before synthetic-only (``*_synth``)."""
+    folder = resources.files("syncopt") / "assets"
+    for domain in SHIPPED_DOMAINS:
+        path = folder / f"{model}_{preset}_{domain}.safetensors"
+        if path.is_file():
+            return Path(str(path))
+    return None
+
+
+def training_summary(weights: str | os.PathLike) -> str | None:
+    """What weights were trained on: the ``summary`` of the manifest ``<weights stem>.json`` beside them."""
+    manifest = Path(weights).with_suffix(".json")
+    if not manifest.is_file():
+        return None
+    try:
+        return str(json.loads(manifest.read_text())["summary"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def load_sync_model(model: str, preset: str, weights: str | os.PathLike | None) -> tuple[nn.Module, str, bool]:
@@ -88,8 +116,8 @@ def load_sync_model(model: str, preset: str, weights: str | os.PathLike | None) 
         weights = shipped_weights(model, preset)
         if weights is None:
             raise UsageError(f"no weights for {model} (preset {preset}): pass --weights "
-                             f"(shipped synthetic-data weights: {', '.join(available_shipped())})")
-        synthetic = True
+                             f"(shipped weights: {', '.join(available_shipped())})")
+        synthetic = weights.stem.endswith("_synth")
     net = create(model, preset, weights=weights)
     if "offset_logits" not in net.spec.output_names and "video_emb" not in net.spec.output_names:
         raise UsageError(f"model '{model}' gives neither offset logits nor embeddings")
@@ -98,8 +126,9 @@ def load_sync_model(model: str, preset: str, weights: str | os.PathLike | None) 
 
 def available_shipped() -> list[str]:
     folder = resources.files("syncopt") / "assets"
-    names = [p.name for p in folder.iterdir() if p.name.endswith("_synth.safetensors")] if folder.is_dir() else []
-    return sorted(n.removesuffix("_synth.safetensors") for n in names) or ["none"]
+    stems = [p.name.removesuffix(".safetensors") for p in folder.iterdir() if p.name.endswith(".safetensors")
+             ] if folder.is_dir() else []
+    return sorted(stem.rsplit("_", 1)[0] for stem in stems if stem.rsplit("_", 1)[-1] in SHIPPED_DOMAINS) or ["none"]
 
 
 def track_inputs(path: str | os.PathLike, spec: ModelSpec, crop: str = "detect"
@@ -117,12 +146,36 @@ def track_inputs(path: str | os.PathLike, spec: ModelSpec, crop: str = "detect"
     pre = spec.preprocessing
     source = FrameSource(path, fps=pre.fps)
     track_audio = decode_audio(path, sample_rate=pre.sample_rate)
+    if pre.video_features == "lips":
+        return source, _lip_tracks(source, track_audio.samples, spec, crop)
     tracks = face_crops(source, crop, spec, Path(path).name)
     audio = audio_to_tensor(fit_audio(track_audio.samples, source.num_frames, pre.fps, pre.sample_rate, source.notes),
                             source.num_frames, pre)
     per_frame = pre.audio_per_frame
     return source, ((track, crops, frames_to_tensor(crops, pre)[None],
                      audio[None, ..., per_frame * track.start:per_frame * track.end]) for track, crops in tracks)
+
+
+def _lip_tracks(source: FrameSource, samples: np.ndarray, spec: ModelSpec, crop: str
+                ) -> Iterator[tuple[FaceTrack, None, torch.Tensor, torch.Tensor]]:
+    """Face-mesh tracks as ``(track, None, lip motion (1,80,n), normalised MFCC (1,1,13,4n))``."""
+    from syncopt.data.landmarks import track_landmarks
+    from syncopt.data.lipfeatures import lip_inputs, lip_shape
+    from syncopt.data.media import fit_audio, mfcc_for_frames
+    from syncopt.errors import MediaError
+
+    if crop != "detect":
+        raise UsageError(f"{spec.name} reads face-mesh landmarks: --crop must be 'detect', not '{crop}'")
+    pre = spec.preprocessing
+    tracks = sorted(track_landmarks(source, min_track=spec.min_frames), key=lambda t: -len(t.points))
+    spec.check_length(source.num_frames)
+    if not tracks:
+        raise MediaError(f"no face found in {source.path.name}")
+    mfcc = mfcc_for_frames(fit_audio(samples, source.num_frames, pre.fps, pre.sample_rate, source.notes),
+                           source.num_frames, pre.sample_rate, pre.fps)
+    for track in tracks:
+        video, audio = lip_inputs(lip_shape(track.points), mfcc[:, 4 * track.start:4 * track.end])
+        yield track, None, video[None], audio[None]
 
 
 def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", synthetic: bool = False,
@@ -153,6 +206,7 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
         results[speaker].speaking = True
     return VideoSync(
         video=str(path), model=spec.name, preset=spec.preset, weights=weights, synthetic_weights=synthetic,
+        trained_on=training_summary(weights) if weights else None,
         fps=pre.fps, frames=source.num_frames, duration_s=source.num_frames / pre.fps,
         media_notes=list(source.notes), tracks=results, speaker=speaker,
         speakers=active_speaker(frame_scores(results, source.num_frames), pre.fps) if results else None,

@@ -99,6 +99,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     train_set, val_set, max_shift = _datasets(config, spec)
     train_set.augment = Augment(window=config.window, max_shift=max_shift, max_offset=spec.max_offset,
                                 audio_per_frame=spec.preprocessing.audio_per_frame,
+                                lips=spec.preprocessing.video_features == "lips",
                                 rng=np.random.default_rng(config.seed + me.rank))
     data_time = time.perf_counter() - t0
 
@@ -253,6 +254,9 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
     me = distributed.current()
     val_clips = config.val_clips if me.main else 0
     if config.data == "synth":
+        if spec.preprocessing.video_features == "lips":
+            raise UsageError(f"{spec.name} reads face-mesh lip motion and trains on real video: pass --data "
+                             "a folder of in-sync videos or a manifest .csv")
         train_set = synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers,
                                   indices=distributed.shard(range(config.train_clips)))
         return train_set, synth_dataset(spec, "val", val_clips, config.clip_frames, workers=config.workers), 0
@@ -261,10 +265,16 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
                                                val_idx if me.main else [])
     for line in distributed.gathered(skipped):
         status(f"skipped {line}")
-    short = [it for it in train_set.items + val_set.items if len(it["labels"]) < config.window + 2 * spec.max_offset]
-    if short:
-        raise UsageError(f"{len(short)} clips are shorter than {config.window + 2 * spec.max_offset} frames "
-                         f"(window + 2 x max offset), needed to draw new offsets")
+    need = config.window + 2 * spec.max_offset
+    for dataset in (train_set, val_set):
+        kept = [it for it in dataset.items if len(it["labels"]) >= need]
+        if len(kept) < len(dataset.items):
+            status(f"skipped {len(dataset.items) - len(kept)} clips (face tracks) shorter than {need} frames "
+                   "(window + 2 x max offset, needed to draw new offsets)")
+        if dataset.items and not kept:
+            raise UsageError(f"every clip is shorter than {need} frames (window + 2 x max offset), needed to draw "
+                             "new offsets; lower --window")
+        dataset.items = kept
     return train_set, val_set, spec.max_offset
 
 

@@ -30,6 +30,8 @@ class Augment:
     time_masks: int = 2  # audio time masks of up to 2 frames
     freq_masks: int = 1  # MFCC frequency masks of up to 2 coefficients (none on waveforms)
     audio_per_frame: int = 4  # audio steps per video frame (the spec's Preprocessing.audio_per_frame)
+    lips: bool = False  # video is lip motion (Preprocessing.video_features == "lips"), not pixels
+    jitter: float = 0.005  # lip motion: Gaussian landmark noise up to this std (inter-ocular units)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __call__(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -44,9 +46,14 @@ class Augment:
             item["audio"] = item["audio"][..., step * a:step * (a + self.window)]
             item["labels"] = item["labels"][s:s + self.window] - d
             item["valid"] = item["valid"][s:s + self.window]
-        scale = 1 + self.rng.uniform(-self.contrast, self.contrast)
-        shift = self.rng.uniform(-self.brightness, self.brightness) * 2
-        item["video"] = item["video"] * scale + shift
+        if self.lips:  # lip motion: articulation amplitude and landmark jitter
+            amplitude = np.exp(self.rng.uniform(-np.log(1.5), np.log(1.5)))
+            noise = self.rng.standard_normal(tuple(item["video"].shape)).astype(np.float32)
+            item["video"] = item["video"] * amplitude + torch.from_numpy(noise) * float(self.rng.uniform(0, self.jitter))
+        else:
+            scale = 1 + self.rng.uniform(-self.contrast, self.contrast)
+            shift = self.rng.uniform(-self.brightness, self.brightness) * 2
+            item["video"] = item["video"] * scale + shift
         audio = item["audio"].clone()
         for _ in range(self.time_masks):
             w = int(self.rng.integers(0, 2 * self.audio_per_frame + 1))
@@ -84,7 +91,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = self.items[index]
         tensors = {k: item[k] for k in ("audio", "labels", "valid")}
-        tensors["video"] = frames_to_tensor(item["frames"], self.pre)
+        tensors["video"] = item["video"] if "video" in item else frames_to_tensor(item["frames"], self.pre)
         return self.augment(tensors) if self.augment is not None else tensors
 
 
@@ -117,7 +124,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 
 def read_manifest(source: str | os.PathLike) -> list[tuple[Path, int]]:
     """``(video, offset)`` pairs from a folder (every video, offset 0 = in sync) or a CSV with
-    columns ``path`` (relative to the CSV) and optional ``offset`` (frames, SyncNet's sign)."""
+    columns ``path`` (relative to the CSV) and optional ``offset`` (frames, SyncNet's sign); lines
+    starting with ``#`` are comments."""
     src = Path(source)
     if src.is_dir():
         videos = sorted(p for p in src.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
@@ -127,7 +135,7 @@ def read_manifest(source: str | os.PathLike) -> list[tuple[Path, int]]:
     if not src.is_file():
         raise InputFileError(f"data source not found: {src} (use synth, a folder of videos, or a manifest .csv)")
     with open(src, newline="") as f:
-        rows = list(csv.DictReader(f))
+        rows = list(csv.DictReader(line for line in f if not line.lstrip().startswith("#")))
     if not rows or "path" not in rows[0]:
         raise UsageError(f"manifest {src.name} needs a header with a 'path' column (and optionally 'offset')")
     entries = []
@@ -174,6 +182,12 @@ def media_dataset(spec: ModelSpec, source: str | os.PathLike, crop: str = "detec
     items, skipped = [], []
     entries = read_manifest(source)
     for path, offset in entries if indices is None else [entries[i] for i in indices]:
+        if pre.video_features == "lips":
+            try:
+                items.append(_lip_item(path, offset))
+            except SyncoptError as exc:
+                skipped.append(f"{path.name}: {exc}")
+            continue
         try:
             media = load_media(path, fps=pre.fps, sample_rate=pre.sample_rate)
             track, frames = face_crops(media.frames, crop, spec, path.name)[0]
@@ -188,3 +202,15 @@ def media_dataset(spec: ModelSpec, source: str | os.PathLike, crop: str = "detec
     if not items:
         raise InputFileError(f"no usable clips in {source}: " + "; ".join(skipped[:3]))
     return ClipDataset(items, pre), skipped
+
+
+def _lip_item(path: Path, offset: int) -> dict:
+    """A real clip as lip motion and normalised MFCC of its longest face track (through the lip cache)."""
+    from syncopt.data.lipcache import load_or_extract
+    from syncopt.data.lipfeatures import lip_inputs
+
+    clip = load_or_extract(path)
+    video, audio = lip_inputs(clip.lips, clip.mfcc[:, 4 * clip.start:4 * (clip.start + clip.frames)])
+    n = clip.frames
+    return {"video": video, "audio": audio, "labels": torch.full((n,), offset, dtype=torch.int64),
+            "valid": torch.ones(n, dtype=torch.bool), "offset": offset, "kind": "constant", "sha256": clip.sha256}

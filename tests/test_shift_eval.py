@@ -1,0 +1,75 @@
+"""The real-clip shift harness: shifting a clip's audio by k moves the truth by -k, both scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from syncopt.data.lipcache import ClipFeatures
+from syncopt.errors import UsageError
+from syncopt.shift_eval import (baseline_scorer, evaluate_shifts, format_report, parse_contexts, shifted,
+                                valid_range)
+
+SHIFTS = [-10, -5, 0, 5, 10]
+
+
+def _clip(n: int = 200, lag: int = 0, seed: int = 0) -> ClipFeatures:
+    """A clip whose mouth opening follows its speech energy, the video ``lag`` frames behind
+    (offset ``lag``: video frame t matches audio frame t - lag)."""
+    rng = np.random.default_rng(seed)
+    energy = np.convolve(rng.standard_normal(n + 40), np.ones(4) / 4, mode="same")[20:20 + n].astype(np.float32)
+    opening = np.roll(energy, lag).astype(np.float32)
+    mfcc = np.repeat(energy[None], 13, 0).repeat(4, 1)
+    return ClipFeatures(name=f"synthetic{seed}", sha256="0" * 64, start=0, lips=np.zeros((n, 40, 2), np.float32),
+                        opening=opening, mfcc=mfcc, energy=energy, num_frames=n)
+
+
+def test_shift_moves_audio_by_whole_frames() -> None:
+    clip = _clip()
+    mfcc, energy = shifted(clip, 3)
+    np.testing.assert_array_equal(energy[3:], clip.energy[:-3])
+    np.testing.assert_array_equal(mfcc[:, 12:], clip.mfcc[:, :-12])
+    assert valid_range(clip, 3) == (3, clip.frames)
+    assert valid_range(clip, -4) == (0, clip.frames - 4)
+
+
+@pytest.mark.parametrize("k", SHIFTS)
+def test_baseline_follows_a_known_shift(k: int) -> None:
+    clip = _clip(lag=2)
+    decide = baseline_scorer(clip, k)
+    lo, hi = valid_range(clip, k)
+    assert decide(lo, hi) == 2 - k
+
+
+def test_scores_truth_moves_by_minus_k_and_a_constant_scores_one_over_shifts() -> None:
+    clips = [_clip(lag=2, seed=s) for s in range(3)]
+    bases = {c.name: 2 for c in clips}
+    follows = evaluate_shifts(clips, bases, {"baseline": baseline_scorer}, SHIFTS, ["25", "full"])["baseline"]
+    for context in ("25", "full"):
+        assert follows.by_context[context].absolute_exact == 1.0
+        assert follows.by_context[context].following_exact == 1.0
+    assert follows.by_context["25"].windows == sum(
+        (valid_range(c, k)[1] - valid_range(c, k)[0]) // 25 for c in clips for k in SHIFTS)
+
+    constant = evaluate_shifts(clips, bases, {"constant": lambda clip, k: (lambda lo, hi: 2)}, SHIFTS, ["full"])
+    score = constant["constant"].by_context["full"]
+    assert score.following_exact == pytest.approx(1 / len(SHIFTS))
+    assert score.absolute_exact == pytest.approx(1 / len(SHIFTS))
+    wrong_base = evaluate_shifts(clips, {c.name: 0 for c in clips}, {"baseline": baseline_scorer}, SHIFTS,
+                                 ["full"])["baseline"].by_context["full"]
+    assert wrong_base.following_exact == 1.0 and wrong_base.absolute_pm1 == 0.0  # following needs no base
+    assert "baseline" in format_report_stub(follows)
+
+
+def format_report_stub(rep) -> str:
+    from syncopt.shift_eval import ShiftEvalReport
+
+    return format_report(ShiftEvalReport(clips=["a"], clip_sha256={"a": "0"}, base_offsets={"a": 0}, shifts=SHIFTS,
+                                         contexts=["25", "full"], scorers={"baseline": rep}))
+
+
+def test_contexts_parse_or_fail_in_one_line() -> None:
+    assert parse_contexts("25,50,full") == ["25", "50", "full"]
+    for bad in ("", "3", "full,x", "-5"):
+        with pytest.raises(UsageError):
+            parse_contexts(bad)
