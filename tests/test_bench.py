@@ -98,14 +98,16 @@ def test_cli_bad_batch_is_one_line(capsys):
     assert capsys.readouterr().err.strip().count("\n") == 0
 
 
-def test_pipeline_times_every_stage():
-    rep = bench_pipeline(str(FIXTURE), "fcn", "tiny", crop="full", repeats=1)
+@pytest.mark.parametrize("crop, faces", [("full", []), ("detect", ["detect", "landmarks"])])
+def test_pipeline_times_every_stage(crop, faces):
+    video = FIXTURE if crop == "full" else FIXTURE.parent / "grid_brbk7n.mpg"
+    rep = bench_pipeline(str(video), "fcn", "tiny", crop=crop, repeats=1)
     stages = [s.stage for s in rep.stages]
-    assert stages == ["decode video", "decode audio", "face track + crop", "MFCC / audio features",
+    assert stages == ["decode video", *faces, "crop", "decode audio", "MFCC / audio features",
                       "crops -> tensor", "model", "offset decoding"]
     assert all(s.ms_p50 > 0 for s in rep.stages)
     assert sum(s.ms_p50 for s in rep.stages) == pytest.approx(rep.total_ms)
-    assert rep.frames > 200 and rep.realtime_factor > 0
+    assert rep.frames == (317 if crop == "full" else 75) and rep.realtime_factor > 0
 
 
 @pytest.mark.slow

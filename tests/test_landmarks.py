@@ -217,6 +217,20 @@ def test_mouth_region_is_centred_on_the_mouth(clips, tracks):
     assert 25 < width.mean() < 50  # the mouth spans about 0.56 of the 1-unit square
 
 
+def test_one_pass_crops_equal_two_pass_crops_across_gaps(clips):
+    from syncopt.data.landmarks import aligned_crops, track_and_crop
+
+    frames = clips["grid_sbwe5n.mpg"].copy()
+    frames[30:35] = 0  # the face vanishes for 5 frames (up to max_gap = 10): interpolated
+    [(track, crops)] = track_and_crop(frames, 64)
+    assert (track.start, track.end) == (0, 75) and (track.scores[30:35] == 0).all()
+    assert (track.scores[:30] > 0.5).all() and (track.scores[35:] > 0.5).all()
+    reference = aligned_crops(frames, track, 64)
+    assert np.abs(crops.astype(int) - reference).max() <= 1  # interpolated in float64 vs the track's float32
+    frames[30:50] = 0  # longer than max_gap: two tracks, the second from the next detection (every 5 frames)
+    assert [(tr.start, tr.end) for tr, _ in track_and_crop(frames, 64)] == [(0, 30), (50, 75)]
+
+
 @pytest.mark.slow  # building the model for its spec imports torch and every model (~7 s)
 def test_face_crops_use_landmarks_and_fall_back_to_haar(monkeypatch, clips):
     from syncopt.data.landmarks import LandmarkTrack

@@ -18,7 +18,9 @@ are already face crops use :func:`whole_frame_track` instead of detection.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,51 +240,69 @@ def face_crops(frames: Iterable[np.ndarray], mode: str, spec: ModelSpec, source:
     tracks faces (raising :class:`MediaError` when there are none), 'full' takes whole frames
     as the face crop. A clip shorter than ``spec.min_frames`` raises :class:`ClipTooShortError`.
 
-    Detection tracks the face mesh (:func:`syncopt.data.landmarks.track_landmarks`, tracks are
-    :class:`~syncopt.data.landmarks.LandmarkTrack`) and cuts crops aligned by the landmarks
-    (region 'face'); without the TFLite runtime (ai-edge-litert) it falls back to the Haar
-    cascade and padded box crops. ``timings``, if given, accumulates seconds per stage (``detect``,
-    ``landmarks``, ``crop``).
+    Detection tracks the face mesh and cuts crops aligned by its landmarks (region 'face') in one
+    pass (:func:`syncopt.data.landmarks.track_and_crop`; tracks are
+    :class:`~syncopt.data.landmarks.LandmarkTrack`); without the TFLite runtime (ai-edge-litert)
+    it falls back to the Haar cascade and padded box crops, in two passes. ``timings``, if given,
+    accumulates seconds per stage: ``decode video`` (reading ``frames``), ``detect``,
+    ``landmarks``, ``crop``.
 
-    ``frames`` is iterated once or twice (an array, or a :class:`~syncopt.data.media.FrameSource`
-    that decodes each pass): detection keeps only boxes and cropping only crops, so memory grows
-    with the crops, not with the decoded frames.
+    ``frames`` is an array, or a :class:`~syncopt.data.media.FrameSource` that decodes each pass;
+    only a few frames are held at a time, so memory grows with the crops, not with the video.
     """
-    import time
-
     from syncopt.data.litert import runtime_available
     from syncopt.errors import MediaError, UsageError
 
     size = spec.preprocessing.crop_size
-    if mode == "full":
-        crops = np.stack([_crop_box(f, np.array([0, 0, f.shape[1], f.shape[0]], np.float32), size, 0.0)
-                          for f in frames])
-        spec.check_length(len(crops))
-        return [(whole_frame_track(len(crops), size, size), crops)]
-    if mode != "detect":
-        raise UsageError(f"unknown crop mode '{mode}' (choose detect or full)")
     count = 0
 
     def counted() -> Iterator[np.ndarray]:
         nonlocal count
-        for count, frame in enumerate(frames, start=1):
+        stream = iter(frames)
+        while True:
+            with timed(timings, "decode video"):
+                frame = next(stream, None)
+            if frame is None:
+                return
+            count += 1
             yield frame
 
-    t0 = time.perf_counter()
+    if mode == "full":
+        crops = []
+        for frame in counted():
+            with timed(timings, "crop"):
+                crops.append(_crop_box(frame, np.array([0, 0, frame.shape[1], frame.shape[0]], np.float32), size, 0.0))
+        spec.check_length(len(crops))
+        return [(whole_frame_track(len(crops), size, size), np.stack(crops))]
+    if mode != "detect":
+        raise UsageError(f"unknown crop mode '{mode}' (choose detect or full)")
     if runtime_available():
-        from syncopt.data.landmarks import aligned_crops_tracks, track_landmarks
+        from syncopt.data.landmarks import track_and_crop
 
-        tracks: list = track_landmarks(counted(), min_track=spec.min_frames, timings=timings, allow_empty=True)
-        cropper = aligned_crops_tracks
+        found = track_and_crop(counted(), size, min_track=spec.min_frames, timings=timings, allow_empty=True)
+        spec.check_length(count)
     else:
-        tracks, cropper = track_faces(counted(), min_track=spec.min_frames), crop_tracks
-        if timings is not None:
-            timings["detect"] = timings.get("detect", 0.0) + time.perf_counter() - t0
-    spec.check_length(count)
-    if not tracks:
+        with timed(timings, "detect", "decode video"):
+            tracks = track_faces(counted(), min_track=spec.min_frames)
+        spec.check_length(count)
+        with timed(timings, "crop", "decode video"):
+            found = list(zip(tracks, crop_tracks(counted(), tracks, size)))
+    if not found:
         raise MediaError(f"no face found in {source} (use --crop full if the video is already a face crop)")
+    return found
+
+
+@contextlib.contextmanager
+def timed(timings: dict[str, float] | None, stage: str, inner: str | None = None) -> Iterator[None]:
+    """Add the seconds spent in the block to ``timings[stage]`` (if ``timings`` is given), less
+    what the block itself added to ``timings[inner]``."""
+    if timings is None:
+        yield
+        return
+    before = timings.get(inner, 0.0) if inner else 0.0
     t0 = time.perf_counter()
-    crops = cropper(frames, tracks, size)
-    if timings is not None:
-        timings["crop"] = timings.get("crop", 0.0) + time.perf_counter() - t0
-    return list(zip(tracks, crops))
+    try:
+        yield
+    finally:
+        nested = timings.get(inner, 0.0) - before if inner else 0.0
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0 - nested

@@ -15,9 +15,10 @@ are the subject's.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+import bisect
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from syncopt.data.faces import FaceTrack, check_frame, for_track_frames, iou, smooth_boxes
+from syncopt.data.faces import FaceTrack, check_frame, for_track_frames, iou, smooth_boxes, timed
 from syncopt.data.facemesh import (EYE_OUTER, MIN_PRESENCE, NUM_POINTS, FaceMesh, Roi, roi_from_detection,
                                    roi_from_points)
 from syncopt.errors import InputSpecError, MediaError
@@ -47,26 +48,95 @@ class LandmarkTrack(FaceTrack):
     points: np.ndarray  # (n, 468, 3) float32 x, y, z in frame pixels
 
 
+_serials = itertools.count()
+
+
 @dataclass
 class _Live:
-    """A track being built: observed frames only."""
+    """A track being built: observed frames only, with their alignment similarities."""
 
     frames: list[int] = field(default_factory=list)
     points: list[np.ndarray] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    params: list[np.ndarray] = field(default_factory=list)  # per observed frame, see _similarity
     roi: Roi | None = None  # where to run the mesh on the next frame; None once lost
+    serial: int = field(default_factory=lambda: next(_serials))
+
+    @property
+    def span(self) -> int:
+        return self.frames[-1] + 1 - self.frames[0]
+
+    def add(self, t: int, points: np.ndarray, score: float) -> None:
+        self.frames.append(t)
+        self.points.append(points)
+        self.scores.append(score)
+        self.params.append(_similarity(points[None])[0])
+
+    def pop(self) -> None:
+        for seq in (self.frames, self.points, self.scores, self.params):
+            seq.pop()
 
     def last_box(self) -> np.ndarray:
         xy = self.points[-1][:, :2]
         return np.concatenate([xy.min(0), xy.max(0)])
 
+    def params_at(self, frames: np.ndarray) -> np.ndarray:
+        """Similarity parameters at ``frames`` (clipped to the track), linear between observations:
+        the least-squares fit is linear in the points, so this is the fit of interpolated points."""
+        frames = np.clip(frames, self.frames[0], self.frames[-1])
+        lo = bisect.bisect_left(self.frames, int(frames.min())) - 1
+        hi = bisect.bisect_right(self.frames, int(frames.max())) + 1
+        lo, hi = max(lo, 0), min(hi, len(self.frames))
+        known = np.asarray(self.frames[lo:hi])
+        values = np.stack(self.params[lo:hi])
+        return np.stack([np.interp(frames, known, values[:, j]) for j in range(values.shape[1])], axis=1)
 
-@contextmanager
-def _timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
-    t0 = time.perf_counter()
-    yield
-    if timings is not None:
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
+
+class _Tracker:
+    """The frame loop of :func:`track_landmarks`, one :meth:`push` per frame."""
+
+    def __init__(self, detect_every: int, max_gap: int, iou_threshold: float, min_presence: float,
+                 num_threads: int | None, detector: Callable[[np.ndarray], np.ndarray] | None,
+                 mesh: FaceMesh | None, timings: dict[str, float] | None) -> None:
+        from syncopt.data.blazeface import BlazeFace
+
+        if detect_every < 1:
+            raise InputSpecError(f"detect_every must be >= 1, got {detect_every}")
+        self.detect_every, self.max_gap, self.iou_threshold = detect_every, max_gap, iou_threshold
+        self.min_presence, self.timings = min_presence, timings
+        self.detector = detector if detector is not None else BlazeFace(num_threads)
+        self.mesh = mesh if mesh is not None else FaceMesh(num_threads)
+        self.live: list[_Live] = []
+        self.done: list[_Live] = []
+        self.redetect = False
+        self.t = -1
+
+    def push(self, frame: np.ndarray) -> None:
+        check_frame(frame)
+        self.t = t = self.t + 1
+        if t % self.detect_every == 0 or self.redetect:
+            with timed(self.timings, "detect"):
+                dets = np.asarray(self.detector(frame), np.float32)
+            _assign(dets, self.live, t, self.max_gap, self.iou_threshold)
+        self.redetect = False
+        with timed(self.timings, "landmarks"):
+            for tr in self.live:
+                if tr.roi is None:
+                    continue
+                points, presence = self.mesh(frame, tr.roi)
+                if presence < self.min_presence:
+                    tr.roi, self.redetect = None, True
+                    continue
+                tr.add(t, points, presence)
+                tr.roi = roi_from_points(points)
+        _drop_duplicates(self.live, t)
+        ended = [tr for tr in self.live if tr.roi is None and (not tr.frames or t - tr.frames[-1] > self.max_gap)]
+        self.done += [tr for tr in ended if tr.frames]
+        self.live = [tr for tr in self.live if not any(tr is e for e in ended)]
+
+    def tracks(self) -> list[_Live]:
+        """Every track with observations, ended or not, in order of creation."""
+        return sorted((tr for tr in self.done + self.live if tr.frames), key=lambda tr: tr.serial)
 
 
 def track_landmarks(frames: Iterable[np.ndarray], detect_every: int = 5, *, max_gap: int = 10, min_track: int = 10,
@@ -81,43 +151,19 @@ def track_landmarks(frames: Iterable[np.ndarray], detect_every: int = 5, *, max_
     spent in ``detect`` and ``landmarks``. No track raises :class:`MediaError` naming the video
     (a :class:`~syncopt.data.media.FrameSource`'s file) unless ``allow_empty``.
     """
-    from syncopt.data.blazeface import BlazeFace
+    tracker = _Tracker(detect_every, max_gap, iou_threshold, min_presence, num_threads, detector, mesh, timings)
+    for frame in frames:
+        tracker.push(frame)
+    kept = [tr for tr in tracker.tracks() if tr.span >= min_track]
+    if not kept and not allow_empty:
+        _no_face(frames)
+    order = sorted(range(len(kept)), key=lambda i: (-kept[i].span, kept[i].frames[0]))
+    return [_finish(kept[i]) for i in order]
 
-    if detect_every < 1:
-        raise InputSpecError(f"detect_every must be >= 1, got {detect_every}")
-    detector = detector if detector is not None else BlazeFace(num_threads)
-    mesh = mesh if mesh is not None else FaceMesh(num_threads)
-    live: list[_Live] = []
-    done: list[_Live] = []
-    redetect = False
-    for t, frame in enumerate(frames):
-        check_frame(frame)
-        if t % detect_every == 0 or redetect:
-            with _timed(timings, "detect"):
-                dets = np.asarray(detector(frame), np.float32)
-            _assign(dets, live, t, max_gap, iou_threshold)
-        redetect = False
-        with _timed(timings, "landmarks"):
-            for tr in live:
-                if tr.roi is None:
-                    continue
-                points, presence = mesh(frame, tr.roi)
-                if presence < min_presence:
-                    tr.roi, redetect = None, True
-                    continue
-                tr.frames.append(t)
-                tr.points.append(points)
-                tr.scores.append(presence)
-                tr.roi = roi_from_points(points)
-        _drop_duplicates(live, t)
-        ended = [tr for tr in live if tr.roi is None and (not tr.frames or t - tr.frames[-1] > max_gap)]
-        done += [tr for tr in ended if tr.frames]
-        live = [tr for tr in live if not any(tr is e for e in ended)]
-    tracks = [_finish(tr) for tr in done + live if tr.frames and tr.frames[-1] + 1 - tr.frames[0] >= min_track]
-    if not tracks and not allow_empty:
-        name = Path(frames.path).name if hasattr(frames, "path") else "the clip"
-        raise MediaError(f"no face found in {name} (use --crop full if the video is already a face crop)")
-    return sorted(tracks, key=lambda tr: (-len(tr.boxes), tr.start))
+
+def _no_face(frames: Iterable[np.ndarray]) -> None:
+    name = Path(frames.path).name if hasattr(frames, "path") else "the clip"
+    raise MediaError(f"no face found in {name} (use --crop full if the video is already a face crop)")
 
 
 def _assign(dets: np.ndarray, live: list[_Live], t: int, max_gap: int, iou_threshold: float) -> None:
@@ -149,7 +195,7 @@ def _drop_duplicates(live: list[_Live], t: int) -> None:
     for i, young in enumerate(seen):
         for old in seen[:i]:
             if old.frames[-1] == t and iou(old.last_box()[None], young.last_box()[None])[0, 0] >= _DUPLICATE_IOU:
-                young.frames.pop(), young.points.pop(), young.scores.pop()
+                young.pop()
                 young.roi = None
                 break
 
@@ -213,24 +259,23 @@ REGIONS = {
 }
 
 
-def alignment(points: np.ndarray, size: int, region: str = "face", smooth: float = 2.0) -> np.ndarray:
-    """``(n, 2, 3)`` affines from ``size`` px crop pixels to frame pixels (continuous coordinates).
-
-    Per frame, the similarity (rotation, scale, translation) that best maps :data:`TEMPLATE` onto
-    the eye and mouth corners (least squares); its parameters are smoothed over time with a
-    Gaussian of ``smooth`` frames (0: none), then ``region`` picks the square to cut.
-    """
-    if region not in REGIONS:
-        raise InputSpecError(f"unknown crop region '{region}' (choose {', '.join(REGIONS)})")
+def _similarity(points: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` per-frame similarity ``a.real, a.imag, b.real, b.imag`` mapping a template point
+    ``z`` (as a complex number) to ``a * z + b`` in the frame: the least-squares fit of
+    :data:`TEMPLATE` to the eye and mouth corners of ``points`` ``(n, 468, >=2)``."""
     target = points[:, list(_ALIGN_POINTS), :2].astype(np.float64)
-    w = target[..., 0] + 1j * target[..., 1]  # (n, 4) complex frame points
+    w = target[..., 0] + 1j * target[..., 1]
     z = TEMPLATE[:, 0] + 1j * TEMPLATE[:, 1]
     zc = z - z.mean()
     a = (w - w.mean(1, keepdims=True)) @ np.conj(zc) / np.sum(np.abs(zc) ** 2)  # scale * e^(i angle)
     b = w.mean(1) - a * z.mean()
-    params = np.stack([a.real, a.imag, b.real, b.imag], axis=1)
-    if smooth > 0 and len(params) > 1:
-        params = gaussian_filter1d(params, smooth, axis=0, mode="nearest")
+    return np.stack([a.real, a.imag, b.real, b.imag], axis=1)
+
+
+def _region_affine(params: np.ndarray, size: int, region: str) -> np.ndarray:
+    """``(n, 2, 3)`` crop-pixel -> frame-pixel affines of ``region`` under similarities ``params``."""
+    if region not in REGIONS:
+        raise InputSpecError(f"unknown crop region '{region}' (choose {', '.join(REGIONS)})")
     a = params[:, 0] + 1j * params[:, 1]
     b = params[:, 2] + 1j * params[:, 3]
     spec = REGIONS[region]
@@ -241,6 +286,28 @@ def alignment(points: np.ndarray, size: int, region: str = "face", smooth: float
     out[:, 0] = np.stack([a.real * k, -a.imag * k, shift.real], axis=1)
     out[:, 1] = np.stack([a.imag * k, a.real * k, shift.imag], axis=1)
     return out
+
+
+def _gaussian(smooth: float) -> np.ndarray:
+    """scipy's ``gaussian_filter1d`` kernel: radius ``int(4 * smooth + 0.5)``, normalised."""
+    radius = int(4.0 * smooth + 0.5)
+    x = np.arange(-radius, radius + 1)
+    w = np.exp(-0.5 * (x / smooth) ** 2)
+    return w / w.sum()
+
+
+def alignment(points: np.ndarray, size: int, region: str = "face", smooth: float = 2.0) -> np.ndarray:
+    """``(n, 2, 3)`` affines from ``size`` px crop pixels to frame pixels (continuous coordinates).
+
+    Per frame, the similarity (rotation, scale, translation) that best maps :data:`TEMPLATE` onto
+    the eye and mouth corners (least squares); its parameters are smoothed over time with a
+    Gaussian of ``smooth`` frames (0: none; the track's ends repeated), then ``region`` picks the
+    square to cut.
+    """
+    params = _similarity(points)
+    if smooth > 0 and len(params) > 1:
+        params = gaussian_filter1d(params, smooth, axis=0, mode="nearest")
+    return _region_affine(params, size, region)
 
 
 def warp_crop(frame: np.ndarray, to_frame: np.ndarray, size: int) -> np.ndarray:
@@ -270,3 +337,42 @@ def aligned_crops_tracks(frames: Iterable[np.ndarray], tracks: list[LandmarkTrac
     transforms = [alignment(tr.points, size, region, smooth) for tr in tracks]
     return for_track_frames(frames, tracks, size,
                             lambda frame, i, k: warp_crop(frame, transforms[i][k], size))
+
+
+def track_and_crop(frames: Iterable[np.ndarray], size: int, region: str = "face", smooth: float = 2.0, *,
+                   detect_every: int = 5, max_gap: int = 10, min_track: int = 10, iou_threshold: float = 0.3,
+                   min_presence: float = MIN_PRESENCE, num_threads: int | None = None,
+                   timings: dict[str, float] | None = None,
+                   allow_empty: bool = False) -> list[tuple[LandmarkTrack, np.ndarray]]:
+    """:func:`track_landmarks` and :func:`aligned_crops` in one pass over ``frames``, longest track
+    first: each frame is cut once every track's landmarks around it are final, ``max_gap`` plus the
+    smoothing radius plus one frames later, so a video is decoded once and only those frames are
+    held. ``timings`` also gets ``crop``."""
+    _region_affine(np.zeros((0, 4)), size, region)  # an unknown region fails before any work
+    tracker = _Tracker(detect_every, max_gap, iou_threshold, min_presence, num_threads, None, None, timings)
+    kernel = _gaussian(smooth) if smooth > 0 else np.ones(1)
+    radius = len(kernel) // 2
+    offsets = np.arange(-radius, radius + 1)
+    pending: deque[tuple[int, np.ndarray]] = deque()
+    crops: dict[int, list[np.ndarray]] = {}
+
+    def cut(t: int, frame: np.ndarray) -> None:
+        with timed(timings, "crop"):
+            for tr in tracker.tracks():
+                if tr.frames[0] <= t <= tr.frames[-1]:
+                    params = kernel @ tr.params_at(t + offsets) if tr.span > 1 else tr.params_at(np.array([t]))[0]
+                    to_frame = _region_affine(params[None], size, region)[0]
+                    crops.setdefault(tr.serial, []).append(warp_crop(frame, to_frame, size))
+
+    for frame in frames:
+        tracker.push(frame)
+        pending.append((tracker.t, frame))
+        if len(pending) > radius + max_gap + 1:
+            cut(*pending.popleft())
+    while pending:
+        cut(*pending.popleft())
+    kept = [tr for tr in tracker.tracks() if tr.span >= min_track]
+    if not kept and not allow_empty:
+        _no_face(frames)
+    kept.sort(key=lambda tr: (-tr.span, tr.frames[0]))
+    return [(_finish(tr), np.stack(crops[tr.serial])) for tr in kept]
