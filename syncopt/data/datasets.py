@@ -31,7 +31,7 @@ class Augment:
     freq_masks: int = 1  # MFCC frequency masks of up to 2 coefficients (none on waveforms)
     audio_per_frame: int = 4  # audio steps per video frame (the spec's Preprocessing.audio_per_frame)
     lips: bool = False  # video is lip motion (Preprocessing.video_features == "lips"), not pixels
-    jitter: float = 0.005  # lip motion: Gaussian landmark noise up to this std (inter-ocular units)
+    jitter: float = 0.3  # lip motion: Gaussian landmark noise up to this std (units of the track's RMS motion)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __call__(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ EYE_CORNERS = (33, 263)
 MOUTH_CORNERS = (61, 291)
 INNER_LIP_MIDDLE = (13, 14)  # upper and lower inner lip, on the midline
 LIP_CHANNELS = 2 * len(LIP_POINTS)
+MIN_MOTION_RMS = 1e-3  # inter-ocular units: a still mouth is not blown up to unit motion
 
 
 def face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,9 +50,14 @@ def lip_shape(points: np.ndarray) -> np.ndarray:
 
 def lip_motion(shape: np.ndarray) -> np.ndarray:
     """Model input ``(80, n)`` from :func:`lip_shape`'s ``(n, 40, 2)``: the aligned contour minus the
-    track's median shape, x then y per point."""
-    shape = shape - np.median(shape, axis=0, keepdims=True)
-    return np.ascontiguousarray(shape.reshape(len(shape), -1).T)
+    track's median shape, divided by its RMS over the track, x then y per point.
+
+    The RMS division removes how widely a speaker articulates (and how large the mesh's motion is on
+    a small face): studio GRID speakers move their lips a third as much as the LatentSync speakers.
+    """
+    motion = shape - np.median(shape, axis=0, keepdims=True)
+    motion = motion / max(float(np.sqrt(np.mean(np.square(motion)))), MIN_MOTION_RMS)
+    return np.ascontiguousarray(motion.reshape(len(motion), -1).T, dtype=np.float32)
 
 
 def mouth_opening(points: np.ndarray) -> np.ndarray:

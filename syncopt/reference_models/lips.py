@@ -1,7 +1,7 @@
 """``fcn_lips``: a dense sync model on face-mesh lip motion and MFCC.
 
 The video tower reads the 40 lip-contour points of the face mesh, aligned to the face and with the
-track's median shape removed (:func:`syncopt.data.lipfeatures.lip_motion`), instead of pixels: the
+track's median shape and motion scale removed (:func:`syncopt.data.lipfeatures.lip_motion`), instead of pixels: the
 geometry is the same on filmed and rendered faces, so training on a few speakers carries to others.
 Both towers are temporal convolutions padded in time (dense, any length above the receptive field);
 the correlation volume and predictor are the FCN's (:class:`TwoTowerSync`).
@@ -94,9 +94,9 @@ def lips_spec(preset: str, cfg: LipsConfig) -> ModelSpec:
         name="fcn_lips",
         preset=preset,
         inputs=(
-            TensorSpec(name="video", shape=("B", LIP_CHANNELS, "T"), layout="NCT", value_range=(-0.1, 0.1),
-                       description="face-mesh lip contour (40 points, x then y), face-aligned, in inter-ocular "
-                                   "units, the track's median shape removed; 25 fps"),
+            TensorSpec(name="video", shape=("B", LIP_CHANNELS, "T"), layout="NCT", value_range=(-3.0, 3.0),
+                       description="face-mesh lip contour (40 points, x then y), face-aligned, the track's median "
+                                   "shape removed, divided by the track's RMS motion; 25 fps"),
             TensorSpec(name="audio", shape=("B", 1, 13, "4*T"), layout="NCFT", value_range=(-3.0, 3.0),
                        description="MFCC (python_speech_features defaults), 4 per frame, mean and variance "
                                    "normalised over the clip per coefficient"),

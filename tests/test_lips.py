@@ -1,0 +1,86 @@
+"""Face-mesh lip features, the per-clip feature cache and the fcn_lips model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from syncopt.data.lipfeatures import (EYE_CORNERS, LIP_CHANNELS, LIPS_OUTER, lip_inputs, lip_motion, lip_shape,
+                                      normalise_mfcc, speech_energy)
+from syncopt.errors import UsageError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _mesh(n: int = 30, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(-1, 1, (1, 468, 3)).repeat(n, 0).astype(np.float64)
+    points[:, EYE_CORNERS[0], :2] = (-1.0, -1.0)
+    points[:, EYE_CORNERS[1], :2] = (1.0, -1.0)
+    points[:, list(LIPS_OUTER[1:10]), 1] += 0.05 * np.sin(np.arange(n))[:, None]  # the lower lip moves
+    return points
+
+
+def test_lip_shape_ignores_where_the_face_is_and_how_it_is_turned() -> None:
+    points = _mesh()
+    angle, scale, move = 0.4, 3.5, np.array([120.0, -40.0])
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = points.copy()
+    moved[..., :2] = scale * points[..., :2] @ rot.T + move
+    np.testing.assert_allclose(lip_shape(moved), lip_shape(points), atol=1e-5)
+    assert not np.allclose(lip_shape(points)[0], lip_shape(points)[1])  # but it does see the lips move
+
+
+def test_lip_motion_is_centred_and_scale_free() -> None:
+    shape = lip_shape(_mesh())
+    motion = lip_motion(shape)
+    assert motion.shape == (LIP_CHANNELS, len(shape))
+    np.testing.assert_allclose(np.median(motion, axis=1), 0, atol=1e-6)
+    assert np.sqrt(np.mean(motion ** 2)) == pytest.approx(1.0, rel=1e-5)
+    centre = np.median(shape, axis=0, keepdims=True)
+    wider = centre + 3 * (shape - centre)  # a speaker who articulates three times as widely
+    np.testing.assert_allclose(lip_motion(wider), motion, atol=1e-5)
+
+
+def test_normalised_mfcc_does_not_depend_on_the_recording_level() -> None:
+    from syncopt.data.media import mfcc_for_frames
+
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(16000) * np.sin(np.linspace(0, 20, 16000)) ** 2).astype(np.float32)
+    quiet, loud = (normalise_mfcc(mfcc_for_frames(a, 25)) for a in (audio, 8 * audio))
+    np.testing.assert_allclose(quiet.mean(1), 0, atol=1e-4)
+    np.testing.assert_allclose(quiet.std(1), 1, atol=1e-3)
+    np.testing.assert_allclose(quiet, loud, atol=1e-3)
+
+
+def test_speech_energy_is_per_frame_and_louder_in_speech() -> None:
+    audio = np.zeros(16000, np.float32)
+    audio[8000:] = 0.3 * np.sin(2 * np.pi * 800 * np.arange(8000) / 16000)
+    energy = speech_energy(audio, 25)
+    assert energy.shape == (25,)
+    assert energy[15:].min() > energy[:10].max() + 5
+
+
+def test_cache_extracts_once_and_hits_by_content(tmp_path: Path) -> None:
+    from syncopt.data.lipcache import load_or_extract
+
+    clip = load_or_extract(FIXTURES / "grid_sbwe5n.mpg", tmp_path)
+    assert clip.num_frames == 75 and clip.frames == 75 and clip.mfcc.shape == (13, 300)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    renamed = tmp_path / "renamed.mpg"
+    shutil.copyfile(FIXTURES / "grid_sbwe5n.mpg", renamed)
+    again = load_or_extract(renamed, tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1 and again.sha256 == clip.sha256
+    np.testing.assert_array_equal(again.lips, clip.lips)
+    video, audio = lip_inputs(again.lips, again.mfcc)
+    assert tuple(video.shape) == (LIP_CHANNELS, 75) and tuple(audio.shape) == (1, 13, 300)
+
+
+def test_lip_model_trains_only_on_real_video(tmp_path: Path) -> None:
+    from syncopt.train import TrainConfig, train
+
+    with pytest.raises(UsageError, match="trains on real video"):
+        train(TrainConfig(model="fcn_lips", epochs=1), tmp_path / "run")
