@@ -895,8 +895,9 @@ def robustness_cmd(
 def quantize_cmd(
     source: Annotated[str, typer.Argument(help="An fp32 ONNX artifact, a run directory, or a registered model name.")],
     method: Annotated[str, typer.Option(help="ort (ONNX Runtime static QDQ), qat (quantization-aware fine-tuning -> "
-                                               "QDQ ONNX), inc (Neural Compressor PT2E, tuned to --tolerance) or "
-                                               "tflite (full-integer, 2D students).")] = "ort",
+                                               "QDQ ONNX), inc (Neural Compressor PT2E, tuned to --tolerance), "
+                                               "tflite (full-integer, 2D students) or openvino (NNCF INT8 IR; "
+                                               "accuracy control with --max-drop).")] = "ort",
     calibration: Annotated[str, typer.Option(help="Activation calibration: minmax, entropy or percentile.")] = "minmax",
     calibration_data: Annotated[str, typer.Option(help="'synth' or a folder/manifest of videos (ort).")] = "synth",
     calibration_clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Calibration clips.")] = 64,
@@ -916,7 +917,8 @@ def quantize_cmd(
                                                                     "each adds alone (JSON + PNG in --out).")] = False,
     fallback: Annotated[str, typer.Option(help="ort: 'auto' returns the most sensitive nodes to float until "
                                                "--max-drop, agreement and --min-cosine hold.")] = "none",
-    max_drop: Annotated[float | None, typer.Option(parser=bounds.POINTS, help="--fallback: accuracy points INT8 may "
+    max_drop: Annotated[float | None, typer.Option(parser=bounds.POINTS, help="--fallback, and openvino's NNCF accuracy "
+                                                                              "control: accuracy points INT8 may "
                                                                               "lose (default --tolerance).")] = None,
     min_cosine: Annotated[float, typer.Option(parser=bounds.Range(-1, 1), help="Worst per-frame embedding cosine "
                                                                                 "INT8 must keep.")] = 0.99,
@@ -957,7 +959,7 @@ def quantize_cmd(
         return
     if report.ptq_accuracy_drop is not None:
         typer.echo(f"static INT8 lost {report.ptq_accuracy_drop:.1f} points: quantization-aware fine-tuning used")
-    speed = f", ORT speed-up x{report.speedup:.2f}" if report.speedup else ""
+    speed = f", {'OpenVINO' if method == 'openvino' else 'ORT'} speed-up x{report.speedup:.2f}" if report.speedup else ""
     typer.echo(f"{report.artifact}: size x{report.size_ratio:.3f}, offset accuracy {report.fp32_accuracy:.3f} -> "
                f"{report.int8_accuracy:.3f} (drop {report.accuracy_drop:.1f} points), agreement "
                f"{report.offset_agreement:.1%}, min embedding cosine {report.min_embedding_cosine:.4f}{speed}; "

@@ -103,6 +103,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("tensorrt", "TensorRT", ".engine", "syncopt.export.tensorrt:export_tensorrt", "tensorrt",
            "syncopt.runtimes.tensorrt_runtime:TensorRTSession", ("fp32", "fp16", "int8"), "tensorrt", ("tensorrt",),
            export_device=_cuda, run_device=_cuda),
+    Format("openvino", "OpenVINO", ".openvino", "syncopt.export.openvino:export_openvino", "openvino",
+           "syncopt.runtimes.openvino_runtime:OpenVINOSession", ("fp32", "bf16", "int8"), "openvino",
+           ("openvino",), directory=True),
 )}
 # Runtimes that run something other than an exported file: torch runs any artifact's source model.
 EXTRA_RUNTIMES = {"torch": "syncopt.runtimes.torch_runtime:TorchSession"}

@@ -8,6 +8,9 @@ Tolerances are the parity contract of docs/DESIGN.md:
 | fp16 | max abs <= 1e-2; offset decision identical on >= 99.5% of clips |
 | int8 | embedding cosine >= 0.99; offset decision identical on >= 99% of clips |
 
+bf16 (OpenVINO's bfloat16 inference) is held to the fp16 row: DESIGN.md has no bf16 row, and bf16
+keeps fewer mantissa bits than fp16 (8 against 11), so this is the stricter reading, not a new bar.
+
 Relative error is ``|a - b| / max(|b|, 0.1)``: below 0.1 in magnitude the absolute bound rules.
 Offset decisions are compared only on clips the torch model decides clearly: a clip whose best
 offset beats the runner-up by less than ``NEAR_TIE_NATS`` of mean per-frame log-probability is a
@@ -47,6 +50,7 @@ class Tolerance(BaseModel):
 TOLERANCES = {
     "fp32": Tolerance(max_abs=1e-4, max_rel=1e-3),
     "fp16": Tolerance(max_abs=1e-2, min_agreement=0.995),
+    "bf16": Tolerance(max_abs=1e-2, min_agreement=0.995),  # the fp16 row (module docstring)
     "int8": Tolerance(min_cosine=0.99, min_agreement=0.99),
 }
 EMBEDDINGS = ("video_emb", "audio_emb")

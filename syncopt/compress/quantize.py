@@ -15,6 +15,8 @@
   label + KD fine-tune with fake quantization, converted to INT8 and exported as a QDQ ONNX
   artifact that ONNX Runtime runs like ``ort``'s. ``qat_if_drop_over``: ``ort`` falls back to it
   when static quantization loses more than that many points (the report says so).
+- ``openvino``: NNCF post-training INT8 of the OpenVINO IR (:mod:`syncopt.compress.quantize_openvino`),
+  with accuracy control when ``max_drop`` is set; fp32 reference and speed in OpenVINO (f32).
 - ``tflite``: full-integer INT8 through the TFLite exporter (mobile, 2D-lowered students such
   as ``mobile_2d``); its representative dataset is the same synthetic calibration clips (the
   ``train`` split, first N clips at the artifact's length).
@@ -22,7 +24,8 @@
 Calibration clips come from the ``train`` split (or a folder of videos); evaluation clips from
 the held-out ``test`` split, so calibration never sees them. Accuracy is the 15-frame clip
 offset accuracy of :mod:`syncopt.evaluate`; agreement is the share of clips whose decoded offset
-equals fp32's; the speed-up is fp32 over INT8 median latency in ONNX Runtime at batch 1 (runs interleaved).
+equals fp32's; the speed-up is fp32 over INT8 median latency at batch 1 in the method's runtime (ONNX
+Runtime; OpenVINO for ``openvino``), runs interleaved.
 """
 
 from __future__ import annotations
@@ -46,11 +49,12 @@ from syncopt.compress.common import CONTEXT, state_bytes
 from syncopt.compress.sensitivity import FallbackReport, fallback
 from syncopt.data.datasets import ClipDataset, media_dataset, synth_dataset
 from syncopt.errors import UsageError
+from syncopt.formats import artifact_bytes
 from syncopt.log import status
 from syncopt.spec import ModelSpec
 from syncopt.train import write_json
 
-METHODS = ("ort", "qat", "inc", "tflite")
+METHODS = ("ort", "qat", "inc", "tflite", "openvino")
 # Only the weighted layers: the correlation (normalise, shifted products) and the elementwise tail
 # stay float, which keeps the offset decision and avoids Q/DQ pairs around cheap ops.
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
@@ -63,7 +67,7 @@ CALIBRATION = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percenti
 
 
 class QuantizeConfig(BaseModel):
-    method: Literal["ort", "qat", "inc", "tflite"] = "ort"
+    method: Literal["ort", "qat", "inc", "tflite", "openvino"] = "ort"
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
     calibration_data: str = Field("synth", description="'synth' or a folder/manifest of videos")
     calibration_clips: int = 64  # TFLite INT8 of tiny mobile_2d: 16 clips gave worst frame cosine 0.975, 64 gave 0.992
@@ -83,7 +87,8 @@ class QuantizeConfig(BaseModel):
     qat_lr: float = 1e-4
     fallback: Literal["none", "auto"] = Field("none", description="ort: 'auto' returns the most sensitive nodes to "
                                                                   "float until the targets hold (compress/sensitivity.py)")
-    max_drop: float | None = Field(None, description="fallback: accuracy points INT8 may lose (default: tolerance)")
+    max_drop: float | None = Field(None, description="fallback, and openvino (NNCF accuracy control on val clips): "
+                                                     "accuracy points INT8 may lose (default: tolerance)")
     min_cosine: float = 0.99  # worst per-frame embedding cosine (DESIGN.md, int8 row)
     max_fallback: int = 8  # fallback: at most this many nodes return to float
     sensitivity_clips: int = 8  # calibration clips the per-node sensitivity runs on
@@ -133,13 +138,13 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
         raise UsageError("empty calibration set: no clips to calibrate on")
     test = synth_dataset(spec, "test", config.eval_clips, config.frames)
     fallback_report = None
-    if config.method in ("ort", "qat"):
-        fp32, int8 = ort_int8(model, calib, config, out) if config.method == "ort" else _qat(model, config, out)
+    if config.method in PAIRED:
+        fp32, int8 = PAIRED[config.method](model, calib, config, out)
         if config.method == "ort" and config.fallback == "auto":
             int8, fallback_report = fallback(model, calib, test, config, out, fp32, int8)
         ref_run, q_run = _session_runner(fp32), _session_runner(int8)
         fp32_ms, int8_ms = _latencies((fp32, int8), config)
-        fp32_bytes = fp32.path.stat().st_size
+        fp32_bytes = artifact_bytes(fp32.path)
     elif config.method == "inc":
         int8, q_run = _inc(model, calib, config, out)
         ref_run, fp32_ms, int8_ms = _torch_runner(model), None, None
@@ -152,8 +157,8 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
     stats = compare(ref_run, q_run, test)
     drop = 100 * (stats["fp32"].context_accuracy[CONTEXT] - stats["int8"].context_accuracy[CONTEXT])
     report = QuantizeReport(
-        config=config, artifact=str(int8.path), fp32_bytes=fp32_bytes, int8_bytes=int8.path.stat().st_size,
-        size_ratio=int8.path.stat().st_size / fp32_bytes, fp32_accuracy=stats["fp32"].context_accuracy[CONTEXT],
+        config=config, artifact=str(int8.path), fp32_bytes=fp32_bytes, int8_bytes=artifact_bytes(int8.path),
+        size_ratio=artifact_bytes(int8.path) / fp32_bytes, fp32_accuracy=stats["fp32"].context_accuracy[CONTEXT],
         int8_accuracy=stats["int8"].context_accuracy[CONTEXT], accuracy_drop=drop,
         per_frame_accuracy_fp32=stats["fp32"].per_frame_accuracy, per_frame_accuracy_int8=stats["int8"].per_frame_accuracy,
         offset_agreement=stats["agreement"], min_embedding_cosine=stats["cosine"], fp32_latency_ms=fp32_ms,
@@ -265,6 +270,17 @@ def _qat(model: nn.Module, config: QuantizeConfig, out: Path) -> tuple[Artifact,
 
     fp32 = export_onnx(model, out, "fp32")
     return fp32, qat_int8(model, fp32, config, out)
+
+
+def _openvino(model: nn.Module, calib: ClipDataset, config: QuantizeConfig, out: Path) -> tuple[Artifact, Artifact]:
+    from syncopt.compress.quantize_openvino import openvino_int8
+
+    return openvino_int8(model, calib, config, out)
+
+
+# Methods whose fp32 reference and INT8 result are artifacts of one runtime, compared and timed in it:
+# name -> (model, calibration clips, config, out) -> (fp32, int8)
+PAIRED = {"ort": ort_int8, "qat": lambda model, calib, config, out: _qat(model, config, out), "openvino": _openvino}
 
 
 def _quantized_nodes(path: str | Path, keep_float: set[str]) -> list[str]:

@@ -1,0 +1,50 @@
+"""OpenVINO on CPU (or ``$SYNCOPT_OPENVINO_DEVICE``: GPU, NPU where present), latency hint, threads settable.
+
+The inference precision follows the artifact's: ``INFERENCE_PRECISION_HINT`` f32 for fp32 and
+int8 artifacts (the float parts of INT8 stay f32), bf16 for bf16 ones. The CPU plugin's own
+default is bf16 on CPUs with AVX-512 BF16 or AMX, so the hint is always set. The IR keeps the
+dynamic batch and time axes of the ONNX export, so any batch and T run in one call.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from syncopt.artifact import Artifact
+from syncopt.errors import BackendUnavailable, WeightsError
+from syncopt.export import require
+from syncopt.export.openvino import XML
+from syncopt.runtimes import Session
+
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+DEVICE_VARIABLE = "SYNCOPT_OPENVINO_DEVICE"
+
+
+class OpenVINOSession(Session):
+    name = "openvino"
+
+    def __init__(self, artifact: Artifact, threads: int | None = None) -> None:
+        ov = require("openvino", "openvino", "The OpenVINO runtime")
+        super().__init__(artifact.spec)
+        core = ov.Core()
+        device = os.environ.get(DEVICE_VARIABLE, "CPU")
+        if device.split(".")[0] not in core.available_devices:
+            raise BackendUnavailable(f"OpenVINO device {device} is not present here (present: "
+                                     f"{', '.join(core.available_devices)})")
+        try:
+            graph = core.read_model(str(artifact.path / XML))
+        except RuntimeError as exc:
+            raise WeightsError(f"{artifact.path.name} is not a readable OpenVINO IR "
+                               f"({' '.join(str(exc).split())[:200]})") from exc
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": HINTS[artifact.precision]}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(graph, device, config)
+        self.request = self.compiled.create_infer_request()
+        self.outputs = [self.compiled.output(name) for name in self.spec.output_names]
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self.request.infer(feeds)
+        return {name: np.array(result[port]) for name, port in zip(self.spec.output_names, self.outputs)}

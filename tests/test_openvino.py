@@ -1,0 +1,113 @@
+"""OpenVINO IR export, runtime and NNCF INT8: parity against torch by DESIGN.md's tolerances, broken IRs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+
+import syncopt  # noqa: E402
+from syncopt.artifact import load_artifact, sha256_path  # noqa: E402
+from syncopt.export import export  # noqa: E402
+from syncopt.export.openvino import BIN, XML  # noqa: E402
+from syncopt.parity import TOLERANCES, check_parity  # noqa: E402
+from syncopt.runtimes import load  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def x3d_ir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("openvino")
+    net = syncopt.create("x3d_s", "tiny")
+    return {p: export(net, "openvino", out, p) for p in ("fp32", "bf16")}
+
+
+def _rewrite_manifest(artifact) -> None:
+    """Make the manifest's sha256 match the (modified) IR, so only the runtime can notice."""
+    manifest = json.loads(open(artifact.manifest).read())
+    manifest["sha256"] = sha256_path(artifact.path)
+    open(artifact.manifest, "w").write(json.dumps(manifest))
+
+
+def test_ir_is_one_directory_with_dynamic_time_and_a_manifest(x3d_ir):
+    art = load_artifact(x3d_ir["fp32"].path)
+    assert art.path.is_dir() and sorted(p.name for p in art.path.iterdir()) == [BIN, XML]
+    assert art.format == "openvino" and art.frames is None and art.batch is None
+    session = load(art)
+    for t, b in ((art.spec.min_frames, 1), (41, 2)):  # one IR, any T and batch
+        out = session.run(art.spec.example_inputs(T=t, batch=b))
+        for o in art.spec.outputs:
+            assert out[o.name].shape == o.concrete_shape(art.spec.sizes(t, b))
+    assert x3d_ir["bf16"].path.joinpath(BIN).stat().st_size < 0.6 * art.path.joinpath(BIN).stat().st_size
+
+
+def test_fp32_parity_on_tiny_students(x3d_ir, tmp_path):
+    for art in (x3d_ir["fp32"], export(syncopt.create("mobile_2d", "tiny"), "openvino", tmp_path, "fp32")):
+        report = check_parity(art.path, synth_clips=2)
+        assert report.passed, report.failures
+        assert report.runtime == "openvino" and report.tolerance == TOLERANCES["fp32"]
+
+
+def test_bf16_runs_in_bfloat16_close_to_torch(x3d_ir):
+    report = check_parity(x3d_ir["bf16"].path, synth_clips=2)
+    assert report.tolerance == TOLERANCES["fp16"]  # bf16 is held to DESIGN.md's fp16 row
+    worst = max(o.max_abs for o in report.outputs)
+    assert 1e-4 < worst < 0.05  # really another precision than f32, and near it
+    assert min(o.min_cosine for o in report.outputs if o.output.endswith("_emb")) > 0.999
+    assert report.decision_agreement in (None, 1.0)
+
+
+@pytest.mark.xfail(strict=True, reason="bf16 keeps 8 mantissa bits: tiny x3d_s offset_logits (magnitude ~7) miss the "
+                                       "fp16 row's absolute 1e-2 by 0.015 (docs/export.md, 'OpenVINO')")
+def test_bf16_meets_the_fp16_row(x3d_ir):
+    assert check_parity(x3d_ir["bf16"].path, synth_clips=2).passed
+
+
+def test_nncf_int8_parity_on_a_tiny_student(tmp_path):
+    art = export(syncopt.create("x3d_s", "tiny"), "openvino", tmp_path, "int8", calibration_clips=16)
+    report = check_parity(art.path, synth_clips=2)
+    assert report.passed, report.failures
+    assert report.tolerance == TOLERANCES["int8"]
+    assert "FakeQuantize" in art.ops  # quantized, not a float IR with an int8 label
+
+
+def test_perturbed_bin_fails_parity_with_exit_9(x3d_ir, tmp_path):
+    art = export(syncopt.create("x3d_s", "tiny"), "openvino", tmp_path, "fp32")
+    weights = art.path / BIN
+    data = bytearray(weights.read_bytes())
+    rng = np.random.default_rng(0)
+    for const in ET.parse(art.path / XML).iter("data"):  # every f32 convolution kernel gets 5% relative noise
+        if const.get("offset") and const.get("element_type") == "f32" and len(const.get("shape", "").split(",")) >= 3:
+            start, size = int(const.get("offset")), int(const.get("size"))
+            values = np.frombuffer(data[start:start + size], np.float32)
+            noisy = values + 0.05 * values.std() * rng.standard_normal(values.size).astype(np.float32)
+            data[start:start + size] = noisy.tobytes()
+    weights.write_bytes(bytes(data))
+    _rewrite_manifest(art)
+    res = subprocess.run([sys.executable, "-m", "syncopt", "parity", str(art.path), "--clips", "0"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 9, res.stderr
+    assert res.stderr.startswith("error: parity breached — x3d_s_tiny_fp32.openvino:") and "max abs" in res.stderr
+
+
+@pytest.mark.parametrize("part", [XML, BIN])
+def test_truncated_ir_gives_a_one_line_error(tmp_path, part):
+    art = export(syncopt.create("x3d_s", "tiny"), "openvino", tmp_path, "fp32")
+    path = art.path / part
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    res = subprocess.run([sys.executable, "-m", "syncopt", "parity", str(art.path)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 7 and res.stderr.count("\n") == 1, res.stderr
+    assert "sha256 of x3d_s_tiny_fp32.openvino does not match its manifest" in res.stderr
+    _rewrite_manifest(art)  # a consistent manifest: OpenVINO itself must refuse the IR
+    res = subprocess.run([sys.executable, "-m", "syncopt", "parity", str(art.path)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 7 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("error: x3d_s_tiny_fp32.openvino is not a readable OpenVINO IR")
