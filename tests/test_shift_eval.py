@@ -20,7 +20,7 @@ def _clip(n: int = 200, lag: int = 0, seed: int = 0) -> ClipFeatures:
     energy = np.convolve(rng.standard_normal(n + 40), np.ones(4) / 4, mode="same")[20:20 + n].astype(np.float32)
     opening = np.roll(energy, lag).astype(np.float32)
     mfcc = np.repeat(energy[None], 13, 0).repeat(4, 1)
-    return ClipFeatures(name=f"synthetic{seed}", sha256="0" * 64, start=0, lips=np.zeros((n, 40, 2), np.float32),
+    return ClipFeatures(name=f"synthetic{seed}", sha256="0" * 64, start=0, points=np.zeros((n, 468, 3), np.float32),
                         opening=opening, mfcc=mfcc, energy=energy, num_frames=n)
 
 

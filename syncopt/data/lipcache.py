@@ -1,4 +1,4 @@
-"""Per-clip preprocessing written once: face-mesh lip shapes, mouth opening, MFCC and speech energy.
+"""Per-clip preprocessing written once: the face mesh of the speaker's track, MFCC and speech energy.
 
 Decoding and the face mesh are the expensive part of training and evaluating on real video; this
 cache runs them once per clip and stores a compressed ``.npz`` named by the clip's sha256 (so a
@@ -20,7 +20,7 @@ from syncopt.atomic import atomic_path, sha256_file
 from syncopt.data.lipfeatures import lip_shape, mouth_opening, speech_energy
 from syncopt.errors import MediaError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 FPS, SAMPLE_RATE = 25.0, 16000
 
 
@@ -31,8 +31,8 @@ class ClipFeatures:
     name: str
     sha256: str
     start: int  # first frame of the face track
-    lips: np.ndarray  # (n, 40, 2) aligned lip contour (syncopt.data.lipfeatures.lip_shape)
-    opening: np.ndarray  # (n,) inner-lip opening
+    points: np.ndarray  # (n, 468, 3) face mesh in frame pixels
+    opening: np.ndarray  # (n,) inner-lip opening (syncopt.data.lipfeatures.mouth_opening)
     mfcc: np.ndarray  # (13, 4 * num_frames) raw MFCC of the whole clip
     energy: np.ndarray  # (num_frames,) band log-energy of the whole clip
     num_frames: int
@@ -40,7 +40,12 @@ class ClipFeatures:
     @property
     def frames(self) -> int:
         """Frames of the face track."""
-        return len(self.lips)
+        return len(self.points)
+
+    @property
+    def lips(self) -> np.ndarray:
+        """``(n, 40, 3)`` pose-free lip contour (:func:`syncopt.data.lipfeatures.lip_shape`)."""
+        return lip_shape(self.points)
 
 
 def extract(path: str | os.PathLike, detect_every: int = 5) -> ClipFeatures:
@@ -56,7 +61,7 @@ def extract(path: str | os.PathLike, detect_every: int = 5) -> ClipFeatures:
     audio = fit_audio(decode_audio(path, sample_rate=SAMPLE_RATE).samples, source.num_frames, FPS, SAMPLE_RATE)
     return ClipFeatures(
         name=Path(path).name, sha256=sha256_file(path), start=track.start,
-        lips=lip_shape(track.points), opening=mouth_opening(track.points),
+        points=track.points.astype(np.float32), opening=mouth_opening(track.points),
         mfcc=mfcc_for_frames(audio, source.num_frames, SAMPLE_RATE, FPS),
         energy=speech_energy(audio, source.num_frames, SAMPLE_RATE, FPS), num_frames=source.num_frames,
     )
@@ -75,14 +80,14 @@ def load_or_extract(path: str | os.PathLike, cache_dir: str | os.PathLike | None
     target = Path(cache_dir or default_cache_dir()) / f"{digest}.v{CACHE_VERSION}.npz"
     if target.is_file():
         with np.load(target) as data:
-            return ClipFeatures(name=Path(path).name, sha256=digest, start=int(data["start"]), lips=data["lips"],
+            return ClipFeatures(name=Path(path).name, sha256=digest, start=int(data["start"]), points=data["points"],
                                 opening=data["opening"], mfcc=data["mfcc"], energy=data["energy"],
                                 num_frames=int(data["num_frames"]))
     clip = extract(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, start=clip.start, lips=clip.lips, opening=clip.opening, mfcc=clip.mfcc,
+            np.savez_compressed(fh, start=clip.start, points=clip.points, opening=clip.opening, mfcc=clip.mfcc,
                                 energy=clip.energy, num_frames=clip.num_frames)
     return clip
 

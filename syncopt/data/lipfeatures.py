@@ -2,10 +2,10 @@
 
 A 468-point face mesh (MediaPipe's canonical topology) carries the same lip geometry whether a
 face was filmed or rendered, so features built on it transfer between domains far better than
-pixels. Per frame, the 40 lip-contour points are expressed in a face-aligned frame: translated to
-the mouth centre, rotated so the outer eye corners lie on a horizontal line, and divided by the
-inter-ocular distance; the track's median shape is then subtracted, so what remains is motion,
-not the speaker's lip shape.
+pixels. Per frame, the 40 lip-contour points are carried into the track's mean head pose by a 3-D
+similarity transform fitted on rigid face points (so head turns, nods and moves are removed) and
+divided by the inter-ocular distance; the track's median shape is then subtracted, so what remains
+is motion, not the speaker's lip shape.
 
 Point indices are MediaPipe's (``FACEMESH_LIPS`` in mediapipe/python/solutions/face_mesh_connections.py,
 and the canonical mesh ``canonical_face_model.obj``): outer lip contour from the left mouth corner
@@ -21,36 +21,70 @@ LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 
 LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
 LIP_POINTS = LIPS_OUTER + LIPS_INNER
 EYE_CORNERS = (33, 263)
+# Points that move with the head but not with the mouth: eye corners, brows, nose bridge and tip,
+# forehead and the upper face oval (the jaw and cheeks move when speaking).
+FACE_UP = (4, 10)  # nose tip to the top of the forehead
+RIGID_POINTS = (33, 133, 362, 263, 70, 105, 300, 334, 168, 6, 197, 195, 5, 4, 1, 10, 151, 9, 234, 454, 127, 356,
+                21, 251, 162, 389)
 MOUTH_CORNERS = (61, 291)
 INNER_LIP_MIDDLE = (13, 14)  # upper and lower inner lip, on the midline
-LIP_CHANNELS = 2 * len(LIP_POINTS)
+LIP_CHANNELS = 3 * len(LIP_POINTS)
 MIN_MOTION_RMS = 1e-3  # inter-ocular units: a still mouth is not blown up to unit motion
 
 
-def face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-frame mouth centre ``(n,2)``, rotation ``(n,2,2)`` (eye line to horizontal) and
-    inter-ocular distance ``(n,)`` from mesh points ``(n, 468, >=2)``."""
-    xy = points[..., :2].astype(np.float64)
-    left, right = xy[:, EYE_CORNERS[0]], xy[:, EYE_CORNERS[1]]
-    eye = right - left
-    iod = np.maximum(np.linalg.norm(eye, axis=1), 1e-6)
-    cos, sin = eye[:, 0] / iod, eye[:, 1] / iod
-    rotation = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], 1)  # rotates by -angle
-    centre = xy[:, list(MOUTH_CORNERS)].mean(1)
-    return centre, rotation, iod
+def _similarity(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame least-squares similarity (Umeyama 1991) taking ``source (n,m,3)`` onto ``target (m,3)``:
+    scale ``(n,)``, rotation ``(n,3,3)``, translation ``(n,3)``."""
+    mu_s, mu_t = source.mean(1), target.mean(0)
+    xs, xt = source - mu_s[:, None], target - mu_t
+    cov = np.einsum("mi,nmj->nij", xt, xs) / source.shape[1]
+    u, d, vt = np.linalg.svd(cov)
+    flip = np.ones_like(d)
+    flip[:, 2] = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+    rotation = np.einsum("nij,nj,njk->nik", u, flip, vt)
+    scale = (d * flip).sum(1) / np.maximum(np.square(xs).sum((1, 2)) / source.shape[1], 1e-12)
+    translation = mu_t - scale[:, None] * np.einsum("nij,nj->ni", rotation, mu_s)
+    return scale, rotation, translation
 
 
 def lip_shape(points: np.ndarray) -> np.ndarray:
-    """Lip contour points in the face-aligned frame: ``(n, 40, 2)``, in inter-ocular units."""
-    centre, rotation, iod = face_frame(points)
-    lips = points[:, list(LIP_POINTS), :2].astype(np.float64) - centre[:, None]
-    aligned = np.einsum("nij,nkj->nki", rotation, lips) / iod[:, None, None]
-    return aligned.astype(np.float32)
+    """Lip contour points with the head's pose removed: ``(n, 40, 3)`` in inter-ocular units.
+
+    Every frame's rigid face points (eye corners, brows, nose bridge, forehead, upper face oval) are
+    aligned in 3-D onto the track's mean face by a similarity transform, and the lips are carried
+    along, so turning, nodding, tilting or moving towards the camera does not move the lips.
+    """
+    xyz = points.astype(np.float64)
+    rigid = xyz[:, list(RIGID_POINTS)]
+    target = rigid[len(rigid) // 2]
+    for _ in range(2):  # generalised Procrustes: align to a frame, then to the aligned mean
+        scale, rotation, translation = _similarity(rigid, target)
+        aligned = scale[:, None, None] * np.einsum("nij,nmj->nmi", rotation, rigid) + translation[:, None]
+        target = aligned.mean(0)
+    lips = xyz[:, list(LIP_POINTS)]
+    lips = scale[:, None, None] * np.einsum("nij,nmj->nmi", rotation, lips) + translation[:, None]
+    at = {i: target[RIGID_POINTS.index(i)] for i in (*EYE_CORNERS, *FACE_UP)}
+    across = at[EYE_CORNERS[1]] - at[EYE_CORNERS[0]]
+    iod = max(float(np.linalg.norm(across)), 1e-6)
+    x = across / iod  # the mean face's own axes: eye line, then up the nose, then out of the face
+    up = at[FACE_UP[1]] - at[FACE_UP[0]]
+    y = up - (up @ x) * x
+    y /= max(float(np.linalg.norm(y)), 1e-6)
+    axes = np.stack([x, y, np.cross(x, y)])
+    return (np.einsum("ij,nmj->nmi", axes, lips - target.mean(0)) / iod).astype(np.float32)
+
+
+def mouth_opening(points: np.ndarray) -> np.ndarray:
+    """Inner-lip opening per frame ``(n,)`` in inter-ocular units."""
+    xy = points[..., :2].astype(np.float64)
+    iod = np.maximum(np.linalg.norm(xy[:, EYE_CORNERS[1]] - xy[:, EYE_CORNERS[0]], axis=1), 1e-6)
+    top, bottom = xy[:, INNER_LIP_MIDDLE[0]], xy[:, INNER_LIP_MIDDLE[1]]
+    return (np.linalg.norm(top - bottom, axis=1) / iod).astype(np.float32)
 
 
 def lip_motion(shape: np.ndarray) -> np.ndarray:
-    """Model input ``(80, n)`` from :func:`lip_shape`'s ``(n, 40, 2)``: the aligned contour minus the
-    track's median shape, divided by its RMS over the track, x then y per point.
+    """Model input ``(120, n)`` from :func:`lip_shape`'s ``(n, 40, 3)``: the aligned contour minus the
+    track's median shape, divided by its RMS over the track, x, y, z per point.
 
     The RMS division removes how widely a speaker articulates (and how large the mesh's motion is on
     a small face): studio GRID speakers move their lips a third as much as the LatentSync speakers.
@@ -58,13 +92,6 @@ def lip_motion(shape: np.ndarray) -> np.ndarray:
     motion = shape - np.median(shape, axis=0, keepdims=True)
     motion = motion / max(float(np.sqrt(np.mean(np.square(motion)))), MIN_MOTION_RMS)
     return np.ascontiguousarray(motion.reshape(len(motion), -1).T, dtype=np.float32)
-
-
-def mouth_opening(points: np.ndarray) -> np.ndarray:
-    """Inner-lip opening per frame ``(n,)`` in inter-ocular units."""
-    _, _, iod = face_frame(points)
-    top, bottom = points[:, INNER_LIP_MIDDLE[0], :2], points[:, INNER_LIP_MIDDLE[1], :2]
-    return (np.linalg.norm(top - bottom, axis=1) / iod).astype(np.float32)
 
 
 def normalise_mfcc(mfcc: np.ndarray) -> np.ndarray:
@@ -95,7 +122,7 @@ def speech_energy(audio: np.ndarray, num_frames: int, sample_rate: int = 16000, 
 
 
 def lip_inputs(shape: np.ndarray, mfcc: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """``fcn_lips`` inputs without the batch axis: lip motion ``(80, n)`` and normalised MFCC ``(1, 13, 4n)``."""
+    """``fcn_lips`` inputs without the batch axis: lip motion ``(120, n)`` and normalised MFCC ``(1, 13, 4n)``."""
     import torch
 
     return (torch.from_numpy(lip_motion(shape)), torch.from_numpy(normalise_mfcc(mfcc))[None])
