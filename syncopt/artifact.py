@@ -8,18 +8,14 @@ its weights saved next to it, so parity can rebuild the exact PyTorch reference.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from syncopt.atomic import atomic_path, prepare_target, sha256_file, temp_prefix
+from syncopt.atomic import atomic_dir, atomic_path, sha256_file  # noqa: F401 (atomic_dir: re-exported)
 from syncopt.errors import InputFileError, WeightsError
 from syncopt.spec import ModelSpec, TensorSpec, resolve_dim
 
@@ -151,27 +147,6 @@ def sha256_path(path: str | os.PathLike) -> str:
     for f in sorted(x for x in p.rglob("*") if x.is_file()):
         digest.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` by rename.
-
-    A reader sees the old directory or the complete new one; on an exception ``path`` is untouched.
-    """
-    final = Path(path)
-    prepare_target(final)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=f".tmp{final.suffix}", dir=final.parent))
-    old = final.parent / f".{final.name}.old"
-    shutil.rmtree(old, ignore_errors=True)  # left by a crash between the two renames
-    try:
-        yield tmp
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def permutation(src: str, dst: str) -> tuple[int, ...]:

@@ -25,7 +25,6 @@ import io
 import os
 import platform
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from syncopt.atomic import temp_dir
 from syncopt.errors import SyncoptError, UsageError
 from syncopt.formats import FORMATS, artifact_bytes, runtime_formats
 from syncopt.runtimes import DEFAULT_RUNTIME, Session
@@ -316,7 +316,7 @@ def bench(targets: list[str], runtimes: list[str] | None = None, batches: tuple[
         raise UsageError("batch sizes and frame counts must be positive")
     cells: list[BenchCell] = []
     resolved = [resolve_target(t, preset) for t in targets]
-    with tempfile.TemporaryDirectory(prefix="syncopt-bench-") as tmp:
+    with temp_dir("bench") as tmp:
         for target in resolved:
             spec = target.spec
             macs_cache: dict[int, int | None] = {}

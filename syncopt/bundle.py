@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -29,7 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, ValidationError
 
 from syncopt.artifact import Artifact, atomic_dir, load_artifact, sha256_path
-from syncopt.atomic import atomic_path, sha256_file
+from syncopt.atomic import atomic_path, sha256_file, temp_dir
 from syncopt.errors import BundleError, InputFileError, SyncoptError, UsageError
 from syncopt.formats import FORMATS, artifact_bytes, bundle_targets
 from syncopt.spec import ModelSpec, TensorSpec
@@ -105,7 +104,7 @@ def make_bundle(source: str | os.PathLike, target: str, out: str | os.PathLike, 
     targets = ["android", "ios"] if target == "both" else [target]
     if any(t not in TARGET_FORMATS for t in targets):
         raise UsageError(f"unknown target '{target}' (choose android, ios or both)")
-    with tempfile.TemporaryDirectory(prefix="syncopt-bundle-") as tmp:
+    with temp_dir("bundle") as tmp:
         artifacts, metrics = _artifacts(Path(source), targets, target, Path(tmp) / "export", frames, precisions)
         parity = [check_parity(a.manifest, synth_clips=parity_clips) for a in artifacts]
         root = Path(tmp) / "bundle"
@@ -323,7 +322,7 @@ def verify_bundle(path: str | os.PathLike) -> VerifyReport:
     p = Path(path)
     if not p.exists():
         raise InputFileError(f"no bundle at {p}")
-    with tempfile.TemporaryDirectory(prefix="syncopt-verify-") as tmp:
+    with temp_dir("verify") as tmp:
         root = p if p.is_dir() else safe_extract(p, tmp)
         return _verify_root(root, str(p))
 

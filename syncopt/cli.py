@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from syncopt import bounds
-from syncopt.atomic import OUTPUT_FILE, OUTPUT_FILE_OR_FOLDER, OUTPUT_FOLDER
-from syncopt.errors import (BackendUnavailable, BenchFailure, GateBreach, MediaError, ParityError, SyncoptError,
-                            UsageError)
+from syncopt.atomic import OUTPUT_FILE, OUTPUT_FILE_OR_FOLDER, OUTPUT_FOLDER, process_temp_dir
+from syncopt.errors import (BackendUnavailable, BenchFailure, GateBreach, Interrupted, MediaError, OutputFileError,
+                            ParityError, SyncoptError, UsageError)
 from syncopt.formats import FORMATS
 
 app = typer.Typer(
@@ -61,7 +62,7 @@ def models_cmd(
 
     rows = describe_models(preset)
     if as_json:
-        typer.echo(json.dumps([r.model_dump() for r in rows], indent=2))
+        typer.echo(_json([r.model_dump() for r in rows]))
         return
     from rich.console import Console
     from rich.table import Table
@@ -76,23 +77,108 @@ def models_cmd(
     Console().print(table)
 
 
+_DEBUG = False  # `syncopt --debug`: tracebacks instead of one-line errors (set by main)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: a :class:`SyncoptError` becomes one line and its exit code, and so
-    does a malformed command line (unknown command or option, bad value, missing argument: exit 2)."""
+    do a malformed command line (unknown command or option, bad value, missing argument: exit 2), an
+    interrupt (SIGINT 130, SIGTERM 143) and results that standard output cannot take (exit 15).
+    Scratch files live in a folder of this process (:func:`syncopt.atomic.process_temp_dir`),
+    removed however the command ends; without --debug, back-ends' warnings are not shown."""
+    global _DEBUG
     args = sys.argv[1:] if argv is None else argv
+    debug = _DEBUG = "--debug" in args
     try:
-        code = app(args=args, prog_name="syncopt", standalone_mode=False)
+        with process_temp_dir(), _console(debug):
+            if sys.stdout is None:  # started with stdout closed (`>&-`): the results would be lost
+                raise OutputFileError("standard output is closed: nowhere to print the results "
+                                      "(redirect it to a file or /dev/null)")
+            code = app(args=args, prog_name="syncopt", standalone_mode=False)
     except typer.TyperException as exc:  # typer's own command-line errors
         if message := exc.format_message():  # empty when `syncopt` alone has already printed the help
             ctx = getattr(exc, "ctx", None)
             typer.echo(f"error: {message} (see {ctx.command_path if ctx else 'syncopt'} --help)", err=True)
         sys.exit(exc.exit_code)
     except SyncoptError as exc:
-        if "--debug" in args:
+        if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit's code (Ctrl-C: 130), else success
+    except Interrupted as exc:
+        if debug:
+            raise
+        typer.echo("error: interrupted; nothing written under the final name", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit's code, else success
+
+
+@contextlib.contextmanager
+def _console(debug: bool) -> Iterator[None]:
+    """While a command runs: SIGINT and SIGTERM raise :class:`Interrupted` (so every ``with`` block
+    cleans up), a failed write to stdout is an :class:`OutputFileError`, and back-ends' warnings and
+    log lines below ERROR (torch's UserWarnings, its ``W1203 ...`` log lines) are hidden unless ``debug``."""
+    import logging
+    import os
+    import signal
+    import threading
+    import warnings
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    handlers = ({s: signal.signal(s, interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+                if threading.current_thread() is threading.main_thread() else {})
+    stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout) if sys.stdout is not None else None
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.simplefilter("ignore")
+            logging.disable(logging.WARNING)
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO and WARNING lines
+        try:
+            yield
+        finally:
+            sys.stdout = stdout
+            logging.disable(logging.NOTSET)
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+
+
+class _Stdout:
+    """``sys.stdout`` while a command runs: a write that fails (a closed pipe, a full disk) raises
+    :class:`OutputFileError`, so it is one line and exit 15, not click's silent exit 1 on EPIPE."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with self._errors():
+            return self._stream.write(text)
+
+    def flush(self) -> None:
+        with self._errors():
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        import os
+
+        try:
+            yield
+        except OSError as exc:
+            with contextlib.suppress(OSError, ValueError):  # what is still buffered goes nowhere, quietly
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+            raise OutputFileError(f"cannot print the results to standard output ({exc.strerror or exc})") from exc
+
+
+def _json(value: Any) -> str:
+    """Strict JSON of models, lists and dicts: a NaN or inf is ``null`` (``json.dumps`` writes bare NaN)."""
+    import pydantic_core
+
+    return pydantic_core.to_json(value, indent=2, inf_nan_mode="null").decode()
 
 
 @app.command("train")
@@ -253,24 +339,34 @@ def sync_cmd(
     if calibration is None and beside is not None and beside.is_file():
         calibration = str(beside)
     temperatures = load_calibration(calibration, net.spec, used) if calibration else None
-    results = []
+    results, failed = [], []
     for video in videos:
-        res = sync_video(video, net, used, synthetic, crop=crop, chunk=chunk, calibration=temperatures)
+        try:
+            res = sync_video(video, net, used, synthetic, crop=crop, chunk=chunk, calibration=temperatures)
+            if plot:
+                from syncopt.plots import plot_sync
+
+                target = plot if len(videos) == 1 else str(Path(plot).with_stem(f"{Path(plot).stem}_{Path(video).stem}"))
+                plot_sync(res, target)
+            if render:
+                from syncopt.render import render_sync
+
+                render_sync(res, render if len(videos) == 1 else
+                            str(Path(render).with_stem(f"{Path(render).stem}_{Path(video).stem}")))
+        except SyncoptError as exc:  # one bad file is reported and the batch goes on
+            if len(videos) == 1 or _DEBUG:
+                raise
+            failed.append(exc)
+            results.append({"video": video, "error": str(exc), "exit_code": exc.exit_code})
+            typer.echo(f"error: {exc}", err=True)
+            continue
         results.append(res)
-        if plot:
-            from syncopt.plots import plot_sync
-
-            target = plot if len(videos) == 1 else str(Path(plot).with_stem(f"{Path(plot).stem}_{Path(video).stem}"))
-            plot_sync(res, target)
-        if render:
-            from syncopt.render import render_sync
-
-            render_sync(res, render if len(videos) == 1 else
-                        str(Path(render).with_stem(f"{Path(render).stem}_{Path(video).stem}")))
         if not as_json:
             _print_sync(res)
     if as_json:
-        typer.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+        typer.echo(_json([r if isinstance(r, dict) else r.model_dump(mode="json") for r in results]))
+    if failed:  # the first failure's class and exit code
+        raise type(failed[0])(f"{len(failed)} of {len(videos)} videos failed")
 
 
 def _print_sync(res) -> None:
@@ -410,7 +506,7 @@ def export_cmd(
         except SyncoptError as exc:
             failed.append((f"{f}: {exc}", exc.exit_code))
     if as_json:
-        typer.echo(json.dumps([a.model_dump(mode="json") for a in artifacts], indent=2))
+        typer.echo(_json([a.model_dump(mode="json") for a in artifacts]))
     else:
         for a in artifacts:
             typer.echo(f"exported {a.format} {a.precision}: {a.path} (sha256 {a.sha256[:12]}…)")
@@ -456,7 +552,7 @@ def parity_cmd(
 
     reports = [check_parity(a, runtime=runtime, synth_clips=clips) for a in artifacts]
     if as_json:
-        typer.echo(json.dumps([r.model_dump(mode="json") | {"passed": r.passed} for r in reports], indent=2))
+        typer.echo(_json([r.model_dump(mode="json") | {"passed": r.passed} for r in reports]))
     else:
         from rich.console import Console
         from rich.table import Table
@@ -498,7 +594,7 @@ def _parity_locate(artifacts: list[str], clips: int, against: str | None, refere
         for r in reports:
             plot_locate(r, plot if len(reports) == 1 else Path(plot).with_stem(f"{Path(plot).stem}_{Path(r.artifact).stem}"))
     if as_json:
-        typer.echo(json.dumps([r.model_dump(mode="json") | {"passed": r.passed} for r in reports], indent=2))
+        typer.echo(_json([r.model_dump(mode="json") | {"passed": r.passed} for r in reports]))
     else:
         from rich.console import Console
         from rich.table import Table
@@ -639,7 +735,7 @@ def bench_cmd(
         if as_csv or plot:
             raise UsageError("--csv and --plot apply to model benchmarks, not --pipeline")
         reports = [bench.bench_pipeline(v, model, preset, weights, crop, repeats=min(repeats, 3)) for v in targets]
-        text = json.dumps([r.model_dump(mode="json") for r in reports], indent=2)
+        text = _json([r.model_dump(mode="json") for r in reports])
         if out:
             _write_text(out, text)
         if as_json:
@@ -763,7 +859,7 @@ def bundle_cmd(
             raise UsageError("syncopt bundle verify needs at least one bundle")
         reports = [bundle.verify_bundle(b) for b in args[1:]]
         if as_json:
-            typer.echo(json.dumps([r.model_dump() for r in reports], indent=2))
+            typer.echo(_json([r.model_dump() for r in reports]))
         for r in reports if not as_json else []:
             typer.echo(f"{r.bundle}: ok — {r.files_checked} checksums, manifest schema, parity figures present")
             for line in r.runs:
@@ -797,7 +893,7 @@ def gate_cmd(
     if junit:
         gate.write_junit(results, junit)
     if as_json:
-        typer.echo(json.dumps([r.model_dump() for r in results], indent=2))
+        typer.echo(_json([r.model_dump() for r in results]))
     else:
         gate.print_summary(results)
     failed = [r.name for r in results if r.status == "failed"]

@@ -101,3 +101,18 @@ class BenchFailure(SyncoptError):
     """A benchmark in which some runtime x batch x frames cells failed (the report says why)."""
 
     exit_code = 16
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM during a command (exit 128 + the signal's number: 130, 143).
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so no ``except Exception`` carries on with the
+    work; on its way out every temporary file and folder is removed.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from syncopt.atomic import atomic_path
+from syncopt.atomic import atomic_path, temp_dir
 from syncopt.errors import InputFileError, SyncoptError, UsageError
 from syncopt.parity import Tolerance
 
@@ -177,12 +177,10 @@ def _parity_gate(gate: ParityGate, tolerances: dict[str, Tolerance]) -> GateResu
 
 
 def _speed_gates(speed: SpeedGates, machine: str | None) -> list[GateResult]:
-    import tempfile
-
     from syncopt.bench import default_runtime, interleaved_times, prepare_session, resolve_target
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="syncopt-gate-") as tmp:
+    with temp_dir("gate") as tmp:
         sessions, feeds, frames = {}, {}, {}
         for key, c in speed.contenders.items():
             target = resolve_target(c.target, c.preset)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from syncopt.artifact import Artifact, load_artifact, permutation
-from syncopt.atomic import atomic_path
+from syncopt.atomic import atomic_path, temp_dir
 from syncopt.errors import InputFileError, UsageError
 from syncopt.parity import TOLERANCES, ParityReport, _errors, _judge, compare_decisions
 
@@ -136,7 +135,7 @@ def build_reference(artifact: Artifact, against: str | None = None, clips: int =
         cases += [(f"synthetic clip {i} (T={frames})", {n: data[i][n][None].numpy() for n in spec.input_names})
                   for i in range(clips)]
     feeds = [f for _, f in cases]
-    with tempfile.TemporaryDirectory(prefix="syncopt-locate-") as tmp:
+    with temp_dir("locate") as tmp:
         if against is not None:
             source = load_artifact(against)
             if source.format != "onnx" or source.precision != "fp32":

@@ -31,7 +31,7 @@ import torch
 from pydantic import BaseModel, Field
 from scipy.fft import dct
 
-from syncopt.errors import InputFileError, MediaError, NoAudioError, UsageError
+from syncopt.errors import MediaError, NoAudioError, UsageError
 from syncopt.preprocess import frames_to_tensor
 
 if TYPE_CHECKING:
@@ -346,10 +346,10 @@ def read_chunks(source: str, chunk_frames: int, fps: float = 25.0, sample_rate: 
     """
     import av
 
+    from syncopt.data.media import check_media_path, upright
+
     if "://" not in source and input_format is None:
-        path = Path(source)
-        if not path.is_file():
-            raise InputFileError(f"video not found: {path}")
+        check_media_path(Path(source))
     try:
         container = av.open(source, format=input_format, metadata_errors="replace")
     except av.error.FFmpegError as exc:
@@ -376,7 +376,7 @@ def read_chunks(source: str, chunk_frames: int, fps: float = 25.0, sample_rate: 
                     while previous is not None and emitted / fps < t - origin - 1e-6:
                         frames.append(previous)
                         emitted += 1
-                    image = frame.to_ndarray(format="rgb24")
+                    image = upright(frame)
                     if previous is not None and image.shape != previous.shape:
                         # a resolution switch (or a damaged header, found by fuzzing): one size per stream
                         import cv2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -16,9 +17,9 @@ from torch import nn
 
 from syncopt.calibration import Calibration, apply_calibration
 from syncopt.decode import SyncResult, decode_dense
-from syncopt.errors import UsageError
+from syncopt.errors import ClipTooShortError, MediaError, UsageError, WeightsError
 from syncopt.inconsistency import Inconsistency, find_inconsistency
-from syncopt.registry import create
+from syncopt.registry import create, get_entry
 from syncopt.speakers import SpeakerTimeline, active_speaker, frame_scores
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ def load_sync_model(model: str, preset: str, weights: str | os.PathLike | None) 
         model, preset, weights = cfg["model"], cfg["preset"], run / "model.safetensors"
     synthetic = False
     if weights is None:
+        get_entry(model)  # an unknown name is that, not a model without weights
         weights = shipped_weights(model, preset)
         if weights is None:
             raise UsageError(f"no weights for {model} (preset {preset}): pass --weights "
@@ -148,12 +150,26 @@ def track_inputs(path: str | os.PathLike, spec: ModelSpec, crop: str = "detect"
     track_audio = decode_audio(path, sample_rate=pre.sample_rate)
     if pre.video_features == "lips":
         return source, _lip_tracks(source, track_audio.samples, spec, crop)
-    tracks = face_crops(source, crop, spec, Path(path).name)
+    with _truncated_is_corrupt(source):
+        tracks = face_crops(source, crop, spec, Path(path).name)
     audio = audio_to_tensor(fit_audio(track_audio.samples, source.num_frames, pre.fps, pre.sample_rate, source.notes),
                             source.num_frames, pre)
     per_frame = pre.audio_per_frame
     return source, ((track, crops, frames_to_tensor(crops, pre)[None],
                      audio[None, ..., per_frame * track.start:per_frame * track.end]) for track, crops in tracks)
+
+
+@contextlib.contextmanager
+def _truncated_is_corrupt(source: FrameSource) -> Iterator[None]:
+    """A clip too short for the model because its file is truncated is corrupt media (4), not short (6)."""
+    try:
+        yield
+    except ClipTooShortError as exc:
+        note = next((n for n in source.notes if n.startswith("truncated: ")), None)
+        if note is None:
+            raise
+        raise MediaError(f"{source.path.name} is corrupt or truncated ({note.removeprefix('truncated: ')}): "
+                         f"{exc}") from exc
 
 
 def _lip_tracks(source: FrameSource, samples: np.ndarray, spec: ModelSpec, crop: str
@@ -162,13 +178,13 @@ def _lip_tracks(source: FrameSource, samples: np.ndarray, spec: ModelSpec, crop:
     from syncopt.data.landmarks import track_landmarks
     from syncopt.data.lipfeatures import lip_inputs, lip_shape
     from syncopt.data.media import fit_audio, mfcc_for_frames
-    from syncopt.errors import MediaError
 
     if crop != "detect":
         raise UsageError(f"{spec.name} reads face-mesh landmarks: --crop must be 'detect', not '{crop}'")
     pre = spec.preprocessing
     tracks = sorted(track_landmarks(source, min_track=spec.min_frames), key=lambda t: -len(t.points))
-    spec.check_length(source.num_frames)
+    with _truncated_is_corrupt(source):
+        spec.check_length(source.num_frames)
     if not tracks:
         raise MediaError(f"no face found in {source.path.name}")
     mfcc = mfcc_for_frames(fit_audio(samples, source.num_frames, pre.fps, pre.sample_rate, source.notes),
@@ -190,6 +206,9 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
     results = []
     for index, (track, _, video, segment) in enumerate(tracks):
         outputs = run_dense(model, video, segment, chunk=chunk)
+        if bad := [k for k, v in outputs.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+            raise WeightsError(f"{spec.name} gives NaN or inf {', '.join(bad)} on {Path(path).name} "
+                               f"(track {index}): its weights overflow")
         result, offset_probability, uncertain = apply_calibration(outputs, _decode(outputs, spec.max_offset),
                                                                   calibration)
         results.append(TrackSync(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,8 +37,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"refusing to load {p.name}: not a plain tensor checkpoint ({first[:160]})") from exc
+        raise WeightsError(f"refusing to load {p.name}: not a plain tensor checkpoint ({_unpickler_reason(exc)})") from exc
     except Exception as exc:  # torch/safetensors raise many types for damaged files
         raise WeightsError(f"cannot read weights {p.name}: truncated or corrupt ({type(exc).__name__})") from exc
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
@@ -50,7 +50,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    """Raise :class:`WeightsError` listing missing/unexpected keys and shape mismatches."""
+    """Raise :class:`WeightsError` listing missing/unexpected keys and shape mismatches, or naming the
+    first tensor that holds NaN or inf (every loader calls this before ``load_state_dict``)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)]
     unexpected = [k for k in state if k not in own]
@@ -67,6 +68,20 @@ def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor], what: 
     ]
     if problems:
         raise WeightsError(f"weights do not fit {what}: " + "; ".join(problems))
+    check_finite(state, f"weights for {what}")
+
+
+def check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`WeightsError` naming the first floating-point tensor with a NaN or an inf."""
+    for name, tensor in state.items():
+        if not (tensor.is_floating_point() or tensor.is_complex()):
+            continue
+        bad = ~torch.isfinite(tensor)
+        if count := int(bad.sum()):
+            values = tensor[bad]
+            kinds = [k for k, hit in (("NaN", torch.isnan(values).any()), ("inf", torch.isinf(values).any())) if hit]
+            raise WeightsError(f"{what}: tensor '{name}' holds {' and '.join(kinds)} ({count} of {tensor.numel()} "
+                               "values); refusing non-finite weights")
 
 
 def load_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -106,6 +121,15 @@ def save_state_dict(model: nn.Module, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=architecture.metadata(model) or None)
     return Path(path)
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The reason in torch's weights-only unpickler message (the "WeightsUnpickler error:" line, without
+    the advice around it or its terminal escape codes)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", text)
+    reason = found.group(1) if found else (text.strip().splitlines() or [type(exc).__name__])[0]
+    return reason.strip()[:160]
 
 
 def _preview(items: list[str], limit: int = 3) -> str:

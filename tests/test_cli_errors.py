@@ -8,6 +8,7 @@ Commands run in-process through ``syncopt.cli.main`` (a subprocess costs ~5 s of
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import syncopt
 from mediautil import write_video
@@ -26,6 +28,7 @@ ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "tests" / "fixtures" / "example.avi"
 ASSETS = Path(syncopt.__file__).parent / "assets"
 TINY = ["--train-clips", "4", "--val-clips", "2", "--epochs", "1", "--batch-size", "2"]
+FCN = ["--model", "fcn", "--preset", "tiny"]  # sync's default model is to change
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,22 @@ def bad(tmp_path_factory) -> dict[str, str]:
 
     art = export(syncopt.create("fcn", "tiny"), "onnx", d / "art")
     art.path.write_bytes(art.path.read_bytes()[:1000])
+    # issue 23: non-finite weights (a NaN in a safetensors file, an inf in a .pt, a NaN in a checkpoint)
+    state = syncopt.create("fcn", "tiny").state_dict()
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    save_file({**state, first: state[first].clone().fill_(float("nan"))}, str(d / "nan.safetensors"))
+    torch.save({**state, first: torch.full_like(state[first], float("inf"))}, d / "inf.pt")
+    (d / "run_nan").mkdir()
+    torch.save({"model": {**state, first: state[first].clone().fill_(float("nan"))}, "optimizer": {},
+                "scheduler": {}, "epoch": 1, "history": []}, d / "run_nan" / "checkpoint.pt")
+    # a video cut after 2% of its bytes: 3 frames decode, its header declares 317
+    (d / "cut.avi").write_bytes(EXAMPLE.read_bytes()[:22000])
+    # not regular files: kept apart, since the inputs-untouched check stats every file under d
+    odd = tmp_path_factory.mktemp("odd")
+    os.mkfifo(odd / "fifo.mp4")
+    (odd / "loop_a.mp4").symlink_to(odd / "loop_b.mp4")
+    (odd / "loop_b.mp4").symlink_to(odd / "loop_a.mp4")
+    (odd / "dangling.mp4").symlink_to(odd / "gone.mp4")
     return {
         "missing": str(d / "absent.mp4"),
         "not_media": str(d / "notes.txt"),
@@ -69,6 +88,10 @@ def bad(tmp_path_factory) -> dict[str, str]:
                                       ("run_trunc", "run_trunc"), ("run_other", "run_other")]},
         "trunc_onnx": str(art.path),
         "example": str(EXAMPLE),
+        **{k: str(d / f) for k, f in [("nan_st", "nan.safetensors"), ("inf_pt", "inf.pt"), ("run_nan", "run_nan"),
+                                      ("cut", "cut.avi")]},
+        **{k: str(odd / f) for k, f in [("fifo", "fifo.mp4"), ("loop", "loop_a.mp4"), ("dangling", "dangling.mp4")]},
+        "odd": str(odd),
     }
 
 
@@ -104,12 +127,31 @@ CASES = [  # (id, argv, error class, a fragment of the message)
      "header_only.avi is not a readable media file"),
     ("sync-constant-audio", ["sync", "{constant}", "--crop", "full"], NoAudioError,
      "the audio track is silent or constant"),
-    ("sync-model", ["sync", "{example}", "--model", "nosuch"], UsageError, "no weights for nosuch"),
+    ("sync-model", ["sync", "{example}", "--model", "nosuch"], UsageError, "unknown model 'nosuch'"),
+    ("sync-model-without-weights", ["sync", "{example}", "--model", "x3d_s", "--preset", "tiny"], UsageError,
+     "no weights for x3d_s (preset tiny): pass --weights"),
     ("sync-weights", ["sync", "{example}", "--weights", "{trunc_st}"], WeightsError, "truncated or corrupt"),
     ("sync-chunk", ["sync", "{example}", "--crop", "full", "--chunk", "0"], UsageError,
      "Invalid value for '--chunk': must be an integer in [1, 10000], got 0"),
     ("sync-unwritable-plot", ["sync", "{example}", "--crop", "full", "--plot", "{not_media}/x.png"],
      OutputFileError, "cannot write"),
+    # issue 23, part 2: what the path is, named; a truncated file is corrupt; non-finite weights
+    *[(f"sync-{name}", ["sync", path, *FCN], InputFileError, message) for name, path, message in [
+        ("directory", "{dir}", "is a directory, not a video file"),
+        ("fifo", "{fifo}", "fifo.mp4 is a FIFO (named pipe), not a video file"),
+        ("symlink-loop", "{loop}", "loop_a.mp4: a symlink loop"),
+        ("device", "/dev/urandom", "/dev/urandom is a character device, not a video file"),
+        ("dangling-symlink", "{dangling}", "dangling.mp4 (a symlink to a missing file)")]],
+    ("sync-truncated-short", ["sync", "{cut}", *FCN, "--crop", "full"], MediaError,
+     "cut.avi is corrupt or truncated (video decoding stopped at 0.08 s (3 of the 317 frames its header declares)): "
+     "fcn: clip of 3 frames is shorter than the model's receptive field"),
+    ("sync-nan-weights", ["sync", "{example}", *FCN, "--weights", "{nan_st}"], WeightsError,
+     "weights for fcn (preset tiny): tensor 'video_encoder.features.0.weight' holds NaN (3528 of 3528 values); refusing non-finite"),
+    ("export-inf-weights", ["export", "fcn", "--weights", "{inf_pt}", "--out", "{out}"], WeightsError,
+     "tensor 'video_encoder.features.0.weight' holds inf"),
+    ("train-checkpoint-nan", ["train", "fcn", "--out", "{run_nan}", *TINY], WeightsError,
+     "weights for fcn (checkpoint"),
+    ("stream-fifo", ["stream", "{fifo}", "--crop", "full"], InputFileError, "is a FIFO (named pipe), not a video file"),
     ("calibrate-clips", ["calibrate", "fcn", "--clips", "0", "--out", "{out}/c.json"], UsageError,
      "Invalid value for '--clips': must be an integer in [1, 10000], got 0"),
     ("calibrate-weights", ["calibrate", "fcn", "--weights", "{other_st}", "--out", "{out}/c.json"], WeightsError,

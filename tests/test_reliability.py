@@ -171,18 +171,23 @@ def test_unwritable_output_is_a_one_line_error_and_writes_nothing(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sessions(tmp_path_factory) -> dict:
+def tflite_art(tmp_path_factory):
+    """fcn (tiny) as a 25-frame TFLite artifact."""
+    from syncopt.export import export
+
+    with pytest.MonkeyPatch.context() as mp:  # onnx2tf runs the venv's onnxsim
+        mp.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
+        return export(syncopt.create("fcn", "tiny"), "tflite", tmp_path_factory.mktemp("tflite"), frames=25)
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory, tflite_art) -> dict:
     """fcn (tiny) in each CPU runtime: torch (eager, from the artifact's weights), ONNX Runtime, TFLite."""
     from syncopt.export import export
     from syncopt.runtimes import load
 
-    folder = tmp_path_factory.mktemp("sessions")
-    net = syncopt.create("fcn", "tiny")
-    onnx_artifact = export(net, "onnx", folder)
-    with pytest.MonkeyPatch.context() as mp:  # onnx2tf runs the venv's onnxsim
-        mp.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
-        tflite_artifact = export(net, "tflite", folder, frames=25)
-    return {"torch": load(onnx_artifact, "torch"), "onnxruntime": load(onnx_artifact), "tflite": load(tflite_artifact)}
+    onnx_artifact = export(syncopt.create("fcn", "tiny"), "onnx", tmp_path_factory.mktemp("sessions"))
+    return {"torch": load(onnx_artifact, "torch"), "onnxruntime": load(onnx_artifact), "tflite": load(tflite_art)}
 
 
 def _poison(feeds: dict, name: str, value: float) -> dict:
@@ -603,3 +608,306 @@ def test_hostile_gates_files_are_a_bad_gates_file_not_a_failed_artifact(tmp_path
     (tmp_path / "gates.yaml").write_text(body)
     code, err = _cli(["gate", "--config", tmp_path / "gates.yaml"], capsys)
     assert code == UsageError.exit_code and f"gates.yaml: {message}" in err
+
+
+# -- issue 23, part 2: non-finite weights, batches, stdout, media, long names, scratch folders,
+# interrupts, full disks, quiet back-ends ---------------------------------------------------------
+
+EXAMPLE = Path(__file__).parent / "fixtures" / "example.avi"
+SYNC = ["sync", "--model", "fcn", "--preset", "tiny", "--crop", "full"]  # sync's default model is to change
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A 40-frame clip with a tone: quick to sync with --crop full."""
+    from mediautil import write_video
+
+    frames = np.random.default_rng(1).integers(0, 255, (40, 48, 48, 3), dtype=np.uint8)
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.avi", frames, 0.3 * np.sin(np.arange(40 * 640) / 7.0))
+
+
+@pytest.mark.parametrize("suffix,value,kind", [(".safetensors", float("nan"), "NaN"), (".pt", float("-inf"), "inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, suffix, value, kind):
+    from safetensors.torch import save_file
+
+    from syncopt.errors import WeightsError
+
+    state = syncopt.create("fcn_attn", "tiny").state_dict()
+    name = [k for k, v in state.items() if v.is_floating_point()][-1]
+    state[name] = state[name].clone()
+    state[name].view(-1)[:2] = value
+    path = tmp_path / f"w{suffix}"
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    with pytest.raises(WeightsError) as info:
+        syncopt.create("fcn_attn", "tiny", weights=path)
+    assert str(info.value) == (f"weights for fcn_attn (preset tiny): tensor '{name}' holds {kind} "
+                               f"(2 of {state[name].numel()} values); refusing non-finite weights")
+
+
+def test_weights_that_overflow_give_one_line_not_nan_results(tmp_path, clip, capsys):
+    from safetensors.torch import save_file
+
+    from syncopt.errors import WeightsError
+
+    state = {k: v * 1e30 if v.is_floating_point() else v for k, v in syncopt.create("fcn", "tiny").state_dict().items()}
+    save_file(state, str(tmp_path / "huge.safetensors"))  # finite, but no activation stays finite
+    code, err = _cli([*SYNC, clip, "--weights", tmp_path / "huge.safetensors", "--json"], capsys)
+    assert code == WeightsError.exit_code and "fcn gives NaN or inf" in err and "clip.avi (track 0)" in err
+    assert capsys.stdout == ""
+
+
+def test_json_output_is_strict_json():
+    """Python's json.dumps writes bare NaN (not JSON); every --json goes through cli._json instead."""
+    from syncopt.cli import _json
+
+    assert json.loads(_json([{"confidence": float("nan"), "x": [float("inf"), 1.5]}])) == [
+        {"confidence": None, "x": [None, 1.5]}]
+    source = (Path(syncopt.__file__).parent / "cli.py").read_text()
+    assert "json.dumps(" not in source
+
+
+def test_a_sync_batch_reports_each_bad_video_and_goes_on(tmp_path, clip, capsys):
+    from syncopt.cli import main
+    from syncopt.errors import InputFileError
+
+    (tmp_path / "notes.txt").write_text("not a video")
+    videos = [str(clip), str(tmp_path / "absent.mp4"), str(tmp_path / "notes.txt")]
+    with pytest.raises(SystemExit) as exc:
+        main([*SYNC, *videos, "--json"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == InputFileError.exit_code  # the first failure's
+    results = json.loads(out)
+    assert [r["video"] for r in results] == videos and results[0]["tracks"]
+    assert results[1] == {"video": videos[1], "error": f"video not found: {videos[1]}", "exit_code": 3}
+    assert results[2]["exit_code"] == 4 and "notes.txt is not a readable media file" in results[2]["error"]
+    lines = err.splitlines()
+    assert lines[0] == f"error: video not found: {videos[1]}" and lines[-1] == "error: 2 of 3 videos failed"
+    assert len(lines) == 3 and "Traceback" not in err
+
+
+def _syncopt(args: list, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "syncopt", *map(str, args)], stderr=subprocess.PIPE, text=True,
+                          timeout=300, **kwargs)
+
+
+@pytest.mark.slow
+def test_closed_stdout_and_a_broken_pipe_are_one_line_exit_15(clip):
+    from syncopt.errors import OutputFileError
+
+    closed = _syncopt([*SYNC, clip, "--json"], preexec_fn=lambda: os.close(1))  # `syncopt ... >&-`
+    assert closed.returncode == OutputFileError.exit_code
+    assert closed.stderr == ("error: standard output is closed: nowhere to print the results "
+                             "(redirect it to a file or /dev/null)\n")
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone: every write is EPIPE
+    try:
+        broken = _syncopt([*SYNC, clip, "--json"], stdout=write)
+    finally:
+        os.close(write)
+    assert broken.returncode == OutputFileError.exit_code
+    assert broken.stderr == "error: cannot print the results to standard output (Broken pipe)\n"
+
+
+@pytest.fixture(scope="module")
+def portrait(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """example.avi's first frames padded to portrait (320x224), stored turned a quarter clockwise as a
+    phone stores them (224x320), with a display matrix saying so: the clip and its upright frames."""
+    from syncopt.data.media import load_media
+
+    upright = np.pad(load_media(EXAMPLE, max_frames=30).frames, ((0, 0), (48, 48), (0, 0), (0, 0)))
+    path = tmp_path_factory.mktemp("rotated") / "portrait.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height = upright.shape[1], upright.shape[2]  # stored sideways
+        stream.pix_fmt, stream.bit_rate = "yuv420p", 8_000_000
+        stream.set_display_rotation(90)  # counter-clockwise quarter turn to show it upright
+        audio = container.add_stream("pcm_s16le", rate=16000)
+        audio.layout = "mono"
+        for image in upright:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(image, -1)), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        wave = (0.3 * np.sin(np.arange(30 * 640) / 5.0) * 32767).astype(np.int16)[None]
+        chunk = av.AudioFrame.from_ndarray(wave, format="s16p", layout="mono")
+        chunk.sample_rate, chunk.pts = 16000, 0
+        container.mux(audio.encode(chunk))
+        container.mux(audio.encode(None))
+    return path, upright
+
+
+def test_rotation_tag_is_honoured_so_the_face_is_found(portrait):
+    from syncopt.data.faces import detect_faces
+    from syncopt.data.media import load_media
+    from syncopt.streaming import read_chunks
+
+    path, upright = portrait
+    with av.open(str(path)) as container:  # what a decoder that ignores the tag shows
+        stored = next(container.decode(video=0))
+        assert (stored.height, stored.width, stored.rotation) == (224, 320, 90)
+    media = load_media(path)
+    assert media.frames.shape[1:] == (320, 224, 3)
+    error = np.abs(media.frames.astype(int) - upright[:media.num_frames]).mean()
+    upside_down = np.abs(media.frames.astype(int) - upright[:media.num_frames, ::-1, ::-1]).mean()
+    assert error < 4 and upside_down > 5 * error  # codec noise only, and turned the right way
+    assert len(detect_faces(media.frames[10])) >= 1
+    first = next(read_chunks(str(path), 10))[0]
+    assert first.shape[1:] == (320, 224, 3) and np.abs(first.astype(int) - upright[:len(first)]).mean() < 4
+
+
+@pytest.mark.parametrize("name", ["a" * 249 + ".json", "é" * 124 + ".json"], ids=["254-ascii", "253-bytes-utf8"])
+def test_longest_legal_output_names_work_and_their_stale_temporaries_go(tmp_path, name):
+    from syncopt.artifact import atomic_dir
+    from syncopt.atomic import NAME_MAX, _HOST, atomic_path, temp_prefix
+
+    target = tmp_path / name
+    assert len(name.encode()) <= NAME_MAX
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / temp_prefix(target).replace(f".{os.getpid()}-", f".{dead.pid}-")
+    stale = stale.with_name(stale.name + "abcdefgh.tmp")
+    stale.write_text("partial")
+    with atomic_path(target) as tmp:
+        assert len(tmp.name.encode()) <= NAME_MAX and _HOST in tmp.name
+        tmp.write_text("{}")
+    assert target.read_text() == "{}" and not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    with atomic_dir(tmp_path / (name[:-5] + ".pkg")) as tmp:  # directory temporaries repeat the suffix
+        assert len(tmp.name.encode()) <= NAME_MAX
+        (tmp / "x").write_text("1")
+    assert (tmp_path / (name[:-5] + ".pkg") / "x").read_text() == "1"
+
+
+def test_a_254_character_output_name_works_from_the_command_line(tmp_path, capsys):
+    from syncopt.cli import main
+
+    (tmp_path / "gates.yaml").write_text("parity: []\n")
+    junit = tmp_path / ("r" * 250 + ".xml")
+    with pytest.raises(SystemExit) as exc:
+        main(["gate", "--config", str(tmp_path / "gates.yaml"), "--junit", str(junit)])
+    assert exc.value.code == 0, capsys.readouterr().err
+    assert junit.read_text().startswith("<?xml") and sorted(p.name for p in tmp_path.iterdir()) == [
+        "gates.yaml", junit.name]
+
+
+def test_scratch_folders_live_under_one_root_and_stale_ones_are_swept(tmp_path, monkeypatch):
+    import tempfile
+
+    from syncopt import atomic
+
+    monkeypatch.setattr(atomic, "_SYSTEM_TEMP", str(tmp_path))
+    monkeypatch.setattr(atomic, "_ACTIVE", None)
+    root = atomic.temp_root()
+    assert root == tmp_path / f"syncopt-{os.getuid()}" and (root.stat().st_mode & 0o777) == 0o700
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for pid in (dead.pid, alive.pid):
+            (root / f"{atomic._HOST}.{pid}-abc" / "tflite-x").mkdir(parents=True)
+        with atomic.process_temp_dir() as mine:
+            assert tempfile.gettempdir() == str(mine) == os.environ["TMPDIR"] and mine.parent == root
+            with atomic.temp_dir("bundle") as scratch:
+                assert Path(scratch).parent == mine and Path(scratch).name.startswith("bundle-")
+            kept = sorted(p.name for p in root.iterdir())
+        assert kept == sorted([f"{atomic._HOST}.{alive.pid}-abc", mine.name])  # the dead pid's folder went
+        assert not mine.exists() and tempfile.gettempdir() != str(mine)
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_and_sigterm_say_one_line_and_leave_no_temporaries(tmp_path, signum):
+    out, scratch = tmp_path / "run", tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen([*TRAIN, "--epochs", "40", "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=os.environ | {"TMPDIR": str(scratch)})
+    root = scratch / f"syncopt-{os.getuid()}"
+    assert _wait_for(lambda: any(out.glob(".checkpoint.pt.*.tmp"))), "no checkpoint write to interrupt"
+    assert any(root.iterdir())  # the process's scratch folder exists while it runs
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum
+    assert err.splitlines()[-1] == "error: interrupted; nothing written under the final name" and "Traceback" not in err
+    assert _temps(out) == [] and list(root.iterdir()) == []
+    if (out / "checkpoint.pt").exists():  # an earlier epoch's, complete
+        assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] >= 1
+
+
+_BACKEND_FULL_DISK_ERRORS = {  # what each writer raises when the disk fills, verbatim but for the path
+    "os": lambda: OSError(28, "No space left on device"),
+    "safetensors": lambda: __import__("safetensors").SafetensorError(
+        'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'),
+    "torch.save": lambda: RuntimeError("[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed "
+                                       "writing file data/0: file write failed"),
+    "torch.save-end": lambda: RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 75264 vs 75160"),
+}
+
+
+@pytest.mark.parametrize("backend", list(_BACKEND_FULL_DISK_ERRORS))
+def test_a_full_disk_inside_a_writer_is_exit_15_naming_the_path(tmp_path, monkeypatch, backend):
+    from syncopt import atomic
+    from syncopt.errors import OutputFileError
+
+    monkeypatch.setattr(atomic, "_nearly_full", lambda folder: True)  # what shutil.disk_usage says on a full disk
+    target = tmp_path / "model.safetensors"
+    with pytest.raises(OutputFileError) as info:
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise _BACKEND_FULL_DISK_ERRORS[backend]()
+    assert str(info.value) == f"cannot write {target}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ZeroDivisionError):  # other failures are not write failures
+        with atomic.atomic_path(target):
+            1 / 0
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 96 KiB tmpfs (root only): too small for fcn tiny's 320 KB of weights."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); the injected-ENOSPC test covers the mapping")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verb", ["export", "train", "bundle"])
+def test_a_full_disk_ends_export_train_and_bundle_with_exit_15(full_disk, tflite_art, capsys, verb):
+    from syncopt.errors import OutputFileError
+
+    argv = {"export": ["export", "fcn", "--out", full_disk / "art"],
+            "train": [*TRAIN[3:], "--epochs", "1", "--out", full_disk / "run"],
+            "bundle": ["bundle", tflite_art.path, "--clips", "1", "--out", full_disk / "b.zip"]}[verb]
+    from syncopt.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == OutputFileError.exit_code and "Traceback" not in err
+    last = err.splitlines()[-1]  # train's epoch lines come first
+    assert last.startswith("error: ") and f"cannot write {full_disk}/" in last, err  # export: "error: onnx: ..."
+    assert last.endswith(": No space left on device"), err
+    assert not [p for p in full_disk.rglob("*") if p.name.endswith(".tmp") or ".tmp" in p.name]
+
+
+def test_backend_warnings_do_not_precede_the_one_line_error(tmp_path, capsys):
+    """torch's UserWarning about a classic pickle's protocol came before 'error: ...'; --debug shows it."""
+    import pickle
+
+    from syncopt.cli import main
+    from syncopt.errors import WeightsError
+
+    with open(tmp_path / "classic.pt", "wb") as f:
+        pickle.dump({"a": 1}, f, protocol=4)
+    code, err = _cli(["export", "fcn", "--weights", tmp_path / "classic.pt", "--out", tmp_path / "out"], capsys)
+    assert code == WeightsError.exit_code
+    assert err == "error: refusing to load classic.pt: not a plain tensor checkpoint (Unsupported operand 149)\n"
+    with pytest.warns(UserWarning, match="pickle protocol 4"), pytest.raises(WeightsError):
+        main(["--debug", "export", "fcn", "--weights", str(tmp_path / "classic.pt"), "--out", str(tmp_path / "out")])

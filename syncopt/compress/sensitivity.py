@@ -18,7 +18,6 @@ plain INT8 (timed interleaved).
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from syncopt.artifact import Artifact, manifest_path
-from syncopt.atomic import atomic_path
+from syncopt.atomic import atomic_path, temp_dir
 from syncopt.compress.common import CONTEXT
 from syncopt.data.datasets import ClipDataset
 from syncopt.errors import UsageError
@@ -196,7 +195,7 @@ def fallback(model: nn.Module, calib: ClipDataset, test: ClipDataset, config, ou
 
     steps = [judge(int8, [])]
     final, kept, plain_bytes = int8, [], int8.path.stat().st_size
-    with tempfile.TemporaryDirectory(prefix="syncopt-fallback-") as tmp:
+    with temp_dir("fallback") as tmp:
         for rank in ranking[:config.max_fallback]:
             if steps[-1].passed:
                 break

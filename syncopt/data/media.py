@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,14 +65,33 @@ def load_media(path: str | os.PathLike, fps: float = 25.0, sample_rate: int = 16
                  notes=tuple(source.notes))
 
 
+_NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_media_path(p: Path) -> None:
+    """Raise :class:`InputFileError` naming why ``p`` is not a readable regular file (missing, a
+    dangling symlink or a symlink loop, a directory, FIFO or device, no permission)."""
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise InputFileError(f"video not found: {p}" + (" (a symlink to a missing file)" if p.is_symlink() else "")
+                             ) from None
+    except OSError as exc:
+        reason = "a symlink loop" if exc.errno == errno.ELOOP else exc.strerror or type(exc).__name__
+        raise InputFileError(f"cannot open video {p}: {reason}") from None
+    kind = next((name for test, name in _NOT_FILES if test(mode)), None)
+    if kind is not None:
+        raise InputFileError(f"{p} is {kind}, not a video file")
+    if not os.access(p, os.R_OK):
+        raise InputFileError(f"video not readable: {p} (permission denied)")
+
+
 def _open(p: Path):
     """An open PyAV container with a video stream; one-line errors for missing or non-media files."""
     import av
 
-    if not p.is_file():
-        raise InputFileError(f"video not found: {p}")
-    if not os.access(p, os.R_OK):
-        raise InputFileError(f"video not readable: {p}")
+    check_media_path(p)
     try:
         container = av.open(str(p), metadata_errors="replace")  # damaged tags must not stop decoding (fuzzing)
     except av.error.FFmpegError as exc:
@@ -117,15 +138,19 @@ class FrameSource:
                         emitted += 1
                     if emitted >= limit:
                         break
-                    if previous is not None and (frame.height, frame.width) != previous.shape[:2]:
+                    image = upright(frame)
+                    if previous is not None and image.shape != previous.shape:
                         # a damaged header mid-stream: keep the frames decoded so far (found by fuzzing)
                         truncated = (f"frame size changed from {previous.shape[1]}x{previous.shape[0]} to "
-                                     f"{frame.width}x{frame.height}")
+                                     f"{image.shape[1]}x{image.shape[0]}")
                         break
                     times.append(t)
-                    previous = frame.to_ndarray(format="rgb24")
+                    previous = image
             except (av.error.FFmpegError, ValueError) as exc:
                 truncated = _reason(exc)
+            declared = int(stream.frames or 0)  # the container header's frame count (0: unknown)
+        if not truncated and emitted < limit and len(times) < 0.98 * declared - 1:  # ended early, no decode error
+            truncated = f"{len(times)} of the {declared} frames its header declares"
         if previous is None:
             raise MediaError(f"{self.path.name}: no decodable video frames (corrupt or truncated)")
         step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / self.fps
@@ -137,6 +162,14 @@ class FrameSource:
         self.notes = [f"truncated: video decoding stopped at {times[-1]:.2f} s ({truncated})"] if truncated else []
         if abs(self.source_fps - self.fps) > 0.01:
             self.notes.append(f"video resampled from {self.source_fps:.2f} to {self.fps:g} fps")
+
+
+def upright(frame) -> np.ndarray:
+    """A decoded PyAV frame as ``(H, W, 3)`` RGB, turned as its display matrix says (a portrait phone
+    video is stored landscape with a rotation tag; FFmpeg's ``autorotate`` turns it the same way)."""
+    image = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise quarter turns (PyAV VideoFrame.rotation)
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ An engine is specific to the GPU and TensorRT version that built it.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from syncopt.artifact import Artifact
+from syncopt.atomic import temp_dir
 from syncopt.errors import BackendUnavailable, ExportError
 from syncopt.export import require
 from syncopt.formats import check_precision, write_artifact
@@ -59,7 +59,7 @@ def export_tensorrt(model: nn.Module, out_dir: Path, precision: str = "fp32", ma
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
-    with tempfile.TemporaryDirectory(prefix="syncopt-trt-") as tmp:
+    with temp_dir("trt") as tmp:
         onnx_file = export_onnx(model, Path(tmp), "fp32").path
         if not parser.parse(onnx_file.read_bytes()):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))

@@ -29,13 +29,13 @@ import io
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
 from syncopt.artifact import Artifact, permutation
+from syncopt.atomic import temp_dir
 from syncopt.errors import ExportError
 from syncopt.export import require
 from syncopt.formats import check_precision, write_artifact
@@ -68,7 +68,7 @@ def export_tflite(model: nn.Module, out_dir: Path, precision: str = "fp32", fram
     sizes = spec.sizes(t_len, batch=1)
 
     def write(target: Path) -> dict:
-        with tempfile.TemporaryDirectory(prefix="syncopt-tflite-") as tmp:
+        with temp_dir("tflite") as tmp:
             work = Path(tmp)
             source = export_onnx(model, work / "onnx", "fp32").path
             _constants_as_initializers(source)
