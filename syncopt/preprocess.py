@@ -24,7 +24,7 @@ def frames_to_tensor(frames: np.ndarray, pre: Preprocessing) -> torch.Tensor:
     if pre.channel_order == "bgr":
         frames = frames[..., ::-1]
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float()
-    return (x - pre.pixel_mean) / pre.pixel_std
+    return x.sub_(pre.pixel_mean).div_(pre.pixel_std)  # in place: one float copy of a long video's crops, not three
 
 
 def audio_to_tensor(audio: np.ndarray, num_frames: int, pre: Preprocessing) -> torch.Tensor:

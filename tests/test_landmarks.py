@@ -231,6 +231,21 @@ def test_one_pass_crops_equal_two_pass_crops_across_gaps(clips):
     assert [(tr.start, tr.end) for tr, _ in track_and_crop(frames, 64)] == [(0, 30), (50, 75)]
 
 
+def test_row_blocks_across_block_edges():
+    from syncopt.data.landmarks import _Rows
+
+    rows, data = _Rows(block=4), np.arange(30, dtype=np.float32).reshape(10, 3)
+    for row in data:
+        rows.append(row)
+    rows.pop()
+    rows.pop()  # back to 8 rows: exactly two full blocks
+    assert len(rows) == 8 and len(rows.blocks) == 2 and (rows.last() == data[7]).all()
+    rows.append(data[8])
+    np.testing.assert_array_equal(rows.rows(2, 9), data[[2, 3, 4, 5, 6, 7, 8]])
+    np.testing.assert_array_equal(rows.take(), data[:9])
+    np.testing.assert_array_equal(rows.rows(3, 6), data[3:6])  # still readable after take
+
+
 @pytest.mark.slow  # building the model for its spec imports torch and every model (~7 s)
 def test_face_crops_use_landmarks_and_fall_back_to_haar(monkeypatch, clips):
     from syncopt.data.landmarks import LandmarkTrack

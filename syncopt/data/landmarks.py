@@ -51,14 +51,55 @@ class LandmarkTrack(FaceTrack):
 _serials = itertools.count()
 
 
+class _Rows:
+    """A growing stack of equal rows held in blocks of ``block`` rows: a few large allocations
+    instead of one small array per frame, which over a long video fragments the heap (RSS grew
+    about 50 KB a frame with per-frame arrays)."""
+
+    def __init__(self, block: int = 256) -> None:
+        self.blocks: list[np.ndarray] = []
+        self.block, self.count = block, 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, row: np.ndarray) -> None:
+        if self.count % self.block == 0:
+            self.blocks.append(np.empty((self.block, *row.shape), row.dtype))
+        self.blocks[-1][self.count % self.block] = row
+        self.count += 1
+
+    def pop(self) -> None:
+        self.count -= 1
+        if self.count % self.block == 0:
+            self.blocks.pop()
+
+    def last(self) -> np.ndarray:
+        return self.blocks[-1][(self.count - 1) % self.block]
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo .. hi - 1`` (a copy)."""
+        return np.concatenate([self.blocks[b][max(lo - b * self.block, 0):hi - b * self.block]
+                               for b in range(lo // self.block, (hi - 1) // self.block + 1)])
+
+    def take(self) -> np.ndarray:
+        """All rows as one array; the blocks are freed as they are copied."""
+        out = np.empty((self.count, *self.blocks[0].shape[1:]), self.blocks[0].dtype)
+        for b in range(len(self.blocks)):
+            part = out[b * self.block:(b + 1) * self.block]
+            part[:] = self.blocks[b][:len(part)]
+            self.blocks[b] = part  # the block's memory goes; later reads see the same rows
+        return out
+
+
 @dataclass
 class _Live:
     """A track being built: observed frames only, with their alignment similarities."""
 
     frames: list[int] = field(default_factory=list)
-    points: list[np.ndarray] = field(default_factory=list)
+    points: _Rows = field(default_factory=_Rows)  # (468, 3) per observed frame
     scores: list[float] = field(default_factory=list)
-    params: list[np.ndarray] = field(default_factory=list)  # per observed frame, see _similarity
+    params: _Rows = field(default_factory=_Rows)  # (4,) per observed frame, see _similarity
     roi: Roi | None = None  # where to run the mesh on the next frame; None once lost
     serial: int = field(default_factory=lambda: next(_serials))
 
@@ -77,7 +118,7 @@ class _Live:
             seq.pop()
 
     def last_box(self) -> np.ndarray:
-        xy = self.points[-1][:, :2]
+        xy = self.points.last()[:, :2]
         return np.concatenate([xy.min(0), xy.max(0)])
 
     def params_at(self, frames: np.ndarray) -> np.ndarray:
@@ -88,7 +129,7 @@ class _Live:
         hi = bisect.bisect_right(self.frames, int(frames.max())) + 1
         lo, hi = max(lo, 0), min(hi, len(self.frames))
         known = np.asarray(self.frames[lo:hi])
-        values = np.stack(self.params[lo:hi])
+        values = self.params.rows(lo, hi)
         return np.stack([np.interp(frames, known, values[:, j]) for j in range(values.shape[1])], axis=1)
 
 
@@ -206,7 +247,7 @@ def _finish(tr: _Live) -> LandmarkTrack:
     span = known[-1] + 1 - known[0]
     points = np.empty((span, NUM_POINTS, 3), np.float32)
     scores = np.zeros(span, np.float32)
-    observed = np.stack(tr.points)
+    observed = tr.points.take()
     points[known - known[0]] = observed
     scores[known - known[0]] = tr.scores
     for (a, pa), (b, pb) in zip(zip(known[:-1], observed[:-1]), zip(known[1:], observed[1:])):
@@ -240,7 +281,7 @@ def lip_geometry(points: np.ndarray) -> np.ndarray:
 # clips in the shared development set (two are tests/fixtures/grid_*.mpg), to which each frame's
 # points are fitted by a similarity. On those clips the mesh spans x -0.76..0.77, y -0.62..1.33.
 TEMPLATE = np.array([[-0.5, 0.0], [0.5, 0.0], [-0.28, 0.82], [0.28, 0.82]])
-_ALIGN_POINTS = (*EYE_OUTER, *MOUTH_CORNERS)
+_ALIGN_POINTS = [*EYE_OUTER, *MOUTH_CORNERS]
 
 
 @dataclass(frozen=True)
@@ -263,13 +304,13 @@ def _similarity(points: np.ndarray) -> np.ndarray:
     """``(n, 4)`` per-frame similarity ``a.real, a.imag, b.real, b.imag`` mapping a template point
     ``z`` (as a complex number) to ``a * z + b`` in the frame: the least-squares fit of
     :data:`TEMPLATE` to the eye and mouth corners of ``points`` ``(n, 468, >=2)``."""
-    target = points[:, list(_ALIGN_POINTS), :2].astype(np.float64)
-    w = target[..., 0] + 1j * target[..., 1]
-    z = TEMPLATE[:, 0] + 1j * TEMPLATE[:, 1]
-    zc = z - z.mean()
-    a = (w - w.mean(1, keepdims=True)) @ np.conj(zc) / np.sum(np.abs(zc) ** 2)  # scale * e^(i angle)
-    b = w.mean(1) - a * z.mean()
-    return np.stack([a.real, a.imag, b.real, b.imag], axis=1)
+    w = points[:, _ALIGN_POINTS, :2].astype(np.float64)
+    mean = w.mean(1)
+    wx, wy = (w - mean[:, None]).transpose(2, 0, 1)
+    zx, zy = (TEMPLATE - TEMPLATE.mean(0)).T / np.sum((TEMPLATE - TEMPLATE.mean(0)) ** 2)
+    a_re, a_im = wx @ zx + wy @ zy, wy @ zx - wx @ zy  # sum of conj(z) * w: scale * e^(i angle)
+    mx, my = TEMPLATE.mean(0)
+    return np.stack([a_re, a_im, mean[:, 0] - (a_re * mx - a_im * my), mean[:, 1] - (a_re * my + a_im * mx)], axis=1)
 
 
 def _region_affine(params: np.ndarray, size: int, region: str) -> np.ndarray:
@@ -354,7 +395,7 @@ def track_and_crop(frames: Iterable[np.ndarray], size: int, region: str = "face"
     radius = len(kernel) // 2
     offsets = np.arange(-radius, radius + 1)
     pending: deque[tuple[int, np.ndarray]] = deque()
-    crops: dict[int, list[np.ndarray]] = {}
+    crops: dict[int, _Rows] = {}
 
     def cut(t: int, frame: np.ndarray) -> None:
         with timed(timings, "crop"):
@@ -362,7 +403,7 @@ def track_and_crop(frames: Iterable[np.ndarray], size: int, region: str = "face"
                 if tr.frames[0] <= t <= tr.frames[-1]:
                     params = kernel @ tr.params_at(t + offsets) if tr.span > 1 else tr.params_at(np.array([t]))[0]
                     to_frame = _region_affine(params[None], size, region)[0]
-                    crops.setdefault(tr.serial, []).append(warp_crop(frame, to_frame, size))
+                    crops.setdefault(tr.serial, _Rows()).append(warp_crop(frame, to_frame, size))
 
     for frame in frames:
         tracker.push(frame)
@@ -375,4 +416,4 @@ def track_and_crop(frames: Iterable[np.ndarray], size: int, region: str = "face"
     if not kept and not allow_empty:
         _no_face(frames)
     kept.sort(key=lambda tr: (-tr.span, tr.frames[0]))
-    return [(_finish(tr), np.stack(crops[tr.serial])) for tr in kept]
+    return [(_finish(tr), crops[tr.serial].take()) for tr in kept]

@@ -1,0 +1,111 @@
+"""Speed of `syncopt sync` on real video, stage by stage and end to end (issue 19: at least 5x real
+time on a 640x360 10-minute video, 2x on 1080p, peak RSS under 2 GiB).
+
+Videos: ``latentsync_demo1_video.mp4`` from the shared development set (1080x1920 HEVC, 10 s, a
+seated speaker; Apache-2.0, bytedance/LatentSync) as it is, and a 640x360 H.264 video made from it
+(the 1080x608 band around the face, resized, looped with its audio to ``--minutes``; written to a
+temporary folder, not kept). Per video: ``bench_pipeline`` (one streamed pass, per-stage wall time
+per frame) and ``syncopt sync --json`` in a child process (wall time, CPU time and peak RSS of the
+child) for each ``--models`` entry. The CPU may be shared: the load averages are recorded, and CPU
+seconds per video second show what an idle machine would reach.
+
+Usage: python benchmarks/bench_sync_pipeline.py [--minutes 10] [--models fcn,fcn_lips]
+Writes benchmarks/results/sync_pipeline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from results_io import write_results
+from syncopt.bench import bench_pipeline
+from syncopt.data.media import FrameSource, decode_audio
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT.parent / "shared" / "realclips" / "latentsync_demo1_video.mp4"
+FACE_BAND = slice(450, 1058)  # rows of the 1080x1920 frame around the face: 608 = 1080 * 360 / 640
+
+
+def make_640x360(out: Path, seconds: int) -> Path:
+    """The face band of SOURCE at 640x360, H.264 + AAC mono, looped to ``seconds``."""
+    frames = [cv2.resize(f[FACE_BAND], (640, 360), interpolation=cv2.INTER_AREA) for f in FrameSource(SOURCE)]
+    audio = decode_audio(SOURCE, 44100).samples
+    total = seconds * 25
+    with av.open(str(out), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 640, 360, "yuv420p"
+        video.options = {"preset": "veryfast", "crf": "23"}
+        sound = container.add_stream("aac", rate=44100)
+        sound.layout = "mono"
+        for i in range(total):
+            for packet in video.encode(av.VideoFrame.from_ndarray(frames[i % len(frames)], format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        samples = np.tile(audio, -(-total // len(frames)))[:seconds * 44100].astype(np.float32)
+        for start in range(0, len(samples), 1024):
+            chunk = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="flt", layout="mono")
+            chunk.sample_rate = 44100
+            for packet in sound.encode(chunk):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    return out
+
+
+def run_sync(video: Path, model: str) -> dict:
+    """``syncopt sync`` in a child: wall and CPU seconds per video second, peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "syncopt", "sync", str(video), "--model", model, "--json"],
+                         capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if res.returncode:
+        return {"model": model, "error": res.stderr.strip().splitlines()[-1]}
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    seconds = _duration(video)
+    return {"model": model, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "realtime_factor": round(seconds / wall, 2), "cpu_realtime_factor": round(seconds / cpu, 2),
+            "peak_rss_mib": round(after.ru_maxrss / 1024, 1)}  # ru_maxrss: the largest child, in KiB
+
+
+def _duration(video: Path) -> float:
+    with av.open(str(video)) as container:
+        return float(container.duration) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--models", default="fcn,fcn_lips")
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        small = make_640x360(Path(tmp) / f"latentsync_demo1_640x360_{args.minutes:g}min.mp4", int(args.minutes * 60))
+        for name, video in (("640x360", small), ("1080x1920", SOURCE)):
+            report = bench_pipeline(str(video), "fcn", "tiny", repeats=1)
+            results[name] = {
+                "video": video.name, "frames": report.frames,
+                "pipeline_ms_per_frame": {s.stage: round(s.ms_p50 / report.frames, 3) for s in report.stages},
+                "pipeline_realtime_factor": round(report.realtime_factor, 2),
+                "sync": [run_sync(video, m) for m in args.models.split(",")],
+            }
+            print(name, results[name], flush=True)
+    path = write_results("sync_pipeline", {"goal": "sync >= 5x real time at 640x360 (10 min), >= 2x at 1080p; "
+                                                   "peak RSS < 2 GiB", "results": results})
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
