@@ -27,7 +27,7 @@ test: setup
 
 # The fuzz properties of tests/test_reliability.py with many more cases (FUZZ_EXAMPLES each); writes
 # benchmarks/results/fuzz.json.
-FUZZ_EXAMPLES ?= 2000
+FUZZ_EXAMPLES ?= 10000
 fuzz: setup
 	cd benchmarks && ../$(PY) fuzz.py --examples $(FUZZ_EXAMPLES)
 

@@ -16,6 +16,7 @@ symlinks, duplicate names and oversized archives are refused before anything is 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from syncopt.artifact import Artifact, atomic_dir, load_artifact, sha256_path
 from syncopt.atomic import atomic_path, sha256_file, temp_dir
-from syncopt.errors import BundleError, InputFileError, SyncoptError, UsageError
+from syncopt.errors import BundleError, InputFileError, OutputFileError, SyncoptError, UsageError
 from syncopt.formats import FORMATS, artifact_bytes, bundle_targets
 from syncopt.spec import ModelSpec, TensorSpec
 
@@ -312,7 +313,10 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
             raise BundleError(f"{Path(archive).name} unpacks to more than {MAX_UNPACKED_BYTES >> 30} GiB")
         try:
             zf.extractall(dest)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # bad CRC, lying sizes ...
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, OSError) as exc:
+            # bad CRC, lying sizes, a member offset before the file's start (EINVAL from seek; fuzzing)
+            if isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):  # the extraction's own writes
+                raise OutputFileError(f"cannot unpack {Path(archive).name} into {dest}: {exc.strerror}") from exc
             raise BundleError(f"{Path(archive).name}: a damaged member ({exc})") from exc
     return dest
 

@@ -391,14 +391,18 @@ def test_fuzz_gates_files_parse_or_give_one_usage_error(tmp_path, text):
     from syncopt.errors import UsageError
     from syncopt.gate import GatesConfig, load_config
 
-    path = tmp_path / "gates.yaml"
+    _loads_or_one_line(tmp_path / "gates.yaml", text, load_config, UsageError, GatesConfig)
+
+
+def _loads_or_one_line(path: Path, text: str, load, error: type, kind: type) -> None:
+    """Write ``text`` to ``path`` and load it: a ``kind``, or one line of ``error``."""
     path.write_text(text, encoding="utf-8")
     try:
-        config = load_config(path)
-    except UsageError as exc:
+        result = load(path)
+    except error as exc:
         _one_line(exc)
         return
-    assert isinstance(config, GatesConfig)
+    assert isinstance(result, kind)
 
 
 def _write_frames(path: Path, frames: np.ndarray, times: list[float]) -> Path:
@@ -911,3 +915,112 @@ def test_backend_warnings_do_not_precede_the_one_line_error(tmp_path, capsys):
     assert err == "error: refusing to load classic.pt: not a plain tensor checkpoint (Unsupported operand 149)\n"
     with pytest.warns(UserWarning, match="pickle protocol 4"), pytest.raises(WeightsError):
         main(["--debug", "export", "fcn", "--weights", str(tmp_path / "classic.pt"), "--out", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["quiet", "--debug"])
+def test_torch_log_lines_and_warnings_are_hidden_unless_debug(debug):
+    """torch logs export/QAT warnings as `W1203 18:50:37.1 ... symbolic_shapes.py:...] ...` through its
+    own stderr handler (what `quantize --method qat` printed); a command shows them only with --debug."""
+    import logging
+    import warnings
+
+    from syncopt.cli import _console
+
+    import torch.fx.experimental.symbolic_shapes  # noqa: F401  (torch._logging sets up its handler)
+
+    logger = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    records: list[logging.LogRecord] = []
+    collect = logging.Handler()
+    collect.emit = records.append
+    logger.addHandler(collect)
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with _console(debug):
+                logger.warning("probe: dynamic dimension specialized")
+                warnings.warn("probe: a back-end's UserWarning", UserWarning, stacklevel=1)
+        assert len(records) == len(seen) == int(debug)
+        logger.warning("probe: after the command")
+        assert records[-1].getMessage() == "probe: after the command"  # logging is back as it was
+    finally:
+        logger.removeHandler(collect)
+
+
+# -- fuzzing the loaders issue 23 added to the list: ONNX bytes, zip bundles, recipes -------------
+
+_EDITS = st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=16)
+
+
+def _damage(data: bytes, edits: list[tuple[float, int]], keep: float) -> bytes:
+    damaged = bytearray(data[: max(1, int(len(data) * keep))])
+    for where, value in edits:
+        damaged[int(where * len(damaged))] = value
+    return bytes(damaged)
+
+
+@fuzz(25)
+@given(edits=_EDITS, keep=st.one_of(st.just(1.0), st.floats(0.01, 1.0)))
+def test_fuzz_damaged_onnx_with_a_matching_manifest_gives_one_line(tmp_path, onnx_art, edits, keep):
+    """A user re-hashed a damaged ONNX file: its manifest's sha256 matches, so only the claims check stands."""
+    from syncopt.artifact import load_artifact
+
+    target = _lie(onnx_art, tmp_path, data=_damage(onnx_art.path.read_bytes(), edits, keep))
+    try:
+        artifact = load_artifact(target)
+    except SyncoptError as exc:
+        _one_line(exc)
+        return
+    assert artifact.spec.name == "fcn"  # edits inside the weights' bytes leave a valid graph
+
+
+@pytest.fixture(scope="module")
+def bundle_zip(tflite_art, tmp_path_factory) -> Path:
+    """A real android bundle of fcn (tiny): the seed the bundle fuzzer damages."""
+    from syncopt.bundle import make_bundle
+
+    return make_bundle(tflite_art.path, "android", tmp_path_factory.mktemp("bundle") / "b.zip", parity_clips=1)
+
+
+@fuzz(25)
+@given(edits=_EDITS, keep=st.one_of(st.just(1.0), st.floats(0.01, 1.0)))
+def test_fuzz_damaged_bundles_verify_or_give_one_bundle_error(tmp_path, bundle_zip, edits, keep):
+    from syncopt.bundle import verify_bundle
+
+    path = tmp_path / "b.zip"
+    path.write_bytes(_damage(bundle_zip.read_bytes(), edits, keep))
+    try:
+        report = verify_bundle(path)
+    except SyncoptError as exc:
+        _one_line(exc)
+        return
+    assert report is not None  # an edit in a spot nothing reads (zip padding, a comment)
+
+
+def test_a_zip_member_offset_before_the_file_start_is_a_bundle_error(tmp_path, bundle_zip):
+    """The bundle fuzzer's find: the last byte of the end-of-central-directory record (the comment
+    length's high byte) set to 1 makes zipfile seek before the file's start: OSError EINVAL."""
+    from syncopt.bundle import verify_bundle
+    from syncopt.errors import BundleError
+
+    path = tmp_path / "b.zip"
+    path.write_bytes(_damage(bundle_zip.read_bytes(), [(0.99999, 1)], 1.0))
+    with pytest.raises(BundleError, match=r"b.zip: a damaged member \(\[Errno 22\] Invalid argument\)"):
+        verify_bundle(path)
+
+
+_RECIPE_STAGES = ["train", "distill", "prune", "quantize", "export", "parity", "bench", "bundle", "gate", "x"]
+_RECIPE_FIELDS = ["model", "preset", "epochs", "lr", "seed", "method", "formats", "frames", "from", "target", "x"]
+
+
+@fuzz(30)
+@given(text=st.one_of(
+    st.text(max_size=300),
+    st.fixed_dictionaries({"stages": st.dictionaries(
+        st.sampled_from(_RECIPE_STAGES),
+        st.one_of(_YAML_VALUES, st.dictionaries(st.sampled_from(_RECIPE_FIELDS), _YAML_VALUES, max_size=4)),
+        max_size=4)}, optional={"name": _YAML_VALUES, "seed": _YAML_VALUES, "preset": _YAML_VALUES}).map(json.dumps)))
+def test_fuzz_recipes_load_or_give_one_recipe_error(tmp_path, text):
+    from syncopt.errors import RecipeError
+    from syncopt.recipe import Recipe, load_recipe
+
+    _loads_or_one_line(tmp_path / "r.yaml", text, load_recipe, RecipeError, Recipe)
