@@ -130,6 +130,7 @@ def _console(debug: bool) -> Iterator[None]:
     handlers = ({s: signal.signal(s, interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
                 if threading.current_thread() is threading.main_thread() else {})
     stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout) if sys.stdout is not None else None
+    log_floor = logging.root.manager.disable
     with warnings.catch_warnings():
         if not debug:
             warnings.simplefilter("ignore")
@@ -139,7 +140,7 @@ def _console(debug: bool) -> Iterator[None]:
             yield
         finally:
             sys.stdout = stdout
-            logging.disable(logging.NOTSET)
+            logging.disable(log_floor)
             for s, handler in handlers.items():
                 signal.signal(s, handler)
 
