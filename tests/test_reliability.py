@@ -236,7 +236,7 @@ def test_whisper_clip_over_max_frames_called_directly_names_the_limit():
 
 # Fuzzing. CI runs each property for the bounded count given below; `make fuzz`
 # (benchmarks/fuzz.py) sets SYNCOPT_FUZZ_EXAMPLES to run the same properties with that many cases
-# each (last run: 2000 per property, 12,000 cases, no failure; what earlier runs found is listed in
+# each (last run: 10,000 per property, 90,000 cases, no failure; what earlier runs found is listed in
 # docs/errors.md; figures in benchmarks/results/fuzz.json).
 FUZZ_EXAMPLES = int(os.environ.get("SYNCOPT_FUZZ_EXAMPLES", "0"))
 
