@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from syncopt.atomic import atomic_path, sha256_file
@@ -72,8 +73,8 @@ def main() -> None:
         target = ASSETS / f"fcn_lips_{args.preset}_real.safetensors"
         shutil.copyfile(weights, target)
         manifest = {
-            "summary": f"real video: {len(train_entries)} in-sync clips of {Path(args.train).name} "
-                       "(self-supervised audio shifts), no synthetic data",
+            "summary": "real video, self-supervised (audio shifts), no synthetic data: " + ", ".join(
+                f"{n} clips from {folder}" for folder, n in Counter(p.parent.name for p, _ in train_entries).items()),
             "model": "fcn_lips", "preset": args.preset, "weights_sha256": sha256_file(target),
             "synthetic_generator": None, "training_config": config.model_dump(mode="json"),
             "real_clips_sha256": dict(sorted((name, h) for h, name in train_sha.items())),

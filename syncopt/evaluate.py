@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel
 from scipy import signal
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import default_collate
 
 from syncopt.data.datasets import ClipDataset
 from syncopt.losses import usable_frames
@@ -41,12 +41,19 @@ def predict(model: nn.Module, dataset: ClipDataset, batch_size: int = 16) -> lis
     """Per-clip outputs (batch axis removed) for every clip of ``dataset``."""
     model.eval()
     device = next(model.parameters(), torch.empty(0)).device  # quantized models may hold no parameters
-    results = []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        out = {k: v.cpu() for k, v in model(video=batch["video"].to(device), audio=batch["audio"].to(device)).items()}
-        for i in range(batch["video"].shape[0]):
-            results.append({k: v[i] for k, v in out.items()} | {"labels": batch["labels"][i], "valid": batch["valid"][i]})
-    return results
+    by_length: dict[int, list[int]] = {}  # clips batch with clips of their own length
+    for index in range(len(dataset)):
+        by_length.setdefault(len(dataset.items[index]["labels"]), []).append(index)
+    results: dict[int, dict[str, torch.Tensor]] = {}
+    for indices in by_length.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            batch = default_collate([dataset[i] for i in chunk])
+            out = {k: v.cpu() for k, v in model(video=batch["video"].to(device), audio=batch["audio"].to(device)).items()}
+            for i, index in enumerate(chunk):
+                results[index] = {k: v[i] for k, v in out.items()} | {"labels": batch["labels"][i],
+                                                                     "valid": batch["valid"][i]}
+    return [results[i] for i in range(len(dataset))]
 
 
 def context_decisions(logp: torch.Tensor, context: int, max_offset: int) -> list[int]:

@@ -101,17 +101,36 @@ def baseline_scorer(clip: ClipFeatures, k: int) -> Decider:
 
 
 def model_scorer(model) -> Scorer:
-    """A dense sync model on lip features (``fcn_lips``): window offset = argmax of mean log-probability."""
-    import torch
+    """A dense two-tower model on lip features (``fcn_lips``), run on each window alone.
 
-    from syncopt.infer import run_dense
+    A window of L frames sees only its L frames of video (the video tower runs on them by
+    themselves) and the audio within ±K frames of them, which the offset search needs, as in
+    SyncNet's evaluation; its offset is the argmax of the mean per-frame log-probability.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    k_max = model.spec.max_offset
+
+    @torch.no_grad()
+    def window_logits(video: torch.Tensor, audio: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        a_lo, a_hi = max(0, lo - k_max), min(video.shape[-1], hi + k_max)
+        v = F.normalize(model.video_encoder(video[None, :, lo:hi]), dim=1, eps=1e-6)
+        a = F.normalize(model.audio_encoder(audio[None, ..., 4 * a_lo:4 * a_hi]), dim=1, eps=1e-6)
+        a = F.pad(a, (a_lo - (lo - k_max), (hi + k_max) - a_hi))  # audio frames lo-K .. hi+K-1, zero outside
+        length = hi - lo
+        corr = torch.stack([(v * a[..., k_max - o:k_max - o + length]).sum(1) for o in range(-k_max, k_max + 1)], 1)
+        return model.predictor(corr)[0][0]
 
     def score(clip: ClipFeatures, k: int) -> Decider:
         mfcc, _ = shifted(clip, k)
         video, audio = lip_inputs(clip.lips, mfcc[:, 4 * clip.start:4 * (clip.start + clip.frames)])
-        out = run_dense(model, video[None], audio[None])
-        logp = torch.log_softmax(out["offset_logits"][0].float(), 0).numpy()
-        return lambda lo, hi: int(logp[:, lo:hi].mean(1).argmax()) - logp.shape[0] // 2
+
+        def decide(lo: int, hi: int) -> int:
+            logp = torch.log_softmax(window_logits(video, audio, lo, hi).float(), 0)
+            return int(logp.mean(1).argmax()) - k_max
+
+        return decide
 
     return score
 

@@ -65,7 +65,7 @@ class VideoSync(BaseModel):
     calibrated: bool = Field(False, description="probabilities are temperature-scaled (syncopt calibrate)")
 
 
-DEFAULT_MODEL = ("fcn", "tiny")  # what `syncopt sync` and `evaluate --data` use when no model is named
+DEFAULT_MODEL = ("fcn_lips", "full")  # what `syncopt sync` and `evaluate --data` use when no model is named
 SHIPPED_DOMAINS = ("real", "synth")  # syncopt/assets/<model>_<preset>_<domain>.safetensors
 
 
@@ -174,7 +174,7 @@ def _truncated_is_corrupt(source: FrameSource) -> Iterator[None]:
 
 def _lip_tracks(source: FrameSource, samples: np.ndarray, spec: ModelSpec, crop: str
                 ) -> Iterator[tuple[FaceTrack, None, torch.Tensor, torch.Tensor]]:
-    """Face-mesh tracks as ``(track, None, lip motion (1,80,n), normalised MFCC (1,1,13,4n))``."""
+    """Face-mesh tracks as ``(track, None, lip motion (1,120,n), normalised MFCC (1,1,13,4n))``."""
     from syncopt.data.landmarks import track_landmarks
     from syncopt.data.lipfeatures import lip_inputs, lip_shape
     from syncopt.data.media import fit_audio, mfcc_for_frames
@@ -182,7 +182,8 @@ def _lip_tracks(source: FrameSource, samples: np.ndarray, spec: ModelSpec, crop:
     if crop != "detect":
         raise UsageError(f"{spec.name} reads face-mesh landmarks: --crop must be 'detect', not '{crop}'")
     pre = spec.preprocessing
-    tracks = sorted(track_landmarks(source, min_track=spec.min_frames), key=lambda t: -len(t.points))
+    tracks = sorted(track_landmarks(source, min_track=spec.min_frames, allow_empty=True),
+                    key=lambda t: -len(t.points))
     with _truncated_is_corrupt(source):
         spec.check_length(source.num_frames)
     if not tracks:

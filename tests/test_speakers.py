@@ -69,8 +69,8 @@ def test_sync_json_has_speakers_and_render_writes_video(tmp_path):
     clip = make_clip(21, SynthConfig(num_frames=40, crop_size=64))
     video = write_video(tmp_path / "face.avi", clip.frames, clip.audio)
     out = tmp_path / "annotated.mp4"
-    res = subprocess.run([sys.executable, "-m", "syncopt", "sync", str(video), "--crop", "full", "--json",
-                          "--render", str(out)], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "syncopt", "sync", str(video), "--model", "fcn", "--crop", "full",
+                          "--json", "--render", str(out)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     [result] = json.loads(res.stdout)
     speakers = result["speakers"]
@@ -81,6 +81,6 @@ def test_sync_json_has_speakers_and_render_writes_video(tmp_path):
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == 40
     assert np.abs(frames[5].astype(int) - clip.frames[5].astype(int)).max() > 100  # a box was drawn
-    bad = subprocess.run([sys.executable, "-m", "syncopt", "sync", str(video), "--crop", "full", "--render",
+    bad = subprocess.run([sys.executable, "-m", "syncopt", "sync", str(video), "--model", "fcn", "--crop", "full", "--render",
                           str(tmp_path / "x.gif")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --render wants") and "Traceback" not in bad.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from syncopt.errors import InputFileError, SyncoptError, UsageError
@@ -16,6 +17,7 @@ from syncopt.preprocess import audio_to_tensor, frames_to_tensor
 from syncopt.spec import ModelSpec, Preprocessing
 
 DEFAULT_KINDS = {"constant": 0.7, "drift": 0.15, "cutin": 0.15}
+LIP_SEGMENT = 100  # frames: real lip-model clips are cut into segments of about this length
 
 
 @dataclass
@@ -32,10 +34,14 @@ class Augment:
     audio_per_frame: int = 4  # audio steps per video frame (the spec's Preprocessing.audio_per_frame)
     lips: bool = False  # video is lip motion (Preprocessing.video_features == "lips"), not pixels
     jitter: float = 0.3  # lip motion: Gaussian landmark noise up to this std (units of the track's RMS motion)
+    audio_noise: float = 0.3  # lip models: Gaussian noise up to this std on the clip-normalised MFCC
+    tempo: float = 0.15  # lip models: stretch both streams by up to this fraction (speaking rate)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __call__(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         item = dict(item)
+        if self.lips and self.tempo > 0:
+            item = self._tempo(item)
         t = item["labels"].shape[0]
         if self.window is not None and self.window < t:
             s = int(self.rng.integers(0, t - self.window + 1))
@@ -46,10 +52,10 @@ class Augment:
             item["audio"] = item["audio"][..., step * a:step * (a + self.window)]
             item["labels"] = item["labels"][s:s + self.window] - d
             item["valid"] = item["valid"][s:s + self.window]
-        if self.lips:  # lip motion: articulation amplitude and landmark jitter
+        if self.lips:  # lip motion: articulation amplitude and landmark jitter; noise on the normalised MFCC
             amplitude = np.exp(self.rng.uniform(-np.log(1.5), np.log(1.5)))
-            noise = self.rng.standard_normal(tuple(item["video"].shape)).astype(np.float32)
-            item["video"] = item["video"] * amplitude + torch.from_numpy(noise) * float(self.rng.uniform(0, self.jitter))
+            item["video"] = item["video"] * amplitude + self._noise(item["video"], self.jitter)
+            item["audio"] = item["audio"] + self._noise(item["audio"], self.audio_noise)
         else:
             scale = 1 + self.rng.uniform(-self.contrast, self.contrast)
             shift = self.rng.uniform(-self.brightness, self.brightness) * 2
@@ -64,6 +70,24 @@ class Augment:
             audio[..., s:s + w, :] = 0
         item["audio"] = audio
         return item
+
+    def _tempo(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Both streams stretched in time by one factor in ``1 +- tempo`` (a faster or slower speaker);
+        needs a constant-offset clip, as real in-sync clips are."""
+        labels = item["labels"]
+        if bool((labels != labels[0]).any()):
+            return item
+        t = max(1, round(labels.shape[0] * float(self.rng.uniform(1 - self.tempo, 1 + self.tempo))))
+        video = F.interpolate(item["video"][None], size=t, mode="linear", align_corners=False)[0]
+        audio = F.interpolate(item["audio"][None], size=(item["audio"].shape[-2], self.audio_per_frame * t),
+                              mode="bilinear", align_corners=False)[0]
+        return item | {"video": video, "audio": audio, "labels": labels[:1].expand(t).clone(),
+                       "valid": item["valid"][:1].expand(t).clone()}
+
+    def _noise(self, like: torch.Tensor, most: float) -> torch.Tensor:
+        """Gaussian noise shaped like ``like``, its std drawn uniformly from ``0..most``."""
+        noise = self.rng.standard_normal(tuple(like.shape)).astype(np.float32)
+        return torch.from_numpy(noise) * float(self.rng.uniform(0, most))
 
     def _audio_shift(self, labels: torch.Tensor, start: int, t: int) -> int:
         """A shift ``d`` keeping the audio window inside the clip and every label within range."""
@@ -184,7 +208,7 @@ def media_dataset(spec: ModelSpec, source: str | os.PathLike, crop: str = "detec
     for path, offset in entries if indices is None else [entries[i] for i in indices]:
         if pre.video_features == "lips":
             try:
-                items.append(_lip_item(path, offset))
+                items += _lip_items(path, offset)
             except SyncoptError as exc:
                 skipped.append(f"{path.name}: {exc}")
             continue
@@ -204,13 +228,15 @@ def media_dataset(spec: ModelSpec, source: str | os.PathLike, crop: str = "detec
     return ClipDataset(items, pre), skipped
 
 
-def _lip_item(path: Path, offset: int) -> dict:
-    """A real clip as lip motion and normalised MFCC of its longest face track (through the lip cache)."""
+def _lip_items(path: Path, offset: int, segment: int = LIP_SEGMENT) -> list[dict]:
+    """A real clip's longest face track as lip motion and normalised MFCC (through the lip cache), cut
+    into segments of about ``segment`` frames so that a long video weighs by its length."""
     from syncopt.data.lipcache import load_or_extract
     from syncopt.data.lipfeatures import lip_inputs
 
     clip = load_or_extract(path)
     video, audio = lip_inputs(clip.lips, clip.mfcc[:, 4 * clip.start:4 * (clip.start + clip.frames)])
-    n = clip.frames
-    return {"video": video, "audio": audio, "labels": torch.full((n,), offset, dtype=torch.int64),
-            "valid": torch.ones(n, dtype=torch.bool), "offset": offset, "kind": "constant", "sha256": clip.sha256}
+    bounds = np.linspace(0, clip.frames, max(1, round(clip.frames / segment)) + 1).round().astype(int)
+    return [{"video": video[:, a:b], "audio": audio[..., 4 * a:4 * b],
+             "labels": torch.full((b - a,), offset, dtype=torch.int64), "valid": torch.ones(b - a, dtype=torch.bool),
+             "offset": offset, "kind": "constant", "sha256": clip.sha256} for a, b in zip(bounds[:-1], bounds[1:])]

@@ -54,7 +54,7 @@ def extract(path: str | os.PathLike, detect_every: int = 5) -> ClipFeatures:
     from syncopt.data.media import FrameSource, decode_audio, fit_audio, mfcc_for_frames
 
     source = FrameSource(path, fps=FPS)
-    tracks = track_landmarks(source, detect_every=detect_every)
+    tracks = track_landmarks(source, detect_every=detect_every, allow_empty=True)
     if not tracks:
         raise MediaError(f"no face found in {Path(path).name}")
     track = max(tracks, key=lambda t: len(t.points))
