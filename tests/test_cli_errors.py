@@ -123,9 +123,9 @@ CASES = [  # (id, argv, error class, a fragment of the message)
      "cannot read weights trunc.pt: truncated or corrupt"),
     ("evaluate-not-a-run", ["evaluate", "{dir}"], UsageError, "is a directory without config.json"),
     ("sync-missing", ["sync", MISSING], InputFileError, "video not found"),
-    ("sync-truncated-video", ["sync", "{header_only}", "--crop", "full"], MediaError,
+    ("sync-truncated-video", ["sync", "{header_only}", *FCN, "--crop", "full"], MediaError,
      "header_only.avi is not a readable media file"),
-    ("sync-constant-audio", ["sync", "{constant}", "--crop", "full"], NoAudioError,
+    ("sync-constant-audio", ["sync", "{constant}", *FCN, "--crop", "full"], NoAudioError,
      "the audio track is silent or constant"),
     ("sync-model", ["sync", "{example}", "--model", "nosuch"], UsageError, "unknown model 'nosuch'"),
     ("sync-model-without-weights", ["sync", "{example}", "--model", "x3d_s", "--preset", "tiny"], UsageError,
@@ -146,7 +146,8 @@ CASES = [  # (id, argv, error class, a fragment of the message)
      "cut.avi is corrupt or truncated (video decoding stopped at 0.08 s (3 of the 317 frames its header declares)): "
      "fcn: clip of 3 frames is shorter than the model's receptive field"),
     ("sync-nan-weights", ["sync", "{example}", *FCN, "--weights", "{nan_st}"], WeightsError,
-     "weights for fcn (preset tiny): tensor 'video_encoder.features.0.weight' holds NaN (3528 of 3528 values); refusing non-finite"),
+     "weights for fcn (preset tiny): tensor 'video_encoder.features.0.weight' holds NaN (3528 of 3528 values); "
+     "refusing non-finite"),
     ("export-inf-weights", ["export", "fcn", "--weights", "{inf_pt}", "--out", "{out}"], WeightsError,
      "tensor 'video_encoder.features.0.weight' holds inf"),
     ("train-checkpoint-nan", ["train", "fcn", "--out", "{run_nan}", *TINY], WeightsError,
