@@ -133,6 +133,10 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
     out = Path(out_dir)
     model = _source_model(source, config)
     spec = model.spec
+    shortest = 2 * spec.max_offset + CONTEXT  # context_decisions' windows lie inside [K, T - K)
+    if config.frames < shortest:  # no window: accuracy NaN, so every verdict was OUTSIDE
+        raise UsageError(f"--frames {config.frames} is too short for {spec.name}'s {CONTEXT}-frame clip-offset "
+                         f"accuracy at ±{spec.max_offset} offsets: clips need at least {shortest} frames")
     calib = calibration_set(spec, config)
     if len(calib) == 0:
         raise UsageError("empty calibration set: no clips to calibrate on")

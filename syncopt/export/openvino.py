@@ -13,7 +13,8 @@ Precisions (what the runtime does with each, see :mod:`syncopt.runtimes.openvino
 - bf16: float16-stored weights (``compress_to_fp16``, half the bytes), inferred in bfloat16;
 - int8: NNCF post-training quantization (``nncf.quantize``) calibrated on synthetic clips, or on the
   clips :mod:`syncopt.compress.quantize_openvino` passes (``syncopt quantize --method openvino``),
-  float parts inferred in f32.
+  float parts inferred in f32; layers return to float until the worst embedding cosine to the float
+  IR on check clips reaches ``min_cosine`` (the INT8 row's 0.99).
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ CALIBRATION_CLIPS = 64  # as the TFLite and TensorRT INT8 exporters
 
 def export_openvino(model: nn.Module, out_dir: Path, precision: str = "fp32", calibration=None,
                     calibration_clips: int = CALIBRATION_CLIPS, validation=None, max_drop: float | None = None,
-                    frames: int | None = None) -> Artifact:
+                    min_cosine: float | None = None, frames: int | None = None) -> Artifact:
     """Write the IR directory with its manifest and source weights.
 
     int8 options: ``calibration`` (a :class:`~syncopt.data.datasets.ClipDataset`; default the first
     ``calibration_clips`` synthetic ``train`` clips of ``frames`` frames, default the spec's standard
     length); with ``max_drop`` (accuracy points) and ``validation`` clips, NNCF's accuracy-controlled
-    quantization keeps layers float until the clip-offset accuracy drop is within it.
+    quantization keeps layers float until the clip-offset accuracy drop is within it; otherwise layers
+    return to float until the worst embedding cosine on ``validation`` clips (default synthetic ``val``
+    clips) and two random inputs reaches ``min_cosine`` (default the INT8 row's 0.99).
     """
     check_precision("openvino", precision)
     ov = require("openvino", "openvino", "OpenVINO export")
@@ -54,12 +57,16 @@ def export_openvino(model: nn.Module, out_dir: Path, precision: str = "fp32", ca
         except Exception as exc:  # the frontend raises several types for unsupported operators
             raise ExportError(f"OpenVINO cannot convert {spec.name}: {' '.join(str(exc).split())[:300]}") from exc
     if precision == "int8":
-        from syncopt.compress.quantize_openvino import nncf_int8
+        from syncopt.compress.quantize_openvino import CHECK_CLIPS, MIN_COSINE, nncf_int8
         from syncopt.data.datasets import synth_dataset
 
+        length = frames or spec.standard_frames
         if calibration is None:
-            calibration = synth_dataset(spec, "train", calibration_clips, num_frames=frames or spec.standard_frames)
-        graph = nncf_int8(graph, spec, calibration, validation=validation, max_drop=max_drop)
+            calibration = synth_dataset(spec, "train", calibration_clips, num_frames=length)
+        if validation is None:
+            validation = synth_dataset(spec, "val", CHECK_CLIPS, num_frames=length)
+        graph = nncf_int8(graph, spec, calibration, validation=validation, max_drop=max_drop,
+                          min_cosine=MIN_COSINE if min_cosine is None else min_cosine)
 
     def write(folder: Path) -> dict:
         ov.save_model(graph, str(folder / XML), compress_to_fp16=precision == "bf16")
