@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
-from scipy import signal
 
 MEDIAN_KERNEL = 9  # per-frame confidence smoothing, as in SyncNetInstance.evaluate
 
@@ -30,6 +29,8 @@ class SyncResult(BaseModel):
 
 def median_smooth(values: np.ndarray, kernel: int = MEDIAN_KERNEL) -> np.ndarray:
     """``scipy.signal.medfilt`` with the kernel shrunk (kept odd) for clips shorter than it."""
+    from scipy import signal  # lazily: scipy.signal takes seconds to import, a third of sync's start-up
+
     largest_odd = values.size if values.size % 2 else values.size - 1
     return signal.medfilt(values, kernel_size=max(1, min(kernel, largest_odd)))
 

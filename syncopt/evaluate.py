@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from pydantic import BaseModel
-from scipy import signal
 from torch import nn
 from torch.utils.data import default_collate
 
@@ -123,6 +122,8 @@ def evaluate_dataset(model: nn.Module, dataset: ClipDataset, batch_size: int = 1
 
 def _segment_iou(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, logp: torch.Tensor,
                  k: int, clip_label: int) -> float:
+    from scipy import signal
+
     decided = int(logp[:, mask].mean(1).argmax()) - k if mask.any() else 0
     smooth = signal.medfilt(pred.numpy().astype(float), kernel_size=9)
     detected = (smooth != decided) & mask.numpy()
