@@ -527,7 +527,7 @@ def parity_cmd(
     runtime: Annotated[str | None, typer.Option(help="Runtime to run the artifact in (default: the format's own).")] = None,
     clips: Annotated[int, typer.Option(parser=bounds.CLIPS_OR_NONE, help="Synthetic test clips compared besides the random inputs.")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
-    locate: Annotated[bool, typer.Option("--locate", help="Compare every intermediate tensor (ONNX, TFLite) and name "
+    locate: Annotated[bool, typer.Option("--locate", help="Compare every intermediate tensor (ONNX, TFLite, OpenVINO) and name "
                                                           "the first node that breaks the tolerance (docs/debugging.md).")] = False,
     plot: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="--locate: PNG of the error along depth.")] = None,
     against: Annotated[str | None, typer.Option(help="--locate: an fp32 ONNX artifact as the reference instead of torch.")] = None,

@@ -15,6 +15,15 @@ on the same feeds with every intermediate tensor exposed:
   ONNX weight of the same size); its output is compared with that node's output or with the
   output of the activation/bias chain fused into it, whichever it matches. Ops without weights
   are not rows; their error shows at the next weighted op.
+- OpenVINO IRs (the runtime's own compile settings, :mod:`syncopt.runtimes.openvino_runtime`):
+  ``openvino.convert_model`` keeps the ONNX tensor names, so every op output carrying a reference
+  tensor's name is added as a model output (``Model.add_outputs``) and matched by that name; an
+  output with no name, by its op's friendly name where that is a reference node's (the frontend
+  names the op that computes a node's result after the node). An output with several names (an
+  Expand or Identity folded into its producer) serves each, broadcast to that tensor's shape. In an
+  NNCF INT8 IR a tensor is its float value before its FakeQuantize, as in QDQ. Tensors the
+  converter fused away (a Sigmoid inside Swish, a Conv scaled into the next Mul, constants) have no
+  counterpart and count as unmatched.
 
 Per row: max abs error, error relative to the reference tensor's range (max |a - b| / max |b|)
 and cosine over the whole tensor, worst over the cases. A row breaks the node tolerance
@@ -50,6 +59,7 @@ class NodeTolerance(BaseModel):
 # range; int8: the contract's embedding cosine, for every tensor.
 NODE_TOLERANCES = {"fp32": NodeTolerance(max_relative=1e-4), "fp16": NodeTolerance(max_relative=1e-2),
                    "int8": NodeTolerance(min_cosine=0.99)}
+NODE_TOLERANCES["bf16"] = NODE_TOLERANCES["fp16"]  # as syncopt.parity holds bf16 to the fp16 row
 WEIGHTED_ONNX = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 WEIGHTED_TFLITE = ("CONV_2D", "CONV_3D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL")
 # ONNX ops TFLite converters fuse into the weighted op before them (activation, bias, folded norm).
@@ -64,7 +74,7 @@ class NodeError(BaseModel):
     node: str  # reference ONNX node (for TFLite rows: the weighted node the op came from)
     op: str
     tensor: str  # reference tensor compared
-    matched: str  # "name" or "weights"
+    matched: str  # "name", "weights" (TFLite) or "node" (an unnamed OpenVINO op named after the node)
     max_abs: float
     relative: float
     cosine: float
@@ -219,7 +229,8 @@ def _onnx_tensors(artifact: Artifact, reference: Reference) -> tuple[str, dict]:
 
     names = {o for n in reference.nodes for o in n["outputs"]}
     tensors = _run_onnx(onnx.load(str(artifact.path)), reference.feeds, names)
-    return "onnxruntime", {"tensors": tensors, "owner": dict.fromkeys(tensors[0], "")}
+    return "onnxruntime", {"tensors": tensors, "owner": dict.fromkeys(tensors[0], ""),
+                           "matched": dict.fromkeys(tensors[0], "name")}
 
 
 def _tflite_tensors(artifact: Artifact, reference: Reference) -> tuple[str, dict]:
@@ -279,7 +290,8 @@ def _tflite_tensors(artifact: Artifact, reference: Reference) -> tuple[str, dict
         for (values, _), target in zip(runs, tensors):
             target[name] = _view(values[index], axes, reference.tensors[0][name].shape)
         owner[name] = node
-    return "tflite", {"tensors": tensors, "owner": owner}
+    return "tflite", {"tensors": tensors, "owner": owner,
+                      "matched": {name: "weights" if node else "name" for name, node in owner.items()}}
 
 
 def _tflite_chain(tensor: int, consumers: dict[int, list[dict]]) -> list[int]:
@@ -290,7 +302,55 @@ def _tflite_chain(tensor: int, consumers: dict[int, list[dict]]) -> list[int]:
     return chain
 
 
-DUMPERS = {"onnx": _onnx_tensors, "tflite": _tflite_tensors}
+def _openvino_tensors(artifact: Artifact, reference: Reference) -> tuple[str, dict]:
+    """Run the IR, compiled as its runtime compiles it, with every op output matching a reference tensor
+    (by tensor name, else by the op's friendly name) added as a model output (module docstring)."""
+    from syncopt.runtimes import load
+
+    session = load(artifact)
+    graph = session.graph.clone()
+    wanted = reference.tensors[0]
+    ops = [op for op in graph.get_ordered_ops() if op.get_type_name() not in ("Constant", "Parameter", "Result")]
+    ports: dict[str, object] = {}  # reference tensor -> IR output
+    matched: dict[str, str] = {}
+    for op in ops:
+        for port in op.outputs():
+            for name in sorted(port.get_names()):
+                if name in wanted and name not in ports and port.get_element_type().is_real():
+                    ports[name], matched[name] = port, "name"
+    node_output = {n["name"]: n["outputs"][0] for n in reference.nodes if n["outputs"]}
+    for op in ops:
+        name = node_output.get(op.get_friendly_name())
+        port = op.output(0) if op.get_output_size() else None
+        if name in wanted and name not in ports and port is not None and not port.get_names() \
+                and port.get_element_type().is_real():
+            port.get_tensor().add_names({name})
+            ports[name], matched[name] = port, "node"
+    graph.add_outputs(list(ports.values()))
+    compiled: dict[tuple, object] = {}
+    tensors = []
+    for case in reference.feeds:
+        key = tuple((k, v.shape) for k, v in case.items())
+        if key not in compiled:
+            shaped = graph.clone()
+            shaped.reshape({k: list(shape) for k, shape in key})
+            compiled[key] = session.core.compile_model(shaped, session.device, session.config)
+        model = compiled[key]
+        result = model({k: v.astype(np.float32) for k, v in case.items()})
+        values = {}
+        for name in ports:
+            value, shape = np.array(result[model.output(name)], np.float32), wanted[name].shape
+            try:  # a folded Expand's name on its input: the same values, not yet broadcast
+                values[name] = value if value.shape == shape else np.broadcast_to(value, shape)
+            except ValueError:
+                continue
+        tensors.append(values)
+    found = set.intersection(*(set(t) for t in tensors))
+    return "openvino", {"tensors": [{k: t[k] for k in found} for t in tensors], "owner": dict.fromkeys(found, ""),
+                        "matched": {k: matched[k] for k in found}}
+
+
+DUMPERS = {"onnx": _onnx_tensors, "tflite": _tflite_tensors, "openvino": _openvino_tensors}
 
 
 def _dequantized(value: np.ndarray, detail: dict) -> np.ndarray:
@@ -392,7 +452,7 @@ def _rows(reference: Reference, got: dict, tol: NodeTolerance) -> list[NodeError
             owner = got["owner"][tensor]
             at = reference.nodes[position[owner]] if owner else node
             rows.append(NodeError(index=position[at["name"]], node=at["name"], op=at["op"], tensor=tensor,
-                                  matched="weights" if owner else "name", max_abs=max_abs, relative=relative,
+                                  matched=got["matched"][tensor], max_abs=max_abs, relative=relative,
                                   cosine=cosine, breach=breach))
     return sorted(rows, key=lambda r: r.index)
 
