@@ -11,7 +11,7 @@ from syncopt.sync import shipped_weights
 from syncopt.weights import save_state_dict
 
 # The video projection's first 1x1 convolution: ONNX Runtime quantizes it (a Conv not on a model input),
-# TFLite too, and its input (the video tower's mean) is quantized by no other node.
+# TFLite and NNCF (OpenVINO) too, and its input (the video tower's mean) is quantized by no other node.
 FRAGILE_NODE = "/video_encoder/projection/projection.0/Conv"
 
 
