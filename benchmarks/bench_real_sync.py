@@ -44,7 +44,8 @@ def main() -> None:
     args = parser.parse_args()
 
     train_entries = read_manifest(args.train)
-    train_sha = {sha256_file(p): p.name for p, _ in train_entries}
+    unique = list(dict.fromkeys(p for p, _ in train_entries))  # a manifest may list a clip more than once
+    train_sha = {sha256_file(p): p.name for p in unique}
     eval_sha = {sha256_file(p): p.name for p, _ in read_manifest(args.eval)}
     if overlap := set(train_sha) & set(eval_sha):
         raise SystemExit(f"evaluation clips used in training: {sorted(eval_sha[h] for h in overlap)}")
@@ -74,7 +75,8 @@ def main() -> None:
         shutil.copyfile(weights, target)
         manifest = {
             "summary": "real video, self-supervised (audio shifts), no synthetic data: " + ", ".join(
-                f"{n} clips from {folder}" for folder, n in Counter(p.parent.name for p, _ in train_entries).items()),
+                f"{n} clips from {folder}" for folder, n in Counter(p.parent.name for p in unique).items()),
+            "repeats": {p.name: n for p, n in Counter(p for p, _ in train_entries).items() if n > 1},
             "model": "fcn_lips", "preset": args.preset, "weights_sha256": sha256_file(target),
             "synthetic_generator": None, "training_config": config.model_dump(mode="json"),
             "real_clips_sha256": dict(sorted((name, h) for h, name in train_sha.items())),
