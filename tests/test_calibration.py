@@ -103,7 +103,7 @@ def test_sync_applies_calibration_file(shipped, tmp_path, capsys):
     videos = [write_video(tmp_path / "clean.avi", clip.frames, clip.audio),
               write_video(tmp_path / "noise.avi", clip.frames, noise)]
     with pytest.raises(SystemExit) as exit_info:
-        main(["sync", *map(str, videos), "--crop", "full", "--json", "--calibration", str(path)])
+        main(["sync", *map(str, videos), "--model", "fcn", "--crop", "full", "--json", "--calibration", str(path)])
     assert exit_info.value.code == 0
     clean, noisy = json.loads(capsys.readouterr().out)
     assert clean["calibrated"] and clean["tracks"][0]["offset_frames"] == 2
