@@ -7,8 +7,8 @@ import pytest
 
 from syncopt.data.lipcache import ClipFeatures
 from syncopt.errors import UsageError
-from syncopt.shift_eval import (baseline_scorer, evaluate_shifts, format_report, parse_contexts, shifted,
-                                valid_range)
+from syncopt.shift_eval import (ShiftEvalReport, baseline_scorer, evaluate_shifts, format_report, parse_contexts,
+                                shifted, valid_range)
 
 SHIFTS = [-10, -5, 0, 5, 10]
 
@@ -58,14 +58,9 @@ def test_scores_truth_moves_by_minus_k_and_a_constant_scores_one_over_shifts() -
     wrong_base = evaluate_shifts(clips, {c.name: 0 for c in clips}, {"baseline": baseline_scorer}, SHIFTS,
                                  ["full"])["baseline"].by_context["full"]
     assert wrong_base.following_exact == 1.0 and wrong_base.absolute_pm1 == 0.0  # following needs no base
-    assert "baseline" in format_report_stub(follows)
-
-
-def format_report_stub(rep) -> str:
-    from syncopt.shift_eval import ShiftEvalReport
-
-    return format_report(ShiftEvalReport(clips=["a"], clip_sha256={"a": "0"}, base_offsets={"a": 0}, shifts=SHIFTS,
-                                         contexts=["25", "full"], scorers={"baseline": rep}))
+    table = format_report(ShiftEvalReport(clips=[c.name for c in clips], clip_sha256={}, base_offsets=bases,
+                                          shifts=SHIFTS, contexts=["25", "full"], scorers={"baseline": follows}))
+    assert "baseline" in table and "1.000" in table
 
 
 def test_contexts_parse_or_fail_in_one_line() -> None:

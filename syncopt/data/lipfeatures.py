@@ -15,7 +15,12 @@ and the canonical mesh ``canonical_face_model.obj``): outer lip contour from the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
@@ -121,7 +126,7 @@ def speech_energy(audio: np.ndarray, num_frames: int, sample_rate: int = 16000, 
     return np.log(energy + 1e-8).astype(np.float32)
 
 
-def lip_inputs(shape: np.ndarray, mfcc: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
+def lip_inputs(shape: np.ndarray, mfcc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """``fcn_lips`` inputs without the batch axis: lip motion ``(120, n)`` and normalised MFCC ``(1, 13, 4n)``."""
     import torch
 
