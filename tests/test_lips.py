@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from syncopt.data.lipfeatures import (EYE_CORNERS, LIP_CHANNELS, LIPS_OUTER, lip_inputs, lip_motion, lip_shape,
+from syncopt.data.lipfeatures import (EYE_OUTER, LIP_CHANNELS, LIPS_OUTER, lip_inputs, lip_motion, lip_shape,
                                       normalise_mfcc, speech_energy)
 from syncopt.errors import UsageError
 
@@ -18,8 +18,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def _mesh(n: int = 30, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     points = rng.uniform(-1, 1, (1, 468, 3)).repeat(n, 0).astype(np.float64)
-    points[:, EYE_CORNERS[0], :2] = (-1.0, -1.0)
-    points[:, EYE_CORNERS[1], :2] = (1.0, -1.0)
+    points[:, EYE_OUTER[0], :2] = (-1.0, -1.0)
+    points[:, EYE_OUTER[1], :2] = (1.0, -1.0)
     points[:, list(LIPS_OUTER[1:10]), 1] += 0.05 * np.sin(np.arange(n))[:, None]  # the lower lip moves
     return points
 

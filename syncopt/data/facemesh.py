@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from syncopt.data.blazeface import LEFT_EYE, RIGHT_EYE
+from syncopt.data.lipfeatures import EYE_OUTER
 from syncopt.data.litert import shared_model
 
 MODEL_FILE = "face_landmark.tflite"
@@ -28,9 +29,6 @@ INPUT_SIZE = 192
 NUM_POINTS = 468
 ROI_SCALE = 1.5
 MIN_PRESENCE = 0.5
-# Outer eye corners in the canonical mesh topology: 33 on the image left of an upright frontal
-# face (the subject's right eye), 263 on the image right; the ROI's rotation vector.
-EYE_OUTER = (33, 263)
 
 
 @dataclass(frozen=True)

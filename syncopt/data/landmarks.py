@@ -27,14 +27,12 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from syncopt.data.faces import FaceTrack, check_frame, for_track_frames, iou, smooth_boxes, timed
-from syncopt.data.facemesh import (EYE_OUTER, MIN_PRESENCE, NUM_POINTS, FaceMesh, Roi, roi_from_detection,
-                                   roi_from_points)
+from syncopt.data.facemesh import MIN_PRESENCE, NUM_POINTS, FaceMesh, Roi, roi_from_detection, roi_from_points
+from syncopt.data.lipfeatures import EYE_OUTER, INNER_LIP_MIDDLE, MOUTH_CORNERS
 from syncopt.errors import InputSpecError, MediaError
 
 NOSE_TIP = 1
 EYE_INNER = (133, 362)  # inner eye corners: subject's right, left
-MOUTH_CORNERS = (61, 291)  # outer lip corners: subject's right (image left), left
-INNER_LIP_MIDDLE = (13, 14)  # inner lip on the midline: upper, lower
 STABLE_POINTS = (NOSE_TIP, *EYE_OUTER, *EYE_INNER)  # points that do not move with speech
 _DUPLICATE_IOU = 0.5  # two followed tracks overlapping this much are one face
 

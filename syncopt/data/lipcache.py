@@ -9,6 +9,7 @@ talking-head clip's speaker).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,9 +43,10 @@ class ClipFeatures:
         """Frames of the face track."""
         return len(self.points)
 
-    @property
+    @functools.cached_property
     def lips(self) -> np.ndarray:
-        """``(n, 40, 3)`` pose-free lip contour (:func:`syncopt.data.lipfeatures.lip_shape`)."""
+        """``(n, 40, 3)`` pose-free lip contour (:func:`syncopt.data.lipfeatures.lip_shape`), computed once:
+        evaluation reads it at every audio shift."""
         return lip_shape(self.points)
 
 

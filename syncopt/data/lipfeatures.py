@@ -10,7 +10,8 @@ is motion, not the speaker's lip shape.
 Point indices are MediaPipe's (``FACEMESH_LIPS`` in mediapipe/python/solutions/face_mesh_connections.py,
 and the canonical mesh ``canonical_face_model.obj``): outer lip contour from the left mouth corner
 (61) round the lower lip to the right corner (291) and back over the upper lip; inner contour from
-78 to 308 likewise; outer eye corners 33 (subject's right) and 263 (left).
+78 to 308 likewise; outer eye corners 33 (subject's right) and 263 (left). The package's other mesh code takes these
+indices from here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
 LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
 LIP_POINTS = LIPS_OUTER + LIPS_INNER
-EYE_CORNERS = (33, 263)
+# Outer eye corners: 33 on the image left of an upright frontal face (the subject's right eye), 263 on
+# the image right; the face mesh's ROI rotation (syncopt.data.facemesh) uses them too.
+EYE_OUTER = (33, 263)
 # Points that move with the head but not with the mouth: eye corners, brows, nose bridge and tip,
 # forehead and the upper face oval (the jaw and cheeks move when speaking).
 FACE_UP = (4, 10)  # nose tip to the top of the forehead
@@ -68,8 +71,8 @@ def lip_shape(points: np.ndarray) -> np.ndarray:
         target = aligned.mean(0)
     lips = xyz[:, list(LIP_POINTS)]
     lips = scale[:, None, None] * np.einsum("nij,nmj->nmi", rotation, lips) + translation[:, None]
-    at = {i: target[RIGID_POINTS.index(i)] for i in (*EYE_CORNERS, *FACE_UP)}
-    across = at[EYE_CORNERS[1]] - at[EYE_CORNERS[0]]
+    at = {i: target[RIGID_POINTS.index(i)] for i in (*EYE_OUTER, *FACE_UP)}
+    across = at[EYE_OUTER[1]] - at[EYE_OUTER[0]]
     iod = max(float(np.linalg.norm(across)), 1e-6)
     x = across / iod  # the mean face's own axes: eye line, then up the nose, then out of the face
     up = at[FACE_UP[1]] - at[FACE_UP[0]]
@@ -82,7 +85,7 @@ def lip_shape(points: np.ndarray) -> np.ndarray:
 def mouth_opening(points: np.ndarray) -> np.ndarray:
     """Inner-lip opening per frame ``(n,)`` in inter-ocular units."""
     xy = points[..., :2].astype(np.float64)
-    iod = np.maximum(np.linalg.norm(xy[:, EYE_CORNERS[1]] - xy[:, EYE_CORNERS[0]], axis=1), 1e-6)
+    iod = np.maximum(np.linalg.norm(xy[:, EYE_OUTER[1]] - xy[:, EYE_OUTER[0]], axis=1), 1e-6)
     top, bottom = xy[:, INNER_LIP_MIDDLE[0]], xy[:, INNER_LIP_MIDDLE[1]]
     return (np.linalg.norm(top - bottom, axis=1) / iod).astype(np.float32)
 
