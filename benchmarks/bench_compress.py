@@ -28,8 +28,9 @@ import syncopt
 from syncopt.compress.common import state_bytes
 from syncopt.compress.distill import DistillConfig, distill
 from syncopt.compress.prune import PruneConfig, prune
-from syncopt.compress.quantize import QuantizeConfig, calibration_set, ort_int8, quantize
-from syncopt.complexity import count_macs, count_params
+from syncopt.compress.quantize import QuantizeConfig, calibration_set, quantize
+from syncopt.compress.quantize.ort import ort_int8
+from syncopt.models.complexity import count_macs, count_params
 
 
 def full_presets(work: Path) -> dict:

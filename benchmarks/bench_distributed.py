@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from syncopt.sync import shipped_weights
+from syncopt.models.sources import shipped_weights
 
 from results_io import write_results
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
-from syncopt.evaluate import auc
-from syncopt.inconsistency import MIN_FRAMES, TOLERANCE, find_inconsistency, inconsistent_frames, judged_frames, temporal_iou
-from syncopt.speakers import score_faces
-from syncopt.sync import load_sync_model
+from syncopt.training.evaluate import auc
+from syncopt.inference.inconsistency import MIN_FRAMES, TOLERANCE, find_inconsistency, inconsistent_frames, judged_frames, temporal_iou
+from syncopt.inference.speakers import score_faces
+from syncopt.models.sources import resolve
 
 from results_io import write_results
 
@@ -66,7 +66,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=150)
     parser.add_argument("--model", default="fcn")
     args = parser.parse_args()
-    model, weights, _ = load_sync_model(args.model, "tiny", None)
+    source = resolve(args.model, "tiny", None, shipped=True)
+    model, weights, _ = source.build(), str(source.weights), source.synthetic
     summary = {"model": args.model, "preset": "tiny", "weights": Path(weights).name, "tolerance_frames": TOLERANCE,
                "min_segment_frames": MIN_FRAMES} | evaluate(model, args.clips)
     write_results("inconsistency", summary)

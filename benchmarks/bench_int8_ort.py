@@ -26,9 +26,10 @@ import torch
 from results_io import write_results
 
 import syncopt
-from syncopt.bench import interleaved_times
+from syncopt.core.timing import interleaved_times
 from syncopt.compress.prune import load_model
-from syncopt.compress.quantize import QuantizeConfig, calibration_set, ort_int8
+from syncopt.compress.quantize import QuantizeConfig, calibration_set
+from syncopt.compress.quantize.ort import ort_int8
 from syncopt.export.lowering import lower_conv3d
 
 CLIPS = (25, 250)  # 1 s and 10 s at 25 fps

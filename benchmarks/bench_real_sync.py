@@ -16,12 +16,12 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from syncopt.atomic import atomic_path, sha256_file
+from syncopt.core.atomic import atomic_path, sha256_file
 from syncopt.data.datasets import held_out, read_manifest
-from syncopt.log import status
-from syncopt.registry import create
-from syncopt.shift_eval import baseline_scorer, evaluate_data, format_report, model_scorer, plot_shift_eval
-from syncopt.train import TrainConfig, train
+from syncopt.core.log import status
+from syncopt.models.registry import create
+from syncopt.analysis.shift_eval import baseline_scorer, evaluate_data, format_report, model_scorer, plot_shift_eval
+from syncopt.training.train import TrainConfig, train
 
 from results_io import RESULTS, write_results
 

@@ -44,11 +44,11 @@ import numpy as np
 import torch
 from results_io import write_results
 
-from syncopt.bench import interleaved_times, machine_info
-from syncopt.complexity import count_macs
-from syncopt.decode import decode_dense
-from syncopt.registry import create
-from syncopt.reference_models.syncnet import WINDOW_FRAMES, windowed_embeddings, windowed_offset
+from syncopt.core.timing import interleaved_times, machine_info
+from syncopt.models.complexity import count_macs
+from syncopt.models.decode import decode_dense
+from syncopt.models.registry import create
+from syncopt.models.syncnet import WINDOW_FRAMES, windowed_embeddings, windowed_offset
 
 CLIP = 250  # 10 s at 25 fps
 TEACHER_CLIP = 50
@@ -93,7 +93,7 @@ def dense_runner(session, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
 
 
 def students(work: Path, threads: int) -> list[Contender]:
-    from syncopt.bench import EagerSession
+    from syncopt.deploy.bench import EagerSession
     from syncopt.export import export
     from syncopt.runtimes import load
 
@@ -159,7 +159,7 @@ def openvino_group(net, work: Path, threads: int) -> list[Contender]:
                 graph.reshape({k: list(v.shape) for k, v in feeds.items()})
             out.append(_lever(f"{name} {precision} openvino, {lever}", arts[precision], threads, precision, macs,
                               core.compile_model(graph, "CPU", config | extra), feeds))
-    from syncopt.compress.quantize_openvino import nncf_int8
+    from syncopt.export.openvino_int8 import nncf_int8
     from syncopt.data.datasets import synth_dataset
 
     calib = synth_dataset(spec, "train", OPENVINO_CALIBRATION["calibration_clips"], OPENVINO_CALIBRATION["frames"])
@@ -187,7 +187,7 @@ PARITY: dict[str, dict] = {}  # openvino artifact -> its parity verdict (filled 
 def _quantize(onnx, out: Path):
     """ONNX Runtime static QDQ INT8 (syncopt.compress.quantize, its defaults but a small calibration/eval set,
     3D convolutions lowered)."""
-    from syncopt.artifact import load_artifact
+    from syncopt.core.artifact import load_artifact
     from syncopt.compress.quantize import QuantizeConfig, quantize
 
     config = QuantizeConfig(method="ort", preset="full", calibration_clips=8, eval_clips=4, frames=50, speed_runs=1,
@@ -196,7 +196,7 @@ def _quantize(onnx, out: Path):
 
 
 def _cached(path: Path, make: Callable[[], object]):
-    from syncopt.artifact import load_artifact
+    from syncopt.core.artifact import load_artifact
 
     return load_artifact(path) if path.is_file() else make()
 
@@ -216,7 +216,7 @@ def syncnet_baseline() -> Contender:
 
 
 def teacher_group(threads: int) -> list[Contender]:
-    from syncopt.bench import EagerSession
+    from syncopt.deploy.bench import EagerSession
 
     out = []
     for name in ("i3d_wav2vec", "x3d_s", "mobile_2d"):

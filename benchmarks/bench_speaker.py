@@ -2,7 +2,7 @@
 
 Two sets from the held-out test split: ``two_face`` clips of the synthetic generator (one face
 speaks at the clip's offset, the other is another talking head), and two-person conversations
-(:func:`syncopt.speakers.conversation`: both faces always move their lips, the audio alternates
+(:func:`syncopt.inference.speakers.conversation`: both faces always move their lips, the audio alternates
 between the voices in 2-4 turns). Metrics: frame-level accuracy and per-speaker temporal IoU.
 
 Usage: python benchmarks/bench_speaker.py [--clips 40] [--model fcn]
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
-from syncopt.speakers import (MIN_FRAMES, THRESHOLD, active_speaker, conversation, frame_accuracy, frame_scores,
+from syncopt.inference.speakers import (MIN_FRAMES, THRESHOLD, active_speaker, conversation, frame_accuracy, frame_scores,
                               score_faces, turn_iou)
-from syncopt.sync import load_sync_model
+from syncopt.models.sources import resolve
 
 from results_io import write_results
 
@@ -30,7 +30,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--model", default="fcn")
     args = parser.parse_args()
-    model, weights, _ = load_sync_model(args.model, "tiny", None)
+    source = resolve(args.model, "tiny", None, shipped=True)
+    model, weights, _ = source.build(), str(source.weights), source.synthetic
     sets = {"two_face": [], "conversation": []}
     for i in range(args.clips):
         clip = make_clip(split_seed("test", 2000 + i), SynthConfig(num_frames=75), kind="two_face")

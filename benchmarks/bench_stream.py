@@ -20,9 +20,9 @@ import torch
 
 from syncopt.data.media import fit_audio
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
-from syncopt.preprocess import audio_to_tensor, frames_to_tensor
-from syncopt.streaming import StreamingSync, export_stream
-from syncopt.sync import load_sync_model
+from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
+from syncopt.inference.streaming import StreamingSync, export_stream
+from syncopt.models.sources import resolve
 
 from results_io import write_results
 
@@ -58,7 +58,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--frames", type=int, default=250, help="frames per latency clip (10 s)")
     args = parser.parse_args()
-    model, weights, _ = load_sync_model("fcn_causal", "tiny", args.weights)
+    source = resolve("fcn_causal", "tiny", args.weights, shipped=True)
+    model, weights, _ = source.build(), str(source.weights), source.synthetic
     pre = model.spec.preprocessing
     torch.set_num_threads(1)
     long_clip = make_clip(split_seed("test", 0), SynthConfig(num_frames=args.frames))

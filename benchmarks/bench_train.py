@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 from syncopt.data.datasets import synth_dataset
-from syncopt.evaluate import evaluate_dataset
-from syncopt.registry import create
-from syncopt.train import TrainConfig, train
+from syncopt.training.evaluate import evaluate_dataset
+from syncopt.models.registry import create
+from syncopt.training.train import TrainConfig, train
 
 from results_io import write_results
 

@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from syncopt.atomic import atomic_path
+from syncopt.core.atomic import atomic_path
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from syncopt.registry import create, model_names
+from syncopt.models.registry import create, model_names
 
 try:
     __version__ = version("syncopt")

@@ -10,11 +10,25 @@ from typing import Annotated, Any
 
 import typer
 
-from syncopt import bounds
-from syncopt.atomic import OUTPUT_FILE, OUTPUT_FILE_OR_FOLDER, OUTPUT_FOLDER, process_temp_dir
-from syncopt.errors import (BackendUnavailable, BenchFailure, GateBreach, Interrupted, MediaError, OutputFileError,
-                            ParityError, SyncoptError, UsageError)
-from syncopt.formats import FORMATS
+from syncopt.core import bounds
+from syncopt.core.atomic import (
+    OUTPUT_FILE,
+    OUTPUT_FILE_OR_FOLDER,
+    OUTPUT_FOLDER,
+    process_temp_dir,
+)
+from syncopt.core.errors import (
+    BackendUnavailable,
+    BenchFailure,
+    GateBreach,
+    Interrupted,
+    MediaError,
+    OutputFileError,
+    ParityError,
+    SyncoptError,
+    UsageError,
+)
+from syncopt.core.formats import FORMATS
 
 app = typer.Typer(
     name="syncopt",
@@ -58,7 +72,7 @@ def models_cmd(
 
     Example: syncopt models --preset tiny --json
     """
-    from syncopt.catalog import describe_models
+    from syncopt.models.catalog import describe_models
 
     rows = describe_models(preset)
     if as_json:
@@ -84,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: a :class:`SyncoptError` becomes one line and its exit code, and so
     do a malformed command line (unknown command or option, bad value, missing argument: exit 2), an
     interrupt (SIGINT 130, SIGTERM 143) and results that standard output cannot take (exit 15).
-    Scratch files live in a folder of this process (:func:`syncopt.atomic.process_temp_dir`),
+    Scratch files live in a folder of this process (:func:`syncopt.core.atomic.process_temp_dir`),
     removed however the command ends; without --debug, back-ends' warnings are not shown."""
     global _DEBUG
     args = sys.argv[1:] if argv is None else argv
@@ -224,8 +238,8 @@ def train_cmd(
       syncopt train i3d_wav2vec --preset full --video-weights rgb_imagenet.pt --audio-weights ./wav2vec2-base \
           --unfreeze-schedule audio=2,video=4 --backbone-lr-scale 0.1
     """
-    from syncopt.distributed import current as current_rank
-    from syncopt.train import TrainConfig, train
+    from syncopt.training.distributed import current as current_rank
+    from syncopt.training.train import TrainConfig, train
 
     config = TrainConfig(model=model, preset=preset, data=data, crop=crop, epochs=epochs, train_clips=train_clips,
                          val_clips=val_clips, batch_size=batch_size, grad_accum=grad_accum, amp=amp, lr=lr, seed=seed,
@@ -276,10 +290,10 @@ def evaluate_cmd(
     Examples: syncopt evaluate runs/fcn_tiny --json;
     syncopt evaluate --data clips/ --shifts -10,-5,0,5,10 --context 25,50,full --plot acc.png
     """
-    from syncopt.sync import load_sync_model
+    from syncopt.models.sources import resolve
 
     if data is not None:
-        from syncopt.shift_eval import evaluate_command
+        from syncopt.analysis.shift_eval import evaluate_command
 
         report, text = evaluate_command(model, preset, weights, data, shifts, context, cache, plot)
         typer.echo(report.model_dump_json(indent=2) if as_json else text)
@@ -287,13 +301,13 @@ def evaluate_cmd(
     if model is None:
         raise UsageError("evaluate needs MODEL (or --data for real clips)")
     from syncopt.data.datasets import synth_dataset
-    from syncopt.evaluate import evaluate_dataset
+    from syncopt.training.evaluate import evaluate_dataset
 
-    net, _, _ = load_sync_model(model, preset or "tiny", weights)
+    net = resolve(model, preset, weights, shipped=True).build()
     dataset = synth_dataset(net.spec, "test", clips, frames, kinds={"constant": 0.7, "drift": 0.15, "cutin": 0.15})
     report = evaluate_dataset(net, dataset)
     if plot:
-        from syncopt.plots import plot_context_accuracy
+        from syncopt.core.plots import plot_context_accuracy
 
         plot_context_accuracy(report, plot)
     if as_json:
@@ -332,10 +346,12 @@ def sync_cmd(
 
     Example: syncopt sync clip.mp4 --crop full --json --plot clip.png
     """
-    from syncopt.calibration import default_path, load_calibration
-    from syncopt.sync import default_model, load_sync_model, sync_video
+    from syncopt.inference.calibration import default_path, load_calibration
+    from syncopt.inference.sync import sync_video
+    from syncopt.models.sources import resolve
 
-    net, used, synthetic = load_sync_model(*default_model(model, preset), weights)
+    source = resolve(model, preset, weights, shipped=True)
+    net, used, synthetic = source.build(), str(source.weights), source.synthetic
     beside = None if synthetic else default_path(used, synthetic)
     if calibration is None and beside is not None and beside.is_file():
         calibration = str(beside)
@@ -345,12 +361,12 @@ def sync_cmd(
         try:
             res = sync_video(video, net, used, synthetic, crop=crop, chunk=chunk, calibration=temperatures)
             if plot:
-                from syncopt.plots import plot_sync
+                from syncopt.core.plots import plot_sync
 
                 target = plot if len(videos) == 1 else str(Path(plot).with_stem(f"{Path(plot).stem}_{Path(video).stem}"))
                 plot_sync(res, target)
             if render:
-                from syncopt.render import render_sync
+                from syncopt.inference.render import render_sync
 
                 render_sync(res, render if len(videos) == 1 else
                             str(Path(render).with_stem(f"{Path(render).stem}_{Path(video).stem}")))
@@ -413,10 +429,15 @@ def calibrate_cmd(
 
     Example: syncopt calibrate runs/fcn_tiny --clips 200
     """
-    from syncopt.calibration import calibrate_model, default_path, save_calibration
-    from syncopt.sync import load_sync_model
+    from syncopt.inference.calibration import (
+        calibrate_model,
+        default_path,
+        save_calibration,
+    )
+    from syncopt.models.sources import resolve
 
-    net, used, synthetic = load_sync_model(model, preset, weights)
+    source = resolve(model, preset, weights, shipped=True)
+    net, used, synthetic = source.build(), str(source.weights), source.synthetic
     result = calibrate_model(net, used, clips=clips, frames=frames, uncertain_below=uncertain_below)
     path = save_calibration(result, out or default_path(used, synthetic))
     if as_json:
@@ -444,10 +465,11 @@ def explain_cmd(
 
     Example: syncopt explain clip.mp4 --out explain/ --crop full
     """
-    from syncopt.explain import explain_video
-    from syncopt.sync import load_sync_model
+    from syncopt.analysis.explain import explain_video
+    from syncopt.models.sources import resolve
 
-    net, used, synthetic = load_sync_model(model, preset, weights)
+    source = resolve(model, preset, weights, shipped=True)
+    net, used, synthetic = source.build(), str(source.weights), source.synthetic
     result = explain_video(video, net, out, used, synthetic, crop=crop, max_frames=frames)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
@@ -482,14 +504,14 @@ def export_cmd(
 
     Example: syncopt export fcn --preset tiny --format onnx,tflite,coreml --precision fp16 --out artifacts/
     """
+    from syncopt.core.formats import get_format
     from syncopt.export import export
-    from syncopt.formats import get_format
-    from syncopt.registry import create
+    from syncopt.models.registry import create
 
     if weights is None and Path(model).is_dir():
-        from syncopt.sync import load_sync_model
+        from syncopt.models.sources import resolve
 
-        net, _, _ = load_sync_model(model, preset, None)
+        net = resolve(model, preset, shipped=True).build()
     else:
         net = create(model, preset, weights=weights)
 
@@ -497,7 +519,7 @@ def export_cmd(
     for f in [f.strip() for f in fmt.split(",") if f.strip()]:
         try:
             if stream_chunk:
-                from syncopt.streaming import export_stream
+                from syncopt.inference.streaming import export_stream
 
                 artifacts.append(export_stream(net, f, out, stream_chunk, precision))
                 continue
@@ -580,9 +602,10 @@ def parity_cmd(
 def _parity_locate(artifacts: list[str], clips: int, against: str | None, reference: str | None,
                    save_reference: str | None, plot: str | None, as_json: bool) -> None:
     """``parity --locate``: a per-node table per artifact; exit 9 when the outputs breach the contract."""
-    from syncopt.artifact import load_artifact
-    from syncopt.locate import build_reference, load_reference, locate, save_reference as save
-    from syncopt.plots import plot_locate
+    from syncopt.core.artifact import load_artifact
+    from syncopt.core.plots import plot_locate
+    from syncopt.parity.locate import build_reference, load_reference, locate
+    from syncopt.parity.locate import save_reference as save
 
     if save_reference and (len(artifacts) != 1 or reference):
         raise UsageError("--save-reference takes one artifact and no --reference")
@@ -628,7 +651,7 @@ def matrix_cmd(
 
     Example: syncopt matrix --presets tiny --out docs/conversion-matrix.md
     """
-    from syncopt.export.matrix import run_matrix
+    from syncopt.deploy.matrix import run_matrix
 
     cells = run_matrix(out, models=models.split(",") if models else None, presets=presets.split(","),
                        formats=formats.split(","), work=work, progress=lambda line: typer.echo(line, err=True),
@@ -672,7 +695,7 @@ def distill_cmd(
     Example: syncopt distill --teacher i3d_wav2vec --student x3d_s --epochs 8 --out runs/x3d_s_kd
     """
     from syncopt.compress.distill import DistillConfig, distill
-    from syncopt.distributed import current as current_rank
+    from syncopt.training.distributed import current as current_rank
 
     config = DistillConfig(model=student, teacher=teacher, teacher_weights=teacher_weights, preset=preset, data=data,
                            epochs=epochs, teacher_epochs=teacher_epochs, train_clips=train_clips, val_clips=val_clips,
@@ -728,7 +751,7 @@ def bench_cmd(
       syncopt bench artifacts/fcn_tiny_fp32.onnx artifacts/fcn_tiny_int8_T25.tflite --json
       syncopt bench --pipeline sync tests/fixtures/example.avi --crop full
     """
-    from syncopt import bench
+    from syncopt.deploy import bench
 
     if pipeline is not None:
         if pipeline != "sync":
@@ -766,7 +789,7 @@ def bench_cmd(
 
 
 def _write_text(path: str, text: str) -> None:
-    from syncopt.atomic import atomic_path
+    from syncopt.core.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -800,15 +823,16 @@ def stream_cmd(
       syncopt export fcn_causal --format tflite --stream-chunk 5 --out artifacts/
       syncopt stream clip.mp4 --model artifacts/fcn_causal_stream5_tiny_fp32_T5.tflite
     """
-    from syncopt.streaming import StreamCropper, StreamingSync, read_chunks
-    from syncopt.sync import load_sync_model
+    from syncopt.inference.streaming import StreamCropper, StreamingSync, read_chunks
+    from syncopt.models.sources import resolve
 
     if Path(model).is_file():
         from syncopt.runtimes import load
 
         net, synthetic = load(model), False
     else:
-        net, _, synthetic = load_sync_model(model, preset, weights)
+        source = resolve(model, preset, weights, shipped=True)
+        net, synthetic = source.build(), source.synthetic
     stream = StreamingSync(net, window=window, tolerance=tolerance)
     pre = stream.pre
     chunk = max(1, round(chunk_ms * pre.fps / 1000))
@@ -853,7 +877,7 @@ def bundle_cmd(
       syncopt bundle runs/x3d_s_kd --target both --out x3d_s_bundle.zip
       syncopt bundle verify x3d_s_bundle.zip
     """
-    from syncopt import bundle
+    from syncopt.deploy import bundle
 
     if args[0] == "verify":
         if len(args) < 2:
@@ -888,7 +912,7 @@ def gate_cmd(
 
     Example: syncopt gate --config gates.yaml --junit gate-report.xml
     """
-    from syncopt import gate
+    from syncopt.deploy import gate
 
     results = gate.run_gates(gate.load_config(config), machine)
     if junit:
@@ -959,7 +983,7 @@ def robustness_cmd(
 
     Example: syncopt robustness fcn fcn_causal artifacts/int8/fcn_causal_tiny_int8.onnx --clips 10 --plot robustness.png
     """
-    from syncopt.robustness import run_robustness, write_report
+    from syncopt.analysis.robustness import run_robustness, write_report
 
     report = run_robustness(targets, clips=clips, frames=frames, preset=preset,
                             corruptions=corruptions.split(",") if corruptions else None,
@@ -967,7 +991,7 @@ def robustness_cmd(
     if out:
         write_report(report, out)
     if plot:
-        from syncopt.plots import plot_robustness
+        from syncopt.core.plots import plot_robustness
 
         plot_robustness(report, plot)
     if as_json:
@@ -1083,8 +1107,8 @@ def run_cmd(
 
     Example: syncopt run recipes/quickstart.yaml --out runs/quickstart
     """
-    from syncopt.recipe import load_recipe
-    from syncopt.recipe_run import print_summary, run_recipe
+    from syncopt.pipeline.recipe import load_recipe
+    from syncopt.pipeline.runner import print_summary, run_recipe
 
     parsed = load_recipe(recipe)
     result = run_recipe(parsed, out or f"runs/{parsed.name or Path(recipe).stem}", force=tuple(force or ()))

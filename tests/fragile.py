@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 import syncopt
-from syncopt.sync import shipped_weights
-from syncopt.weights import save_state_dict
+from syncopt.models.sources import shipped_weights
+from syncopt.models.weights import save_state_dict
 
 # The video projection's first 1x1 convolution: ONNX Runtime quantizes it (a Conv not on a model input),
 # TFLite and NNCF (OpenVINO) too, and its input (the video tower's mean) is quantized by no other node.

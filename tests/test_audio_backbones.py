@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from syncopt.complexity import count_params
-from syncopt.errors import UsageError, WeightsError
-from syncopt.reference_models.audio import AUDIO_BACKBONES, build_audio_backbone, load_audio_weights
-from syncopt.reference_models.audio.spectral import periodic_hann
-from syncopt.reference_models.audio.vggish import htk_mel_matrix
-from syncopt.weights import save_state_dict
+from syncopt.models.complexity import count_params
+from syncopt.core.errors import UsageError, WeightsError
+from syncopt.models.audio import AUDIO_BACKBONES, build_audio_backbone, load_audio_weights
+from syncopt.models.audio.spectral import periodic_hann
+from syncopt.models.audio.vggish import htk_mel_matrix
+from syncopt.models.weights import save_state_dict
 
 transformers = pytest.importorskip("transformers")
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from syncopt.bench import bench, bench_pipeline, interleaved_times, percentiles, to_csv
+from syncopt.core.timing import interleaved_times, percentiles
+from syncopt.deploy.bench import bench, bench_pipeline, to_csv
 from syncopt.cli import main
-from syncopt.errors import UsageError
+from syncopt.core.errors import UsageError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "example.avi"
 FAST = dict(warmup=1, repeats=3, max_seconds=0.5)
@@ -58,7 +59,7 @@ def test_absent_hardware_is_skipped_with_a_reason():
 
 def test_artifact_in_a_foreign_runtime_fails_its_row(tmp_path):
     from syncopt.export import export
-    from syncopt.registry import create
+    from syncopt.models.registry import create
 
     art = export(create("mobile_2d", "tiny"), "onnx", tmp_path)
     rep = bench([str(art.path)], runtimes=["onnxruntime", "tflite", "torch"], frames=(6,), **FAST)
@@ -114,7 +115,7 @@ def test_pipeline_times_every_stage(crop, faces):
 def test_tflite_artifact_runs_at_its_own_length(tmp_path):
     pytest.importorskip("onnx2tf")
     from syncopt.export import export
-    from syncopt.registry import create
+    from syncopt.models.registry import create
 
     art = export(create("mobile_2d", "tiny"), "tflite", tmp_path, frames=7)
     rep = bench([str(art.path)], batches=(2,), frames=(25, 50), **FAST)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from syncopt.bundle import BundleError, make_bundle, safe_extract, verify_bundle
+from syncopt.deploy.bundle import BundleError, make_bundle, safe_extract, verify_bundle
 from syncopt.cli import main
 
 
@@ -18,7 +18,7 @@ from syncopt.cli import main
 def bundle(tmp_path_factory) -> Path:
     pytest.importorskip("onnx2tf")
     from syncopt.export import export
-    from syncopt.registry import create
+    from syncopt.models.registry import create
 
     work = tmp_path_factory.mktemp("bundle")
     art = export(create("mobile_2d", "tiny"), "tflite", work / "art", frames=7)
@@ -42,7 +42,7 @@ def test_bundle_round_trips_through_verify(bundle, tmp_path, capsys):
     model = "models/mobile_2d_tiny_fp32_T7.tflite"
     assert names == {"manifest.json", "README.md", model}
     assert set(manifest["files"]) == {"README.md", model}
-    from syncopt.registry import create
+    from syncopt.models.registry import create
 
     crop = create("mobile_2d", "tiny").spec.preprocessing.crop_size
     assert manifest["preprocessing"]["crop_size"] == crop and manifest["preprocessing"]["mfcc"]["nfft"] == 512
@@ -136,9 +136,9 @@ def test_not_a_zip_is_one_line(tmp_path, capsys):
 
 
 def test_artifact_of_the_wrong_format_for_the_target(tmp_path):
-    from syncopt.errors import UsageError
+    from syncopt.core.errors import UsageError
     from syncopt.export import export
-    from syncopt.registry import create
+    from syncopt.models.registry import create
 
     art = export(create("mobile_2d", "tiny"), "onnx", tmp_path)
     with pytest.raises(UsageError, match="onnx artifact"):

@@ -10,17 +10,18 @@ import pytest
 import torch
 
 from mediautil import write_video
-from syncopt.calibration import (Calibration, apply_calibration, expected_calibration_error, fit_calibration,
+from syncopt.inference.calibration import (Calibration, apply_calibration, expected_calibration_error, fit_calibration,
                                  load_calibration, offset_probability, samples, save_calibration, sync_logit)
 from syncopt.cli import main
 from syncopt.data.datasets import ClipDataset, synth_dataset
 from syncopt.data.synth import SynthConfig, make_clip
-from syncopt.decode import decode_dense
-from syncopt.errors import UsageError
-from syncopt.evaluate import predict
-from syncopt.preprocess import audio_to_tensor
-from syncopt.registry import create
-from syncopt.sync import load_sync_model, sync_video
+from syncopt.models.decode import decode_dense
+from syncopt.core.errors import UsageError
+from syncopt.training.evaluate import predict
+from syncopt.data.preprocess import audio_to_tensor
+from syncopt.models.registry import create
+from syncopt.inference.sync import sync_video
+from syncopt.models.sources import resolve
 
 CLIPS, FRAMES, SCALE = 60, 50, 5.0
 
@@ -35,7 +36,8 @@ def rescaled(outputs: list[dict[str, torch.Tensor]], factor: float) -> list[dict
 @pytest.fixture(scope="module")
 def shipped():
     torch.set_num_threads(2)
-    net, weights, _ = load_sync_model("fcn", "tiny", None)
+    source = resolve("fcn", "tiny", None, shipped=True)
+    net, weights, _ = source.build(), str(source.weights), source.synthetic
     val, test = (synth_dataset(net.spec, split, CLIPS, FRAMES) for split in ("val", "test"))
     outputs = predict(net, val), predict(net, test)
     return net, weights, test, outputs, fit(weights, *outputs)

@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 import syncopt
-from syncopt.complexity import count_params
+from syncopt.models.complexity import count_params
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -1,5 +1,5 @@
 """Every command's error paths (issue 11): for each (command, bad input) the exit code is the
-documented one (syncopt/errors.py, docs/errors.md), stderr is exactly one line naming the problem,
+documented one (syncopt/core/errors.py, docs/errors.md), stderr is exactly one line naming the problem,
 there is no traceback, and no output file is left behind.
 
 Commands run in-process through ``syncopt.cli.main`` (a subprocess costs ~5 s of imports each).
@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 import syncopt
 from mediautil import write_video
 from syncopt.cli import main
-from syncopt.errors import (BundleError, ClipTooShortError, InputFileError, MediaError, NoAudioError,
+from syncopt.core.errors import (BundleError, ClipTooShortError, InputFileError, MediaError, NoAudioError,
                             OutputFileError, SyncoptError, UsageError, WeightsError)
 
 ROOT = Path(__file__).parent.parent
@@ -266,7 +266,7 @@ def test_exit_code_table_in_docs_matches_errors_py():
     classes = sorted(_error_classes(), key=lambda c: c.exit_code)
     assert len({c.exit_code for c in classes}) == len(classes), "exit codes must be distinct"
     text = (ROOT / "docs" / "errors.md").read_text()
-    table = text.split("<!-- exit-codes: generated from syncopt/errors.py -->")[1].split("<!-- end exit-codes -->")[0]
+    table = text.split("<!-- exit-codes: generated from syncopt/core/errors.py -->")[1].split("<!-- end exit-codes -->")[0]
     rows = table.strip().splitlines()[2:]  # below the header and its rule
     assert rows == [f"| {c.exit_code} | `{c.__name__}` | {inspect.getdoc(c).splitlines()[0]} |" for c in classes]
 
@@ -304,18 +304,18 @@ def _filler(cmd, skip) -> list[str]:
 def test_every_numeric_option_has_a_range():
     import typer
 
-    from syncopt.bounds import IntList, Range
+    from syncopt.core.bounds import IntList, Range
     from syncopt.cli import app
 
     unbounded = [f"{name} {p.opts[0]}" for name, cmd in typer.main.get_command(app).commands.items()
                  for p in cmd.params if p.param_type_name == "option" and p.type_descriptor.annotation in (int, float)
                  and not isinstance(p.type_descriptor.parameter_info.parser, (Range, IntList))]
-    assert unbounded == [], f"numeric options without a syncopt.bounds range: {unbounded}"
+    assert unbounded == [], f"numeric options without a syncopt.core.bounds range: {unbounded}"
     assert len(_params(Range)) >= 40  # the generated test below covers them
 
 
 def _bad_values(parser) -> list[str]:
-    from syncopt.bounds import IntList
+    from syncopt.core.bounds import IntList
 
     if isinstance(parser, IntList):
         r, ok = parser.item, str(int(parser.item.lo))
@@ -333,7 +333,7 @@ def _bad_values(parser) -> list[str]:
 
 
 def _numeric_cases() -> list:
-    from syncopt.bounds import IntList, Range
+    from syncopt.core.bounds import IntList, Range
 
     return [pytest.param(cmd, p, v, id=f"{name}{p.opts[0]}={v}") for name, cmd, p in _params((Range, IntList))
             for v in _bad_values(p.type_descriptor.parameter_info.parser)]
@@ -351,7 +351,7 @@ def test_out_of_range_numbers_are_one_line_usage_errors_at_parse_time(cmd, param
 
 
 def test_ranges_accept_their_ends_and_name_what_was_typed():
-    from syncopt.bounds import FRAMES, LR, PROBABILITY, SEED
+    from syncopt.core.bounds import FRAMES, LR, PROBABILITY, SEED
 
     assert FRAMES("1") == 1 and FRAMES("1500") == 1500 and SEED(str(2**32 - 1)) == 2**32 - 1
     assert LR("10") == 10.0 and LR("1e-9") == 1e-9 and PROBABILITY("0.5") == 0.5
@@ -366,7 +366,7 @@ OUTPUT_NAMES = {"out", "plot", "render", "junit", "work"}
 def test_every_output_option_is_checked_at_parse_time():
     import typer
 
-    from syncopt.atomic import OutputTarget
+    from syncopt.core.atomic import OutputTarget
     from syncopt.cli import app
 
     unchecked = [f"{name} {p.opts[0]}" for name, cmd in typer.main.get_command(app).commands.items()
@@ -376,7 +376,7 @@ def test_every_output_option_is_checked_at_parse_time():
 
 
 def _output_cases() -> list:
-    from syncopt.atomic import OutputTarget
+    from syncopt.core.atomic import OutputTarget
 
     cases = []
     for name, cmd, p in _params(OutputTarget):

@@ -8,10 +8,10 @@ import torch
 import syncopt
 from syncopt.cli import main
 from syncopt.compress.distill import DistillConfig, distill, kd_loss, paired_datasets
-from syncopt.errors import UsageError
-from syncopt.evaluate import predict
-from syncopt.sync import shipped_weights
-from syncopt.train import TrainConfig, train
+from syncopt.core.errors import UsageError
+from syncopt.training.evaluate import predict
+from syncopt.models.sources import shipped_weights
+from syncopt.training.train import TrainConfig, train
 
 SMALL = dict(preset="tiny", train_clips=128, val_clips=16, epochs=4, batch_size=8, workers=1, seed=0)
 

@@ -18,9 +18,9 @@ import torch.multiprocessing as mp
 
 import syncopt
 from syncopt.compress.distill import DistillConfig, distill
-from syncopt.distributed import EpochShuffle, Rank, shard
-from syncopt.errors import UsageError
-from syncopt.sync import shipped_weights
+from syncopt.training.distributed import EpochShuffle, Rank, shard
+from syncopt.core.errors import UsageError
+from syncopt.models.sources import shipped_weights
 
 # One optimiser step per epoch over all 8 clips: the single-process run and the two ranks (4 clips
 # each) see the same global batch at every step, whatever the shuffle. window=0: PairedClips draws
@@ -200,7 +200,7 @@ def test_manifest_entries_are_held_out_then_sharded(tmp_path):
 
 
 def test_world_size_without_torchrun_is_a_one_line_error(monkeypatch, tmp_path):
-    from syncopt.train import TrainConfig, train
+    from syncopt.training.train import TrainConfig, train
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
@@ -221,7 +221,7 @@ def test_epoch_shuffle_changes_per_epoch_and_replays_on_resume():
 
 
 def test_batch_that_does_not_split_over_ranks_is_a_usage_error():
-    from syncopt.train import TrainConfig, micro_batch
+    from syncopt.training.train import TrainConfig, micro_batch
 
     assert micro_batch(TrainConfig(model="fcn", batch_size=16, grad_accum=2), Rank(1, 4)) == 2
     with pytest.raises(UsageError, match="does not split over 3 process"):
@@ -229,8 +229,8 @@ def test_batch_that_does_not_split_over_ranks_is_a_usage_error():
 
 
 def test_amp_autocasts_to_bf16_on_cpu_and_trains(tmp_path):
-    from syncopt.mixed_precision import Precision
-    from syncopt.train import TrainConfig, train
+    from syncopt.training.mixed_precision import Precision
+    from syncopt.training.train import TrainConfig, train
 
     conv = torch.nn.Conv1d(4, 4, 3)
     with Precision(torch.device("cpu"), True).autocast():

@@ -13,9 +13,9 @@ import torch
 from mediautil import write_video
 from syncopt.cli import main
 from syncopt.data.synth import SynthConfig, make_clip
-from syncopt.explain import attention_weights
-from syncopt.reference_models.layers import LocalAttention, shift_time
-from syncopt.registry import create
+from syncopt.analysis.explain import attention_weights
+from syncopt.models.layers import LocalAttention, shift_time
+from syncopt.models.registry import create
 
 PNG = b"\x89PNG\r\n\x1a\n"
 S = 48  # the tiny presets' crop size

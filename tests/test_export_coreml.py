@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("coremltools", reason="the coreml extra is not installed")
 
 import syncopt  # noqa: E402
-from syncopt.artifact import load_artifact, sha256_path  # noqa: E402
-from syncopt.errors import WeightsError  # noqa: E402
-from syncopt.errors import BackendUnavailable  # noqa: E402
+from syncopt.core.artifact import load_artifact, sha256_path  # noqa: E402
+from syncopt.core.errors import WeightsError  # noqa: E402
+from syncopt.core.errors import BackendUnavailable  # noqa: E402
 from syncopt.export import export  # noqa: E402
 from syncopt.export.coreml import validate_package  # noqa: E402
 from syncopt.parity import check_parity  # noqa: E402

@@ -58,8 +58,8 @@ def _band_attention(self, query: torch.Tensor, context: torch.Tensor) -> torch.T
 def test_fcn_attn_local_attention_is_band_attention_with_shipped_weights(monkeypatch):
     """The export-friendly local attention (per-shift masks, for onnx2tf) computes plain band-masked
     attention: the shipped fcn_attn weights load strictly and give the dense formulation's outputs."""
-    from syncopt.reference_models.layers import LocalAttention
-    from syncopt.sync import shipped_weights
+    from syncopt.models.layers import LocalAttention
+    from syncopt.models.sources import shipped_weights
 
     model = syncopt.create("fcn_attn", "tiny", weights=shipped_weights("fcn_attn", "tiny")).eval()
     gates = [m.gate.item() for m in model.modules() if isinstance(m, LocalAttention)]
@@ -79,8 +79,8 @@ def test_fcn_attn_softmax_input_keeps_the_in_clip_score_range(monkeypatch):
     """INT8-friendly masking: the scores entering LocalAttention's softmax span exactly the range of the
     in-clip (band) scores. Out-of-clip keys take the shift-0 score, not a -1e4 mask constant that would
     stretch the quantized range of the scores (docs/export.md). T=5 < the window: most shifts are out."""
-    from syncopt.reference_models.layers import LocalAttention
-    from syncopt.sync import shipped_weights
+    from syncopt.models.layers import LocalAttention
+    from syncopt.models.sources import shipped_weights
 
     model = syncopt.create("fcn_attn", "tiny", weights=shipped_weights("fcn_attn", "tiny")).eval()
     band_ranges: list[tuple[float, float]] = []

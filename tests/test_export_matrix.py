@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import syncopt.export.matrix as matrix
+import syncopt.deploy.matrix as matrix
 
 
 @pytest.fixture

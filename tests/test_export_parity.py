@@ -12,13 +12,13 @@ import pytest
 from onnx import numpy_helper
 
 import syncopt
-from syncopt.artifact import load_artifact
-from syncopt.atomic import sha256_file
-from syncopt.errors import InputSpecError, WeightsError
+from syncopt.core.artifact import load_artifact
+from syncopt.core.atomic import sha256_file
+from syncopt.core.errors import InputSpecError, WeightsError
 from syncopt.export import export
 from syncopt.parity import TOLERANCES, check_parity
 from syncopt.runtimes import load
-from syncopt.sync import shipped_weights
+from syncopt.models.sources import shipped_weights
 
 
 @pytest.fixture(scope="module")

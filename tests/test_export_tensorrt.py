@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import syncopt
-from syncopt.errors import BackendUnavailable, ClipTooShortError
+from syncopt.core.errors import BackendUnavailable, ClipTooShortError
 from syncopt.export import export
 from syncopt.export.tensorrt import optimization_profile
 

@@ -13,12 +13,12 @@ pytest.importorskip("onnx2tf", reason="the tflite extra is not installed")
 import torch  # noqa: E402
 
 import syncopt  # noqa: E402
-from syncopt.artifact import load_artifact  # noqa: E402
-from syncopt.errors import BackendUnavailable, InputSpecError  # noqa: E402
+from syncopt.core.artifact import load_artifact  # noqa: E402
+from syncopt.core.errors import BackendUnavailable, InputSpecError  # noqa: E402
 from syncopt.export import export  # noqa: E402
 from syncopt.parity import TOLERANCES, check_parity  # noqa: E402
 from syncopt.runtimes import load  # noqa: E402
-from syncopt.sync import shipped_weights  # noqa: E402
+from syncopt.models.sources import shipped_weights  # noqa: E402
 
 os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"  # onnx2tf runs onnxsim
 
@@ -152,7 +152,7 @@ def test_perturbed_tflite_weights_fail_parity_with_exit_code(fcn_tflite, tmp_pat
 
     import numpy as np
 
-    from syncopt.atomic import sha256_file
+    from syncopt.core.atomic import sha256_file
     from syncopt.export.tflite import _schema
 
     for f in fcn_tflite.folder.iterdir():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from syncopt.data import faces
-from syncopt.errors import InputFileError
+from syncopt.core.errors import InputFileError
 
 CLIP = Path(__file__).parent / "fixtures" / "example.avi"
 needs_detector = pytest.mark.skipif(not faces.detector_available(),

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 import syncopt
-from syncopt.decode import decode_dense
-from syncopt.reference_models.layers import LocalAttention, TemporalCorrelation, shift_time
-from syncopt.reference_models.fcn import two_tower_spec
-from syncopt.reference_models.two_tower import TwoTowerSync
+from syncopt.models.decode import decode_dense
+from syncopt.models.layers import LocalAttention, TemporalCorrelation, shift_time
+from syncopt.models.fcn import two_tower_spec
+from syncopt.models.two_tower import TwoTowerSync
 
 FCN_MODELS = ["fcn", "fcn_attn"]
 
@@ -141,7 +141,7 @@ def test_local_attention_equals_banded_dense_attention():
 
 @pytest.mark.parametrize("name", ["fcn", "fcn_attn", "syncnet_v2"])
 def test_chunked_inference_equals_one_pass(name):
-    from syncopt.infer import run_dense
+    from syncopt.inference.infer import run_dense
 
     model = syncopt.create(name, "tiny")
     if name != "syncnet_v2":

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import syncopt
-from syncopt.formats import FORMATS, bundle_targets, runtime_formats
+from syncopt.core.formats import FORMATS, bundle_targets, runtime_formats
 
 
 @pytest.mark.parametrize("name", list(FORMATS))
@@ -24,10 +24,11 @@ def test_every_row_imports(name):
 
 
 def test_every_stage_sees_the_same_formats():
-    from syncopt import bench, bundle, parity, runtimes
+    from syncopt import parity, runtimes
+    from syncopt.deploy import bench, bundle
     from syncopt.export import matrix
-    from syncopt.gate import Contender
-    from syncopt.recipe import ExportStage
+    from syncopt.deploy.gate import Contender
+    from syncopt.pipeline.recipe import ExportStage
 
     names = set(FORMATS)
     assert set(runtimes.DEFAULT_RUNTIME) == names
@@ -50,7 +51,7 @@ def test_every_stage_sees_the_same_formats():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_every_row_exports_a_tiny_model_and_passes_parity(name, tmp_path):
-    from syncopt.errors import BackendUnavailable
+    from syncopt.core.errors import BackendUnavailable
     from syncopt.export import export
     from syncopt.parity import check_parity
 

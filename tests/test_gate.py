@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from syncopt.cli import main
-from syncopt.errors import UsageError
-from syncopt.errors import GateBreach
-from syncopt.gate import load_config, run_gates
+from syncopt.core.errors import UsageError
+from syncopt.core.errors import GateBreach
+from syncopt.deploy.gate import load_config, run_gates
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +21,10 @@ def artifacts(tmp_path_factory) -> tuple[Path, Path]:
     import onnx
     from onnx import numpy_helper
 
-    from syncopt.artifact import load_artifact, manifest_path
-    from syncopt.atomic import sha256_file
+    from syncopt.core.artifact import load_artifact, manifest_path
+    from syncopt.core.atomic import sha256_file
     from syncopt.export import export
-    from syncopt.registry import create
+    from syncopt.models.registry import create
 
     work = tmp_path_factory.mktemp("gate")
     good = export(create("mobile_2d", "tiny"), "onnx", work / "good")
@@ -90,8 +90,8 @@ def test_gate_fails_on_a_perturbed_artifact(artifacts, tmp_path, capsys):
     assert capsys.readouterr().err.strip().startswith("error: 1 of 3 gates failed: parity")
     cases = ET.parse(report).getroot().iter("testcase")
     failures = {c.get("classname"): c.find("failure") for c in cases}
-    assert failures["syncopt.gate.parity"] is not None and "max abs" in failures["syncopt.gate.parity"].get("message")
-    assert failures["syncopt.gate.ratio"] is None
+    assert failures["syncopt.deploy.gate.parity"] is not None and "max abs" in failures["syncopt.deploy.gate.parity"].get("message")
+    assert failures["syncopt.deploy.gate.ratio"] is None
 
 
 def test_unmet_speed_ratio_and_budget_fail(artifacts, tmp_path):

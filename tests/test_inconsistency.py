@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
-from syncopt.decode import SyncResult
-from syncopt.inconsistency import find_inconsistency, inconsistent_frames, judged_frames, temporal_iou
-from syncopt.speakers import score_faces
-from syncopt.sync import load_sync_model
+from syncopt.models.decode import SyncResult
+from syncopt.inference.inconsistency import find_inconsistency, inconsistent_frames, judged_frames, temporal_iou
+from syncopt.inference.speakers import score_faces
+from syncopt.models.sources import resolve
 
 
 def _result(per_frame: list[int], offset: int) -> SyncResult:
@@ -34,7 +34,7 @@ def test_segments_from_per_frame_offsets():
 
 @pytest.mark.slow
 def test_cut_ins_score_above_constant_clips():
-    model = load_sync_model("fcn", "tiny", None)[0]
+    model = resolve("fcn", "tiny", None, shipped=True).build()
     consistent, inconsistent, ious = [], [], []
     for i in range(4):
         for kind in ("constant", "cutin"):
@@ -54,7 +54,7 @@ def test_cut_ins_score_above_constant_clips():
 def test_drift_segments_found_against_the_decoded_offset():
     """On drifting clips the segments cover the frames whose true offset departs from the decoded
     clip offset (the label's majority offset of a ramp is a near-tie, see bench_inconsistency)."""
-    model = load_sync_model("fcn", "tiny", None)[0]
+    model = resolve("fcn", "tiny", None, shipped=True).build()
     ious, scores = [], []
     for i in range(4):
         clip = make_clip(split_seed("test", 7100 + i), SynthConfig(num_frames=100), kind="drift")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from syncopt.data import blazeface, faces, litert
-from syncopt.errors import BackendUnavailable, MediaError
+from syncopt.core.errors import BackendUnavailable, MediaError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GRID = [FIXTURES / "grid_brbk7n.mpg", FIXTURES / "grid_sbwe5n.mpg"]
@@ -249,7 +249,7 @@ def test_row_blocks_across_block_edges():
 @pytest.mark.slow  # building the model for its spec imports torch and every model (~7 s)
 def test_face_crops_use_landmarks_and_fall_back_to_haar(monkeypatch, clips):
     from syncopt.data.landmarks import LandmarkTrack
-    from syncopt.registry import create
+    from syncopt.models.registry import create
 
     spec = create("fcn", "tiny").spec
     frames = clips["grid_brbk7n.mpg"]

@@ -10,7 +10,7 @@ import pytest
 
 from syncopt.data.lipfeatures import (EYE_OUTER, LIP_CHANNELS, LIPS_OUTER, lip_inputs, lip_motion, lip_shape,
                                       normalise_mfcc, speech_energy)
-from syncopt.errors import UsageError
+from syncopt.core.errors import UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -83,7 +83,7 @@ def test_cache_extracts_once_and_hits_by_content(tmp_path: Path) -> None:
 
 
 def test_lip_model_trains_only_on_real_video(tmp_path: Path) -> None:
-    from syncopt.train import TrainConfig, train
+    from syncopt.training.train import TrainConfig, train
 
     with pytest.raises(UsageError, match="trains on real video"):
         train(TrainConfig(model="fcn_lips", epochs=1), tmp_path / "run")

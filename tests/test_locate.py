@@ -9,12 +9,13 @@ import pytest
 from fragile import FRAGILE_NODE, fragile_fcn
 
 import syncopt
-from syncopt import locate as locate_module
-from syncopt.artifact import sha256_path
+from syncopt.parity import locate as locate_module
+from syncopt.core.artifact import sha256_path
 from syncopt.cli import main
-from syncopt.compress.quantize import QuantizeConfig, calibration_set, ort_int8
+from syncopt.compress.quantize import QuantizeConfig, calibration_set
+from syncopt.compress.quantize.ort import ort_int8
 from syncopt.export.onnx import export_onnx
-from syncopt.locate import NODE_TOLERANCES, build_reference, load_reference, locate, save_reference
+from syncopt.parity.locate import NODE_TOLERANCES, build_reference, load_reference, locate, save_reference
 
 
 @pytest.mark.slow

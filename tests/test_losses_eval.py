@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from syncopt.evaluate import auc, context_decisions, evaluate_outputs
-from syncopt.losses import offset_cross_entropy, sync_losses, usable_frames
+from syncopt.training.evaluate import auc, context_decisions, evaluate_outputs
+from syncopt.training.losses import offset_cross_entropy, sync_losses, usable_frames
 
 K = 3
 
@@ -91,7 +91,7 @@ def test_evaluate_outputs_on_perfect_and_wrong_predictions():
 
 
 def test_decode_dense_reports_offset_scores_and_short_clips():
-    from syncopt.decode import decode_dense
+    from syncopt.models.decode import decode_dense
 
     out = _outputs_for(torch.full((4,), -2))
     res = decode_dense(out["offset_logits"], out["sync_prob"])

@@ -12,7 +12,7 @@ import python_speech_features as psf
 from mediautil import write_video
 from syncopt.data.media import load_media, mfcc, mfcc_for_frames
 from syncopt.data.signals import audio_envelope, best_lag
-from syncopt.errors import InputFileError, MediaError, NoAudioError
+from syncopt.core.errors import InputFileError, MediaError, NoAudioError
 
 EXAMPLE = Path(__file__).parent / "fixtures" / "example.avi"
 MFCC_ATOL = 1e-3  # float32 output vs python_speech_features' float64

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("openvino")
 
 import syncopt  # noqa: E402
-from syncopt.artifact import load_artifact, sha256_path  # noqa: E402
+from syncopt.core.artifact import load_artifact, sha256_path  # noqa: E402
 from syncopt.export import export  # noqa: E402
 from syncopt.export.openvino import BIN, XML  # noqa: E402
 from syncopt.parity import TOLERANCES, check_parity  # noqa: E402
@@ -89,7 +89,7 @@ def test_nncf_int8_parity_on_a_tiny_student(tmp_path):
 def test_nncf_int8_of_a_trained_student_meets_the_int8_row(tmp_path):
     """Trained tiny fcn: plain NNCF INT8 reaches video-embedding cosine 0.96; the cosine check returns
     the most harmful layers to float until it holds (docs/export.md, 'OpenVINO')."""
-    from syncopt.sync import shipped_weights
+    from syncopt.models.sources import shipped_weights
 
     net = syncopt.create("fcn", "tiny", weights=shipped_weights("fcn", "tiny"))
     art = export(net, "openvino", tmp_path, "int8")

@@ -7,11 +7,11 @@ import torch
 
 import syncopt
 from syncopt.cli import main
-from syncopt.compress.architecture import METADATA_KEY
+from syncopt.models.architecture import METADATA_KEY
 from syncopt.compress.prune import PruneConfig, load_model, prune, prune_model, save_pruned
-from syncopt.complexity import count_macs
-from syncopt.errors import UsageError, WeightsError
-from syncopt.sync import shipped_weights
+from syncopt.models.complexity import count_macs
+from syncopt.core.errors import UsageError, WeightsError
+from syncopt.models.sources import shipped_weights
 
 
 @pytest.mark.slow

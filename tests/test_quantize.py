@@ -7,9 +7,9 @@ import pytest
 
 from syncopt.cli import main
 from syncopt.compress.quantize import QuantizeConfig, calibration_set, quantize
-from syncopt.errors import UsageError
-from syncopt.sync import shipped_weights
-from syncopt.train import TrainConfig, train
+from syncopt.core.errors import UsageError
+from syncopt.models.sources import shipped_weights
+from syncopt.training.train import TrainConfig, train
 
 INT8 = dict(drop=1.0, agreement=0.99, cosine=0.99)  # DESIGN.md tolerances, int8 row
 
@@ -32,7 +32,7 @@ def test_ort_int8_is_smaller_and_within_tolerance(tmp_path):
     assert report.min_embedding_cosine >= 0.99
     assert report.within_tolerance and report.speedup is not None
 
-    from syncopt.artifact import load_artifact
+    from syncopt.core.artifact import load_artifact
     from syncopt.runtimes import load
 
     artifact = load_artifact(report.artifact)
@@ -121,7 +121,7 @@ def test_tflite_full_integer_builtin_only_within_tolerance(mobile_2d_run, tmp_pa
     import os
     import sys
 
-    from syncopt.artifact import load_artifact
+    from syncopt.core.artifact import load_artifact
 
     monkeypatch.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")  # onnxsim
     report = quantize(str(mobile_2d_run), QuantizeConfig(method="tflite", calibration_clips=64, eval_clips=40),

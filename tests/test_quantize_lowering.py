@@ -86,7 +86,8 @@ def test_ort_int8_x3d_s_runs_its_video_convolutions_on_int8_kernels(tmp_path):
     import onnxruntime as ort
 
     import syncopt
-    from syncopt.compress.quantize import QuantizeConfig, calibration_set, ort_int8
+    from syncopt.compress.quantize import QuantizeConfig, calibration_set
+    from syncopt.compress.quantize.ort import ort_int8
 
     torch.manual_seed(0)
     model = syncopt.create("x3d_s", "tiny").eval()

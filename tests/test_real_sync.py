@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from syncopt.data.lipcache import load_or_extract
-from syncopt.sync import DEFAULT_MODEL, load_sync_model, shipped_weights
-from syncopt.shift_eval import model_scorer, valid_range
+from syncopt.models.sources import DEFAULT_MODEL, resolve, shipped_weights
+from syncopt.analysis.shift_eval import model_scorer, valid_range
 
 FIXTURES = Path(__file__).parent / "fixtures"
 pytestmark = pytest.mark.slow
@@ -24,7 +24,8 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def scorer():
-    net, _, synthetic = load_sync_model(*DEFAULT_MODEL, None)
+    source = resolve(*DEFAULT_MODEL, None, shipped=True)
+    net, _, synthetic = source.build(), str(source.weights), source.synthetic
     assert not synthetic
     return model_scorer(net)
 

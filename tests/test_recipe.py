@@ -17,11 +17,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncopt.atomic import sha256_file
+from syncopt.core.atomic import sha256_file
 from syncopt.cli import main
-from syncopt.errors import GateBreach, InputFileError, OutputFileError, ParityError, RecipeError
-from syncopt.recipe import ORDER, load_recipe
-from syncopt.recipe_run import MANIFEST, PENDING, StageManifest, run_recipe
+from syncopt.core.errors import GateBreach, InputFileError, OutputFileError, ParityError, RecipeError
+from syncopt.pipeline.recipe import ORDER, load_recipe
+from syncopt.pipeline.runner import MANIFEST, PENDING, StageManifest, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {

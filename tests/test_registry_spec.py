@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import syncopt
-from syncopt.complexity import count_macs
-from syncopt.errors import ClipTooShortError, InputSpecError, UsageError
-from syncopt.spec import parse_dim, resolve_dim
+from syncopt.models.complexity import count_macs
+from syncopt.core.errors import ClipTooShortError, InputSpecError, UsageError
+from syncopt.core.spec import parse_dim, resolve_dim
 
 NAMES = syncopt.model_names()
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import syncopt
-from syncopt.errors import SyncoptError
+from syncopt.core.errors import SyncoptError
 
 TRAIN = [sys.executable, "-m", "syncopt", "train", "fcn", "--train-clips", "16", "--val-clips", "4",
          "--batch-size", "8", "--json"]
@@ -77,7 +77,7 @@ def _assert_complete(folder: Path) -> None:
     import onnx
     from safetensors.torch import load_file
 
-    from syncopt.artifact import Artifact
+    from syncopt.core.artifact import Artifact
 
     if (onnx_file := folder / "fcn_tiny_fp32.onnx").exists():
         onnx.checker.check_model(onnx.load(str(onnx_file)), full_check=True)
@@ -89,7 +89,7 @@ def _assert_complete(folder: Path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_during_export_leaves_complete_artifacts_and_the_rerun_cleans_temporaries(tmp_path):
-    from syncopt.artifact import load_artifact
+    from syncopt.core.artifact import load_artifact
     from syncopt.export import export
     from syncopt.runtimes import load
 
@@ -120,8 +120,8 @@ def test_sigkill_during_export_leaves_complete_artifacts_and_the_rerun_cleans_te
 def test_stale_temporaries_go_and_live_writers_temporaries_stay(tmp_path):
     import psutil
 
-    from syncopt.artifact import atomic_dir
-    from syncopt.atomic import _HOST, atomic_path
+    from syncopt.core.artifact import atomic_dir
+    from syncopt.core.atomic import _HOST, atomic_path
 
     target = tmp_path / "report.json"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -159,8 +159,8 @@ def test_stale_temporaries_go_and_live_writers_temporaries_stay(tmp_path):
 
 
 def test_unwritable_output_is_a_one_line_error_and_writes_nothing(tmp_path):
-    from syncopt.atomic import atomic_path
-    from syncopt.errors import OutputFileError
+    from syncopt.core.atomic import atomic_path
+    from syncopt.core.errors import OutputFileError
 
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
@@ -211,7 +211,7 @@ BAD_FEEDS = {  # case -> (change to valid 25-frame feeds, message fragment)
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "tflite"])
 @pytest.mark.parametrize("case", list(BAD_FEEDS))
 def test_runtime_sessions_reject_bad_tensors_with_one_line(sessions, runtime, case):
-    from syncopt.errors import InputSpecError
+    from syncopt.core.errors import InputSpecError
 
     session = sessions[runtime]
     change, message = BAD_FEEDS[case]
@@ -223,9 +223,9 @@ def test_runtime_sessions_reject_bad_tensors_with_one_line(sessions, runtime, ca
 
 
 def test_whisper_clip_over_max_frames_called_directly_names_the_limit():
-    """Outside syncopt.infer.run_dense: one line naming the limit, not a broadcast error in the encoder.
+    """Outside syncopt.inference.infer.run_dense: one line naming the limit, not a broadcast error in the encoder.
     (Runtime sessions check the same limit through spec.validate_inputs: tests/test_transfer.py.)"""
-    from syncopt.errors import InputSpecError
+    from syncopt.core.errors import InputSpecError
 
     model = syncopt.create("timesformer_whisper", "tiny").eval()
     limit = model.spec.max_frames
@@ -302,7 +302,7 @@ def fcn_spec():
 def test_frame_size_change_mid_stream_is_truncation_in_files_and_resized_in_streams(tmp_path, small_video):
     """The fuzzer's find: one byte in a damaged MPEG-4 header doubles the width mid-stream."""
     from syncopt.data.media import load_media
-    from syncopt.streaming import read_chunks
+    from syncopt.inference.streaming import read_chunks
 
     data = bytearray(small_video[: int(len(small_video) * 0.9416996103223184)])
     data[int(0.5096346052841534 * len(data))] = 2  # the shrunk falsifying example
@@ -318,8 +318,8 @@ def test_frame_size_change_mid_stream_is_truncation_in_files_and_resized_in_stre
 def test_audio_stream_without_a_decoder_is_a_no_audio_error(tmp_path, small_video):
     """The fuzzer's find: a zeroed byte in the AVI header leaves an audio stream FFmpeg cannot decode."""
     from syncopt.data.media import load_media
-    from syncopt.errors import NoAudioError
-    from syncopt.streaming import read_chunks
+    from syncopt.core.errors import NoAudioError
+    from syncopt.inference.streaming import read_chunks
 
     data = bytearray(small_video[: int(len(small_video) * 0.27605206984767744)])
     data[int(0.31180165368746193 * len(data))] = 0  # the shrunk falsifying example
@@ -354,7 +354,7 @@ def test_fuzz_spec_validator_rejects_random_tensors_with_its_error(fcn_spec, sha
                       st.dictionaries(st.sampled_from(["format", "precision", "file", "sha256", "spec"]),
                                       st.one_of(st.text(max_size=20), st.integers(), st.none())).map(json.dumps)))
 def test_fuzz_malformed_manifests_give_one_line_errors(tmp_path, text):
-    from syncopt.artifact import load_artifact
+    from syncopt.core.artifact import load_artifact
 
     manifest = tmp_path / "model.onnx.json"
     manifest.write_text(text)
@@ -366,8 +366,8 @@ def test_fuzz_malformed_manifests_give_one_line_errors(tmp_path, text):
 @fuzz(30)
 @given(data=st.binary(max_size=2048), suffix=st.sampled_from([".safetensors", ".pt"]))
 def test_fuzz_random_bytes_as_weights_are_refused_with_weights_error(tmp_path, data, suffix):
-    from syncopt.errors import WeightsError
-    from syncopt.weights import load_state_dict
+    from syncopt.core.errors import WeightsError
+    from syncopt.models.weights import load_state_dict
 
     path = tmp_path / f"weights{suffix}"
     path.write_bytes(data)
@@ -388,8 +388,8 @@ _YAML_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), s
                       st.dictionaries(st.sampled_from(["parity", "speed", "tolerances", "machine", "x"]),
                                       _YAML_VALUES, max_size=4).map(json.dumps)))
 def test_fuzz_gates_files_parse_or_give_one_usage_error(tmp_path, text):
-    from syncopt.errors import UsageError
-    from syncopt.gate import GatesConfig, load_config
+    from syncopt.core.errors import UsageError
+    from syncopt.deploy.gate import GatesConfig, load_config
 
     _loads_or_one_line(tmp_path / "gates.yaml", text, load_config, UsageError, GatesConfig)
 
@@ -484,15 +484,22 @@ def _cli(argv: list[str], capsys) -> tuple[int, str]:
 
 
 def test_stage_and_quantize_method_tables_cover_every_entry():
-    from typing import get_args
+    import importlib
+
+    from pydantic import ValidationError
 
     from syncopt.compress.quantize import METHODS, QuantizeConfig
-    from syncopt.recipe import ORDER
-    from syncopt.recipe_stages import QUANTIZED_RUNTIME, STAGES
+    from syncopt.pipeline.recipe import ORDER
+    from syncopt.pipeline.stages import STAGES
     from syncopt.runtimes import RUNTIMES
 
-    assert set(get_args(QuantizeConfig.model_fields["method"].annotation)) == set(METHODS) == set(QUANTIZED_RUNTIME)
-    assert set(QUANTIZED_RUNTIME.values()) <= set(RUNTIMES)
+    for method in METHODS.values():  # every entry names a runtime and a function that exists
+        assert method.runtime in RUNTIMES
+        module, _, name = method.run.partition(":")
+        assert callable(getattr(importlib.import_module(module), name))
+        assert QuantizeConfig(method=method.name).method == method.name
+    with pytest.raises(ValidationError, match="unknown quantize method"):
+        QuantizeConfig(method="nosuch")
     assert tuple(STAGES) == ORDER
 
 
@@ -521,7 +528,7 @@ def _lie(art, tmp_path: Path, data: bytes | None = None, **claims) -> Path:
 
 @pytest.mark.parametrize("verb", ["parity", "bench", "gate"])
 def test_unparsable_onnx_with_a_matching_sha256_is_one_line(onnx_art, tmp_path, capsys, verb):
-    from syncopt.errors import GateBreach, WeightsError
+    from syncopt.core.errors import GateBreach, WeightsError
 
     bad = _lie(onnx_art, tmp_path, data=b"\x08\x07 not protobuf " * 50)
     gates = tmp_path / "gates.yaml"
@@ -540,7 +547,7 @@ def test_unparsable_onnx_with_a_matching_sha256_is_one_line(onnx_art, tmp_path, 
     ({"source_model": "fcn_attn"}, "claims source model fcn_attn/tiny but holds the spec of fcn/tiny"),
 ])
 def test_manifest_claims_are_checked_against_the_graph(onnx_art, tmp_path, capsys, claims, message):
-    from syncopt.errors import WeightsError
+    from syncopt.core.errors import WeightsError
 
     lying = _lie(onnx_art, tmp_path, **claims)
     for argv in (["parity", lying], ["bench", lying, "--repeats", "3"]):
@@ -573,7 +580,7 @@ def _lying_size(data: bytearray) -> None:
 
 @pytest.mark.parametrize("damage", [_bad_crc, _lying_size], ids=["bad-crc", "lying-size"])
 def test_damaged_zip_members_are_a_bundle_error(tmp_path, capsys, damage):
-    from syncopt.errors import BundleError
+    from syncopt.core.errors import BundleError
 
     code, err = _cli(["bundle", "verify", _zip_with(tmp_path, damage)], capsys)
     assert code == BundleError.exit_code and "b.zip: a damaged member" in err
@@ -591,7 +598,7 @@ def test_damaged_zip_members_are_a_bundle_error(tmp_path, capsys, damage):
     ("stages:\n  train: {model: fcn}\n  bench: {repeats: 0}\n", "stages.bench.repeats: Input should be greater than or equal to 1"),
 ])
 def test_hostile_recipes_are_a_recipe_error_naming_the_field(tmp_path, capsys, body, message):
-    from syncopt.errors import RecipeError
+    from syncopt.core.errors import RecipeError
 
     (tmp_path / "r.yaml").write_text(body)
     code, err = _cli(["run", tmp_path / "r.yaml", "--out", tmp_path / "run"], capsys)
@@ -607,7 +614,7 @@ def test_hostile_recipes_are_a_recipe_error_naming_the_field(tmp_path, capsys, b
     ("parity: " + "[" * 5000 + "]" * 5000 + "\n", "line 1 not valid YAML (nested deeper than 64 levels)"),
 ])
 def test_hostile_gates_files_are_a_bad_gates_file_not_a_failed_artifact(tmp_path, capsys, body, message):
-    from syncopt.errors import UsageError
+    from syncopt.core.errors import UsageError
 
     (tmp_path / "gates.yaml").write_text(body)
     code, err = _cli(["gate", "--config", tmp_path / "gates.yaml"], capsys)
@@ -634,7 +641,7 @@ def clip(tmp_path_factory) -> Path:
 def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, suffix, value, kind):
     from safetensors.torch import save_file
 
-    from syncopt.errors import WeightsError
+    from syncopt.core.errors import WeightsError
 
     state = syncopt.create("fcn_attn", "tiny").state_dict()
     name = [k for k, v in state.items() if v.is_floating_point()][-1]
@@ -651,7 +658,7 @@ def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, suffix, valu
 def test_weights_that_overflow_give_one_line_not_nan_results(tmp_path, clip, capsys):
     from safetensors.torch import save_file
 
-    from syncopt.errors import WeightsError
+    from syncopt.core.errors import WeightsError
 
     state = {k: v * 1e30 if v.is_floating_point() else v for k, v in syncopt.create("fcn", "tiny").state_dict().items()}
     save_file(state, str(tmp_path / "huge.safetensors"))  # finite, but no activation stays finite
@@ -672,7 +679,7 @@ def test_json_output_is_strict_json():
 
 def test_a_sync_batch_reports_each_bad_video_and_goes_on(tmp_path, clip, capsys):
     from syncopt.cli import main
-    from syncopt.errors import InputFileError
+    from syncopt.core.errors import InputFileError
 
     (tmp_path / "notes.txt").write_text("not a video")
     videos = [str(clip), str(tmp_path / "absent.mp4"), str(tmp_path / "notes.txt")]
@@ -696,7 +703,7 @@ def _syncopt(args: list, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_closed_stdout_and_a_broken_pipe_are_one_line_exit_15(clip):
-    from syncopt.errors import OutputFileError
+    from syncopt.core.errors import OutputFileError
 
     closed = _syncopt([*SYNC, clip, "--json"], preexec_fn=lambda: os.close(1))  # `syncopt ... >&-`
     assert closed.returncode == OutputFileError.exit_code
@@ -742,7 +749,7 @@ def portrait(tmp_path_factory) -> tuple[Path, np.ndarray]:
 def test_rotation_tag_is_honoured_so_the_face_is_found(portrait):
     from syncopt.data.faces import detect_faces
     from syncopt.data.media import load_media
-    from syncopt.streaming import read_chunks
+    from syncopt.inference.streaming import read_chunks
 
     path, upright = portrait
     with av.open(str(path)) as container:  # what a decoder that ignores the tag shows
@@ -760,8 +767,8 @@ def test_rotation_tag_is_honoured_so_the_face_is_found(portrait):
 
 @pytest.mark.parametrize("name", ["a" * 249 + ".json", "é" * 124 + ".json"], ids=["254-ascii", "253-bytes-utf8"])
 def test_longest_legal_output_names_work_and_their_stale_temporaries_go(tmp_path, name):
-    from syncopt.artifact import atomic_dir
-    from syncopt.atomic import NAME_MAX, _HOST, atomic_path, temp_prefix
+    from syncopt.core.artifact import atomic_dir
+    from syncopt.core.atomic import NAME_MAX, _HOST, atomic_path, temp_prefix
 
     target = tmp_path / name
     assert len(name.encode()) <= NAME_MAX
@@ -796,7 +803,7 @@ def test_a_254_character_output_name_works_from_the_command_line(tmp_path, capsy
 def test_scratch_folders_live_under_one_root_and_stale_ones_are_swept(tmp_path, monkeypatch):
     import tempfile
 
-    from syncopt import atomic
+    from syncopt.core import atomic
 
     monkeypatch.setattr(atomic, "_SYSTEM_TEMP", str(tmp_path))
     monkeypatch.setattr(atomic, "_ACTIVE", None)
@@ -851,8 +858,8 @@ _BACKEND_FULL_DISK_ERRORS = {  # what each writer raises when the disk fills, ve
 
 @pytest.mark.parametrize("backend", list(_BACKEND_FULL_DISK_ERRORS))
 def test_a_full_disk_inside_a_writer_is_exit_15_naming_the_path(tmp_path, monkeypatch, backend):
-    from syncopt import atomic
-    from syncopt.errors import OutputFileError
+    from syncopt.core import atomic
+    from syncopt.core.errors import OutputFileError
 
     monkeypatch.setattr(atomic, "_nearly_full", lambda folder: True)  # what shutil.disk_usage says on a full disk
     target = tmp_path / "model.safetensors"
@@ -884,7 +891,7 @@ def full_disk(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("verb", ["export", "train", "bundle"])
 def test_a_full_disk_ends_export_train_and_bundle_with_exit_15(full_disk, tflite_art, capsys, verb):
-    from syncopt.errors import OutputFileError
+    from syncopt.core.errors import OutputFileError
 
     argv = {"export": ["export", "fcn", "--out", full_disk / "art"],
             "train": [*TRAIN[3:], "--epochs", "1", "--out", full_disk / "run"],
@@ -906,7 +913,7 @@ def test_backend_warnings_do_not_precede_the_one_line_error(tmp_path, capsys):
     import pickle
 
     from syncopt.cli import main
-    from syncopt.errors import WeightsError
+    from syncopt.core.errors import WeightsError
 
     with open(tmp_path / "classic.pt", "wb") as f:
         pickle.dump({"a": 1}, f, protocol=4)
@@ -962,7 +969,7 @@ def _damage(data: bytes, edits: list[tuple[float, int]], keep: float) -> bytes:
 @given(edits=_EDITS, keep=st.one_of(st.just(1.0), st.floats(0.01, 1.0)))
 def test_fuzz_damaged_onnx_with_a_matching_manifest_gives_one_line(tmp_path, onnx_art, edits, keep):
     """A user re-hashed a damaged ONNX file: its manifest's sha256 matches, so only the claims check stands."""
-    from syncopt.artifact import load_artifact
+    from syncopt.core.artifact import load_artifact
 
     target = _lie(onnx_art, tmp_path, data=_damage(onnx_art.path.read_bytes(), edits, keep))
     try:
@@ -976,7 +983,7 @@ def test_fuzz_damaged_onnx_with_a_matching_manifest_gives_one_line(tmp_path, onn
 @pytest.fixture(scope="module")
 def bundle_zip(tflite_art, tmp_path_factory) -> Path:
     """A real android bundle of fcn (tiny): the seed the bundle fuzzer damages."""
-    from syncopt.bundle import make_bundle
+    from syncopt.deploy.bundle import make_bundle
 
     return make_bundle(tflite_art.path, "android", tmp_path_factory.mktemp("bundle") / "b.zip", parity_clips=1)
 
@@ -984,7 +991,7 @@ def bundle_zip(tflite_art, tmp_path_factory) -> Path:
 @fuzz(25)
 @given(edits=_EDITS, keep=st.one_of(st.just(1.0), st.floats(0.01, 1.0)))
 def test_fuzz_damaged_bundles_verify_or_give_one_bundle_error(tmp_path, bundle_zip, edits, keep):
-    from syncopt.bundle import verify_bundle
+    from syncopt.deploy.bundle import verify_bundle
 
     path = tmp_path / "b.zip"
     path.write_bytes(_damage(bundle_zip.read_bytes(), edits, keep))
@@ -999,8 +1006,8 @@ def test_fuzz_damaged_bundles_verify_or_give_one_bundle_error(tmp_path, bundle_z
 def test_a_zip_member_offset_before_the_file_start_is_a_bundle_error(tmp_path, bundle_zip):
     """The bundle fuzzer's find: the last byte of the end-of-central-directory record (the comment
     length's high byte) set to 1 makes zipfile seek before the file's start: OSError EINVAL."""
-    from syncopt.bundle import verify_bundle
-    from syncopt.errors import BundleError
+    from syncopt.deploy.bundle import verify_bundle
+    from syncopt.core.errors import BundleError
 
     path = tmp_path / "b.zip"
     path.write_bytes(_damage(bundle_zip.read_bytes(), [(0.99999, 1)], 1.0))
@@ -1020,7 +1027,7 @@ _RECIPE_FIELDS = ["model", "preset", "epochs", "lr", "seed", "method", "formats"
         st.one_of(_YAML_VALUES, st.dictionaries(st.sampled_from(_RECIPE_FIELDS), _YAML_VALUES, max_size=4)),
         max_size=4)}, optional={"name": _YAML_VALUES, "seed": _YAML_VALUES, "preset": _YAML_VALUES}).map(json.dumps)))
 def test_fuzz_recipes_load_or_give_one_recipe_error(tmp_path, text):
-    from syncopt.errors import RecipeError
-    from syncopt.recipe import Recipe, load_recipe
+    from syncopt.core.errors import RecipeError
+    from syncopt.pipeline.recipe import Recipe, load_recipe
 
     _loads_or_one_line(tmp_path / "r.yaml", text, load_recipe, RecipeError, Recipe)

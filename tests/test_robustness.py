@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from syncopt.data.synth import SynthConfig, make_clip
-from syncopt.errors import UsageError
-from syncopt.robustness import SEVERITIES, corrupt, run_robustness
+from syncopt.core.errors import UsageError
+from syncopt.analysis.robustness import SEVERITIES, corrupt, run_robustness
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,10 @@ def test_side_by_side_report_has_a_row_per_model_corruption_and_severity(tmp_pat
     """A model name, the same torch weights given as NAME=WEIGHTS and their fp32 ONNX export on the
     same clips: one cell per model x condition, and all three decide every clip and frame alike."""
     from syncopt.export import export
-    from syncopt.sync import load_sync_model
+    from syncopt.models.sources import resolve
 
-    model, weights, _ = load_sync_model("fcn", "tiny", None)
+    source = resolve("fcn", "tiny", None, shipped=True)
+    model, weights, _ = source.build(), str(source.weights), source.synthetic
     artifact = export(model, "onnx", tmp_path)
     kinds = ["noise", "occlusion"]
     report = run_robustness(["fcn", f"fcn={weights}", str(artifact.path)], clips=2, frames=40, corruptions=kinds)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from syncopt.data.lipcache import ClipFeatures
-from syncopt.errors import UsageError
-from syncopt.shift_eval import (ShiftEvalReport, baseline_scorer, evaluate_shifts, format_report, parse_contexts,
+from syncopt.core.errors import UsageError
+from syncopt.analysis.shift_eval import (ShiftEvalReport, baseline_scorer, evaluate_shifts, format_report, parse_contexts,
                                 shifted, valid_range)
 
 SHIFTS = [-10, -5, 0, 5, 10]

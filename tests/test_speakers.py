@@ -13,8 +13,8 @@ import pytest
 
 from mediautil import write_video
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
-from syncopt.speakers import active_speaker, conversation, frame_accuracy, frame_scores, score_faces, turn_iou
-from syncopt.sync import load_sync_model
+from syncopt.inference.speakers import active_speaker, conversation, frame_accuracy, frame_scores, score_faces, turn_iou
+from syncopt.models.sources import resolve
 
 # Stated bars (benchmarks/results/speaker.json has the full figures on 40 clips per set).
 TWO_FACE_ACCURACY = 0.8
@@ -37,7 +37,7 @@ def test_turns_from_scores():
 
 @pytest.fixture(scope="module")
 def fcn():
-    return load_sync_model("fcn", "tiny", None)[0]
+    return resolve("fcn", "tiny", None, shipped=True).build()
 
 
 @pytest.mark.slow

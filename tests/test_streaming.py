@@ -15,10 +15,10 @@ import torch
 from mediautil import write_video
 from syncopt.data.media import fit_audio, mfcc_for_frames
 from syncopt.data.synth import SynthConfig, make_clip
-from syncopt.preprocess import audio_to_tensor, frames_to_tensor
-from syncopt.registry import create
-from syncopt.streaming import MfccStream, StreamingSync, export_stream
-from syncopt.sync import load_sync_model
+from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
+from syncopt.models.registry import create
+from syncopt.inference.streaming import MfccStream, StreamingSync, export_stream
+from syncopt.models.sources import resolve
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_frames_are_released_after_the_lookahead(model):
 @pytest.fixture(scope="module")
 def shipped():
     """fcn_causal with the weights shipped in syncopt/assets."""
-    return load_sync_model("fcn_causal", "tiny", None)[0]
+    return resolve("fcn_causal", "tiny", None, shipped=True).build()
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def _step_artifact(steps, fmt):
 
 def test_tflite_step_refuses_int8_and_square_chunks(model, tmp_path):
     """A 31-frame chunk makes the (1, 31, 31) logits look the same channel-first and channels-last."""
-    from syncopt.errors import UsageError
+    from syncopt.core.errors import UsageError
 
     with pytest.raises(UsageError, match="fp32 or fp16"):
         export_stream(model, "tflite", tmp_path, chunk_frames=5, precision="int8")
@@ -163,7 +163,7 @@ def test_tflite_step_refuses_int8_and_square_chunks(model, tmp_path):
 def test_exported_step_state_round_trips(shipped, steps, fmt):
     """State tensors keep their names and shapes through export; carried from chunk to chunk
     through the runtime they reproduce the offline causal model (fp32: max abs <= 1e-4)."""
-    from syncopt.artifact import load_artifact
+    from syncopt.core.artifact import load_artifact
     from syncopt.runtimes import load
 
     artifact = load_artifact(_step_artifact(steps, fmt).manifest)  # as written to disk
@@ -230,7 +230,7 @@ def test_streaming_sync_on_exported_step_equals_torch(shipped, steps, fmt):
 
 
 def test_stream_cli_json_lines_and_errors(model, tmp_path):
-    from syncopt.weights import save_state_dict
+    from syncopt.models.weights import save_state_dict
 
     weights = save_state_dict(model, tmp_path / "causal.safetensors")
     clip = make_clip(13, SynthConfig(num_frames=30, crop_size=64))
@@ -254,7 +254,7 @@ def test_stream_cli_on_exported_step_matches_torch(tmp_path):
     clip = make_clip(15, SynthConfig(num_frames=30, crop_size=64))
     video = write_video(tmp_path / "clip.avi", clip.frames, clip.audio)
     cli = [sys.executable, "-m", "syncopt"]
-    weights = load_sync_model("fcn_causal", "tiny", None)[1]  # the shipped file
+    weights = str(resolve("fcn_causal", "tiny", None, shipped=True).weights)  # the shipped file
     exported = subprocess.run([*cli, "export", "fcn_causal", "--format", "onnx", "--stream-chunk", "5", "--weights",
                                str(weights), "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300)
     assert exported.returncode == 0, exported.stderr

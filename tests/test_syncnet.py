@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import syncopt
-from syncopt.complexity import count_params
-from syncopt.errors import InputFileError, WeightsError
-from syncopt.reference_models.syncnet import pairwise_distances, windowed_embeddings, windowed_offset
+from syncopt.models.complexity import count_params
+from syncopt.core.errors import InputFileError, WeightsError
+from syncopt.models.syncnet import pairwise_distances, windowed_embeddings, windowed_offset
 
 # The published syncnet_v2.model layout (joonson/syncnet_python SyncNetModel.py): Sequential
 # indices of the conv/BN/linear layers and their weight shapes. The file predates

@@ -10,9 +10,9 @@ import torch
 
 import syncopt
 from syncopt.data.datasets import synth_dataset
-from syncopt.evaluate import evaluate_dataset
-from syncopt.sync import shipped_weights
-from syncopt.train import TrainConfig, train
+from syncopt.training.evaluate import evaluate_dataset
+from syncopt.models.sources import shipped_weights
+from syncopt.training.train import TrainConfig, train
 
 
 def test_train_writes_run_and_resumes(tmp_path):

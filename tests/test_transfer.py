@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import syncopt
-from syncopt.errors import UsageError, WeightsError
-from syncopt.finetune import NEVER, apply_schedule, param_groups, parse_schedule
-from syncopt.losses import sync_losses
-from syncopt.reference_models.transfer import MODELS
-from syncopt.weights import save_state_dict
+from syncopt.core.errors import UsageError, WeightsError
+from syncopt.training.finetune import NEVER, apply_schedule, param_groups, parse_schedule
+from syncopt.training.losses import sync_losses
+from syncopt.models.transfer import MODELS
+from syncopt.models.weights import save_state_dict
 
 TRANSFER = list(MODELS)
 
@@ -35,7 +35,7 @@ def test_variable_length_gives_per_frame_outputs(name):
 @pytest.mark.parametrize("student", ["x3d_s", "x3d_xs", "mobile_2d"])
 def test_full_students_have_at_most_a_fiftieth_of_the_teachers_macs(student):
     """Compression issue's bar, counted on the meta device at the standard length (25 frames)."""
-    from syncopt.complexity import count_macs
+    from syncopt.models.complexity import count_macs
 
     with torch.device("meta"):
         teacher, small = syncopt.create("i3d_wav2vec", "full"), syncopt.create(student, "full")
@@ -114,8 +114,8 @@ def test_frozen_parameters_get_no_gradient_and_do_not_change():
 
 
 def test_whisper_models_declare_their_longest_pass_and_chunk_beyond_it():
-    from syncopt.errors import InputSpecError
-    from syncopt.infer import run_dense
+    from syncopt.core.errors import InputSpecError
+    from syncopt.inference.infer import run_dense
 
     model = syncopt.create("timesformer_whisper", "tiny")
     limit = model.spec.max_frames

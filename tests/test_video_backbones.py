@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from syncopt.errors import UsageError, WeightsError
-from syncopt.reference_models.video import (
+from syncopt.core.errors import UsageError, WeightsError
+from syncopt.models.video import (
     VIDEO_BACKBONES,
     build_video_backbone,
     load_video_weights,
     video_backbone_names,
 )
-from syncopt.weights import save_state_dict
+from syncopt.models.weights import save_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keys"
 NAMES = video_backbone_names()

@@ -6,7 +6,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from syncopt.data.datasets import ClipDataset
-from syncopt.evaluate import EvalReport, evaluate_dataset
+from syncopt.training.evaluate import EvalReport, evaluate_dataset
 
 CONTEXT = 15  # frames of context for the reported clip offset accuracy (SyncNet's usual 15)
 
@@ -29,7 +29,7 @@ def state_bytes(model: nn.Module) -> int:
 
 def model_stats(model: nn.Module, dataset: ClipDataset | None = None, report: EvalReport | None = None) -> ModelStats:
     """Params, MACs and size of ``model``; accuracy on ``dataset`` (or from an existing ``report``)."""
-    from syncopt.complexity import count_macs, count_params
+    from syncopt.models.complexity import count_macs, count_params
 
     spec = model.spec
     if report is None and dataset is not None:

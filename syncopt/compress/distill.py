@@ -11,7 +11,7 @@ Objective (each part weighted; a zero weight switches it off):
   embeddings by cosine distance (hints through a regressor, Romero et al., FitNets, 2015);
 - ``corr``: correlation-volume matching — mean squared error between the student's and the
   teacher's (2K+1, T) cosine-similarity maps;
-- ``hard``: the supervised loss of :mod:`syncopt.train` on labelled clips (0: unlabelled data,
+- ``hard``: the supervised loss of :mod:`syncopt.training.train` on labelled clips (0: unlabelled data,
   teacher-only targets).
 
 Teacher and student see the same clips, each in its own input format (e.g. wav2vec 2.0
@@ -34,15 +34,16 @@ from pydantic import BaseModel, Field
 from torch import nn
 from torch.utils.data import Dataset
 
-from syncopt import distributed
 from syncopt.compress.common import ModelStats, embedding_width, frozen, model_stats
+from syncopt.core.atomic import write_json
+from syncopt.core.errors import UsageError
+from syncopt.core.log import status
+from syncopt.core.spec import ModelSpec
 from syncopt.data.datasets import Augment, ClipDataset, held_out, media_splits
-from syncopt.errors import UsageError
-from syncopt.log import status
-from syncopt.registry import create
-from syncopt.spec import ModelSpec
-from syncopt.train import EpochStats, TrainConfig, fit, micro_batch, train, write_json
-from syncopt.weights import save_state_dict
+from syncopt.models.registry import create
+from syncopt.models.weights import save_state_dict
+from syncopt.training import distributed
+from syncopt.training.train import EpochStats, TrainConfig, fit, micro_batch, train
 
 
 class DistillConfig(TrainConfig):
@@ -103,7 +104,7 @@ class DistillLoss(nn.Module):
 
     def forward(self, student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
                 labels: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        from syncopt.losses import sync_losses
+        from syncopt.training.losses import sync_losses
 
         cfg = self.config
         parts = {
@@ -191,7 +192,7 @@ def _synth_clips(spec: ModelSpec, split: str, indices: list[int], frames: int, w
 
 
 def _clip_dataset(clips: list, spec: ModelSpec) -> ClipDataset:
-    from syncopt.preprocess import audio_to_tensor
+    from syncopt.data.preprocess import audio_to_tensor
 
     pre = spec.preprocessing
     items = [{"frames": c.frames, "audio": audio_to_tensor(c.audio, c.frames.shape[0], pre),
@@ -204,10 +205,10 @@ def _clip_dataset(clips: list, spec: ModelSpec) -> ClipDataset:
 def obtain_teacher(config: DistillConfig, out: Path) -> tuple[nn.Module, str]:
     """The teacher model and a line saying where it came from (file, cache, or trained now)."""
     if config.teacher_weights is not None:
-        from syncopt.sync import load_sync_model
+        from syncopt.models.sources import resolve
 
-        teacher, used, _ = load_sync_model(config.teacher, config.preset, config.teacher_weights)
-        return teacher, f"teacher {config.teacher} ({config.preset}) from {used}"
+        source = resolve(config.teacher, config.preset, config.teacher_weights)
+        return source.build(), f"teacher {source.name} ({source.preset}) from {source.weights}"
     run = out / "teacher"
     teacher_config = TrainConfig(model=config.teacher, preset=config.preset, data=config.data, crop=config.crop,
                                  train_clips=config.train_clips, val_clips=config.val_clips,
@@ -217,7 +218,7 @@ def obtain_teacher(config: DistillConfig, out: Path) -> tuple[nn.Module, str]:
                                  grad_accum=config.grad_accum, amp=config.amp)
     report = run / "report.json"
     if report.is_file() and (run / "model.safetensors").is_file():
-        from syncopt.train import TrainReport
+        from syncopt.training.train import TrainReport
 
         cached = TrainReport.model_validate_json(report.read_text())
         if cached.config == teacher_config:
@@ -279,7 +280,7 @@ def _write_run(config: DistillConfig, out: Path, source: str, teacher: nn.Module
 
 
 def distill_step(teacher: nn.Module, objective: DistillLoss):
-    """A :func:`syncopt.train.fit` loss function: run the frozen teacher on its inputs, then the objective."""
+    """A :func:`syncopt.training.train.fit` loss function: run the frozen teacher on its inputs, then the objective."""
 
     def step(student: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with torch.no_grad():

@@ -18,7 +18,7 @@ MACs as a fraction of the original's), reached in ``steps`` prune -> fine-tune r
 fine-tune optionally distilled from the unpruned model.
 
 A pruned model's weights carry its architecture (the sizes of every resized layer) in their
-safetensors metadata (:mod:`syncopt.compress.architecture`), so ``create(name, weights=...)``
+safetensors metadata (:mod:`syncopt.models.architecture`), so ``create(name, weights=...)``
 rebuilds it everywhere: no pickles, no sidecar file.
 """
 
@@ -37,13 +37,14 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from syncopt.compress import architecture
 from syncopt.compress.common import ModelStats, embedding_width, frozen, model_stats
-from syncopt.errors import UsageError
-from syncopt.log import status
-from syncopt.registry import create
-from syncopt.train import EpochStats, TrainConfig, fit, write_json
-from syncopt.weights import save_state_dict
+from syncopt.core.atomic import write_json
+from syncopt.core.errors import UsageError
+from syncopt.core.log import status
+from syncopt.models import architecture
+from syncopt.models.registry import create
+from syncopt.models.weights import save_state_dict
+from syncopt.training.train import EpochStats, TrainConfig, fit
 
 CRITERIA = ("magnitude", "taylor", "group_norm")
 
@@ -79,7 +80,7 @@ class PruneReport(BaseModel):
 @contextlib.contextmanager
 def attention_hidden(model: nn.Module) -> Iterator[None]:
     """Swap local attention blocks (they act on the kept embeddings) for identities while tracing."""
-    from syncopt.reference_models.layers import CrossModalAttention, LocalAttention
+    from syncopt.models.layers import CrossModalAttention, LocalAttention
 
     swapped = []
     for name, module in list(model.named_modules()):
@@ -141,7 +142,7 @@ def make_pruner(model: nn.Module, config: PruneConfig, max_ratio: float, iterati
 
 def prune_model(model: nn.Module, config: PruneConfig, finetune=None) -> nn.Module:
     """Prune ``model`` in place in ``config.steps`` rounds; ``finetune(model, round)`` runs after each."""
-    from syncopt.complexity import count_macs
+    from syncopt.models.complexity import count_macs
 
     spec = model.spec
     base = count_macs(model, spec)
@@ -168,7 +169,7 @@ def prune_model(model: nn.Module, config: PruneConfig, finetune=None) -> nn.Modu
 
 def _step(model: nn.Module, pruner, batch: dict | None) -> None:
     if batch is not None:  # Taylor importance needs gradients of the training loss
-        from syncopt.train import supervised_loss
+        from syncopt.training.train import supervised_loss
 
         model.zero_grad()
         supervised_loss(model.train(), batch)[0].backward()

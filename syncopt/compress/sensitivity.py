@@ -24,13 +24,12 @@ import numpy as np
 from pydantic import BaseModel
 from torch import nn
 
-from syncopt.artifact import Artifact, manifest_path
-from syncopt.atomic import atomic_path, temp_dir
 from syncopt.compress.common import CONTEXT
+from syncopt.core.artifact import Artifact, manifest_path
+from syncopt.core.atomic import atomic_path, temp_dir, write_json
+from syncopt.core.errors import UsageError
+from syncopt.core.log import status
 from syncopt.data.datasets import ClipDataset
-from syncopt.errors import UsageError
-from syncopt.log import status
-from syncopt.train import write_json
 
 MIN_AGREEMENT = 0.99  # DESIGN.md, int8 row
 
@@ -77,9 +76,9 @@ def node_sensitivity(fp32: Artifact, int8: Artifact, feeds: list[dict[str, np.nd
     import onnx
     import onnxruntime as ort
 
-    from syncopt.compress.quantize import LOWERED_GLUE_OPS, QUANTIZED_OPS
+    from syncopt.compress.quantize.ort import LOWERED_GLUE_OPS, QUANTIZED_OPS
     from syncopt.export.lowering import MARK, is_lowered
-    from syncopt.locate import _run_onnx
+    from syncopt.parity.locate import _run_onnx
 
     reference = _run_onnx(onnx.load(str(fp32.path)), feeds)
     graph = onnx.load(str(int8.path)).graph
@@ -160,8 +159,9 @@ def calibration_feeds(calib: ClipDataset, spec, count: int) -> list[dict[str, np
 
 def sensitivity(source: str | Path, config, out_dir: str | Path) -> SensitivityReport:
     """``syncopt quantize --sensitivity``: quantize as ``ort`` does, then rank its nodes; JSON + PNG in OUT."""
-    from syncopt.compress.quantize import _source_model, calibration_set, ort_int8
-    from syncopt.plots import plot_sensitivity
+    from syncopt.compress.quantize import _source_model, calibration_set
+    from syncopt.compress.quantize.ort import ort_int8
+    from syncopt.core.plots import plot_sensitivity
 
     if config.method != "ort":
         raise UsageError(f"--sensitivity ranks ONNX Runtime's QDQ nodes: use --method ort, not {config.method}")
@@ -179,7 +179,8 @@ def sensitivity(source: str | Path, config, out_dir: str | Path) -> SensitivityR
 def fallback(model: nn.Module, calib: ClipDataset, test: ClipDataset, config, out: Path, fp32: Artifact,
              int8: Artifact) -> tuple[Artifact, FallbackReport]:
     """Return the most sensitive nodes to float one at a time until the targets hold (see module docstring)."""
-    from syncopt.compress.quantize import _latencies, _session_runner, compare, ort_int8
+    from syncopt.compress.quantize import _latencies, _session_runner, compare
+    from syncopt.compress.quantize.ort import ort_int8
 
     max_drop = config.tolerance if config.max_drop is None else config.max_drop
     ranking = node_sensitivity(fp32, int8, calibration_feeds(calib, model.spec, config.sensitivity_clips)).nodes

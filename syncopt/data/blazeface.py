@@ -23,9 +23,9 @@ import math
 import cv2
 import numpy as np
 
+from syncopt.core.errors import InputSpecError
 from syncopt.data.faces import iou
 from syncopt.data.litert import shared_model
-from syncopt.errors import InputSpecError
 
 MODEL_FILE = "face_detection_short_range.tflite"
 INPUT_SIZE = 128

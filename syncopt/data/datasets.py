@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from syncopt.errors import InputFileError, SyncoptError, UsageError
-from syncopt.preprocess import audio_to_tensor, frames_to_tensor
-from syncopt.spec import ModelSpec, Preprocessing
+from syncopt.core.errors import InputFileError, SyncoptError, UsageError
+from syncopt.core.spec import ModelSpec, Preprocessing
+from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
 
 DEFAULT_KINDS = {"constant": 0.7, "drift": 0.15, "cutin": 0.15}
 LIP_SEGMENT = 100  # frames: real lip-model clips are cut into segments of about this length

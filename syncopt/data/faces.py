@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import median_filter
 
-from syncopt.errors import InputFileError, InputSpecError
-from syncopt.spec import ModelSpec
+from syncopt.core.errors import InputFileError, InputSpecError
+from syncopt.core.spec import ModelSpec
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # cv2.data.haarcascades: OpenCV 4.x wheels; /usr/share/opencv4/haarcascades: Debian's opencv-data.
@@ -250,8 +250,8 @@ def face_crops(frames: Iterable[np.ndarray], mode: str, spec: ModelSpec, source:
     ``frames`` is an array, or a :class:`~syncopt.data.media.FrameSource` that decodes each pass;
     only a few frames are held at a time, so memory grows with the crops, not with the video.
     """
+    from syncopt.core.errors import MediaError, UsageError
     from syncopt.data.litert import runtime_available
-    from syncopt.errors import MediaError, UsageError
 
     size = spec.preprocessing.crop_size
     count = 0

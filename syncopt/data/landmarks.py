@@ -26,10 +26,24 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from syncopt.data.faces import FaceTrack, check_frame, for_track_frames, iou, smooth_boxes, timed
-from syncopt.data.facemesh import MIN_PRESENCE, NUM_POINTS, FaceMesh, Roi, roi_from_detection, roi_from_points
+from syncopt.core.errors import InputSpecError, MediaError
+from syncopt.data.facemesh import (
+    MIN_PRESENCE,
+    NUM_POINTS,
+    FaceMesh,
+    Roi,
+    roi_from_detection,
+    roi_from_points,
+)
+from syncopt.data.faces import (
+    FaceTrack,
+    check_frame,
+    for_track_frames,
+    iou,
+    smooth_boxes,
+    timed,
+)
 from syncopt.data.lipfeatures import EYE_OUTER, INNER_LIP_MIDDLE, MOUTH_CORNERS
-from syncopt.errors import InputSpecError, MediaError
 
 NOSE_TIP = 1
 EYE_INNER = (133, 362)  # inner eye corners: subject's right, left

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from syncopt.atomic import atomic_path, sha256_file
+from syncopt.core.atomic import atomic_path, sha256_file
+from syncopt.core.errors import MediaError
 from syncopt.data.lipfeatures import lip_shape, mouth_opening, speech_energy
-from syncopt.errors import MediaError
 
 CACHE_VERSION = 2
 FPS, SAMPLE_RATE = 25.0, 16000
@@ -97,7 +97,7 @@ def load_or_extract(path: str | os.PathLike, cache_dir: str | os.PathLike | None
 def build_cache(paths: Iterable[Path], cache_dir: str | os.PathLike | None = None,
                 progress: Callable[[int, int, str], None] | None = None) -> tuple[list[ClipFeatures], list[str]]:
     """Every clip of ``paths`` through the cache; clips that fail are skipped and named."""
-    from syncopt.errors import SyncoptError
+    from syncopt.core.errors import SyncoptError
 
     paths = list(paths)
     clips, failed = [], []

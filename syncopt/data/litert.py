@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from syncopt.errors import BackendUnavailable, InputFileError
-from syncopt.log import native_stderr_silenced
+from syncopt.core.errors import BackendUnavailable, InputFileError
+from syncopt.core.log import native_stderr_silenced
 
 ASSET_DIR = "assets/mediapipe"
 

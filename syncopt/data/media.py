@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from syncopt.errors import InputFileError, MediaError, NoAudioError
+from syncopt.core.errors import InputFileError, MediaError, NoAudioError
 
 SILENCE_PEAK = 1e-4
 

@@ -1,17 +1,18 @@
-"""Exporters, one module per format, registered in :data:`syncopt.formats.FORMATS`; back-ends are imported lazily."""
+"""Exporters, one module per format, registered in :data:`syncopt.core.formats.FORMATS`; back-ends are imported lazily."""
 
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 
 from torch import nn
 
-from syncopt.artifact import Artifact
-from syncopt.errors import BackendUnavailable
-from syncopt.formats import get_format
+from syncopt.core.artifact import Artifact
+from syncopt.core.errors import BackendUnavailable
+from syncopt.core.formats import get_format
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
@@ -20,7 +21,7 @@ def require(module: str, extra: str, what: str) -> ModuleType:
     Native start-up logging (TensorFlow's CUDA-plugin and absl lines) is kept off the terminal,
     so an error after it is still the only line on stderr.
     """
-    from syncopt.log import native_stderr_silenced
+    from syncopt.core.log import native_stderr_silenced
 
     try:
         with native_stderr_silenced():
@@ -33,3 +34,31 @@ def require(module: str, extra: str, what: str) -> ModuleType:
 def export(model: nn.Module, fmt: str, out_dir: str | os.PathLike, precision: str = "fp32", **options) -> Artifact:
     """Export ``model`` (which carries its spec) to ``fmt``; ``options`` go to that format's exporter."""
     return get_format(fmt).load("exporter")(model, Path(out_dir), precision, **options)
+
+
+def write_artifact(model: nn.Module, fmt: str, out_dir: Path, precision: str,
+                   write: Callable[[Path], Mapping[str, object] | None], tag: str = "",
+                   **fields: object) -> Artifact:
+    """Write ``<name>_<preset>_<precision><tag><suffix>`` atomically with its manifest and source weights.
+
+    ``write(tmp)`` fills a temporary file (a temporary directory for directory formats) that then
+    replaces the target in one rename; it may return further manifest fields (``native``, ``ops``
+    ...) that it learns while writing. ``fields`` are manifest fields known beforehand.
+    """
+    from syncopt import __version__
+    from syncopt.core.artifact import atomic_dir, manifest_path, sha256_path
+    from syncopt.core.atomic import atomic_path
+    from syncopt.models.weights import save_state_dict
+
+    row = get_format(fmt)
+    spec = model.spec
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = save_state_dict(model, out_dir / f"{spec.name}_{spec.preset}.safetensors")
+    target = out_dir / f"{spec.name}_{spec.preset}_{precision}{tag}{row.suffix}"
+    with (atomic_dir if row.directory else atomic_path)(target) as tmp:
+        learned = write(tmp) or {}
+    artifact = Artifact(format=fmt, precision=precision, file=target.name, sha256=sha256_path(target), spec=spec,
+                        source_model=spec.name, source_preset=spec.preset, source_weights=weights.name,
+                        syncopt_version=__version__, **fields, **learned)
+    artifact.write(manifest_path(target))
+    return artifact

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from syncopt.artifact import Artifact
-from syncopt.errors import ExportError
-from syncopt.export import require
-from syncopt.formats import check_precision, write_artifact
-from syncopt.spec import ModelSpec, TensorSpec, parse_dim
+from syncopt.core.artifact import Artifact
+from syncopt.core.errors import ExportError
+from syncopt.core.formats import check_precision
+from syncopt.core.spec import ModelSpec, TensorSpec, parse_dim
+from syncopt.export import require, write_artifact
 
 MAX_FRAMES = 3000  # 2 minutes at 25 fps
 _QUANTIZED_WEIGHT_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")

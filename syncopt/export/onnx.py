@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from syncopt.artifact import Artifact
-from syncopt.formats import check_precision, write_artifact
+from syncopt.core.artifact import Artifact
+from syncopt.core.formats import check_precision
+from syncopt.export import write_artifact
 
 OPSET = 17
 

@@ -12,7 +12,7 @@ Precisions (what the runtime does with each, see :mod:`syncopt.runtimes.openvino
   default on CPUs with AVX-512 BF16 or AMX is bf16, so the hint is always set);
 - bf16: float16-stored weights (``compress_to_fp16``, half the bytes), inferred in bfloat16;
 - int8: NNCF post-training quantization (``nncf.quantize``) calibrated on synthetic clips, or on the
-  clips :mod:`syncopt.compress.quantize_openvino` passes (``syncopt quantize --method openvino``),
+  clips :mod:`syncopt.compress.quantize.openvino` passes (``syncopt quantize --method openvino``),
   float parts inferred in f32; layers return to float until the worst embedding cosine to the float
   IR on check clips reaches ``min_cosine`` (the INT8 row's 0.99).
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from torch import nn
 
-from syncopt.artifact import Artifact
-from syncopt.errors import ExportError
-from syncopt.export import require
-from syncopt.formats import check_precision, write_artifact
+from syncopt.core.artifact import Artifact
+from syncopt.core.errors import ExportError
+from syncopt.core.formats import check_precision
+from syncopt.export import require, write_artifact
 
 XML, BIN = "model.xml", "model.bin"
 CALIBRATION_CLIPS = 64  # as the TFLite and TensorRT INT8 exporters
@@ -57,8 +57,8 @@ def export_openvino(model: nn.Module, out_dir: Path, precision: str = "fp32", ca
         except Exception as exc:  # the frontend raises several types for unsupported operators
             raise ExportError(f"OpenVINO cannot convert {spec.name}: {' '.join(str(exc).split())[:300]}") from exc
     if precision == "int8":
-        from syncopt.compress.quantize_openvino import CHECK_CLIPS, MIN_COSINE, nncf_int8
         from syncopt.data.datasets import synth_dataset
+        from syncopt.export.openvino_int8 import CHECK_CLIPS, MIN_COSINE, nncf_int8
 
         length = frames or spec.standard_frames
         if calibration is None:

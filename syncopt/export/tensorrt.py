@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from syncopt.artifact import Artifact
-from syncopt.atomic import temp_dir
-from syncopt.errors import BackendUnavailable, ExportError
-from syncopt.export import require
-from syncopt.formats import check_precision, write_artifact
-from syncopt.spec import ModelSpec
+from syncopt.core.artifact import Artifact
+from syncopt.core.atomic import temp_dir
+from syncopt.core.errors import BackendUnavailable, ExportError
+from syncopt.core.formats import check_precision
+from syncopt.core.spec import ModelSpec
+from syncopt.export import require, write_artifact
 
 MAX_FRAMES = 3000
 MAX_BATCH = 8

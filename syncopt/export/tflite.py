@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from syncopt.artifact import Artifact, permutation
-from syncopt.atomic import temp_dir
-from syncopt.errors import ExportError
-from syncopt.export import require
-from syncopt.formats import check_precision, write_artifact
-from syncopt.log import native_stderr_silenced
-from syncopt.spec import ModelSpec, TensorSpec
+from syncopt.core.artifact import Artifact, permutation
+from syncopt.core.atomic import temp_dir
+from syncopt.core.errors import ExportError
+from syncopt.core.formats import check_precision
+from syncopt.core.log import native_stderr_silenced
+from syncopt.core.spec import ModelSpec, TensorSpec
+from syncopt.export import require, write_artifact
 
 _PRODUCED = {"fp32": "float32", "fp16": "float16", "int8": "integer_quant"}  # onnx2tf's file name suffixes
 # Representative clips for full-integer INT8: with trained tiny fcn_attn, 32 left one out-of-range frame

@@ -12,10 +12,10 @@ import os
 import numpy as np
 import torch
 
-from syncopt.artifact import Artifact, load_artifact
-from syncopt.errors import InputSpecError, UsageError
-from syncopt.formats import EXTRA_RUNTIMES, FORMATS
-from syncopt.spec import ModelSpec
+from syncopt.core.artifact import Artifact, load_artifact
+from syncopt.core.errors import InputSpecError, UsageError
+from syncopt.core.formats import EXTRA_RUNTIMES, FORMATS
+from syncopt.core.spec import ModelSpec
 
 # runtime -> "module:class", from the formats table; the class is built as cls(artifact, threads=...)
 RUNTIMES = EXTRA_RUNTIMES | {f.runtime: f.session for f in FORMATS.values()}

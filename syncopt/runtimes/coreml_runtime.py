@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from syncopt.artifact import Artifact
-from syncopt.errors import BackendUnavailable
+from syncopt.core.artifact import Artifact
+from syncopt.core.errors import BackendUnavailable
 from syncopt.export import require
 from syncopt.runtimes import Session
 

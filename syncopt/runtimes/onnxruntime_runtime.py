@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from syncopt.artifact import Artifact
+from syncopt.core.artifact import Artifact
 from syncopt.runtimes import Session
 
 

@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from syncopt.artifact import Artifact
-from syncopt.errors import BackendUnavailable, WeightsError
+from syncopt.core.artifact import Artifact
+from syncopt.core.errors import BackendUnavailable, WeightsError
 from syncopt.export import require
 from syncopt.export.openvino import XML
 from syncopt.runtimes import Session

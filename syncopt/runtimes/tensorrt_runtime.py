@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from syncopt.artifact import Artifact
-from syncopt.errors import InputSpecError
+from syncopt.core.artifact import Artifact
+from syncopt.core.errors import InputSpecError
 from syncopt.export.tensorrt import require_tensorrt
 from syncopt.runtimes import Session
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from syncopt.artifact import Artifact, permutation
-from syncopt.errors import InputSpecError
+from syncopt.core.artifact import Artifact, permutation
+from syncopt.core.errors import InputSpecError
+from syncopt.core.log import native_stderr_silenced
 from syncopt.export import require
 from syncopt.export.tflite import input_name
-from syncopt.log import native_stderr_silenced
 from syncopt.runtimes import Session
 
 

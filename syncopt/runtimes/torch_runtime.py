@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from syncopt.artifact import Artifact
-from syncopt.registry import create
+from syncopt.core.artifact import Artifact
+from syncopt.models.registry import create
 from syncopt.runtimes import Session
 
 

@@ -1,0 +1,276 @@
+"""Accuracy on real clips with known audio shifts, by context length (``syncopt evaluate --data``).
+
+Every clip's audio is delayed in memory by each ``k`` of ``shifts`` frames (``k < 0`` advances it);
+its offset is then decided over the whole clip and over consecutive windows of each context length,
+as in the accuracy-versus-context curves of SyncNet (Chung & Zisserman 2016) and Synchformer
+(Iashin et al. 2024). Delaying the audio by ``k`` frames lowers the offset by ``k`` (positive offsets
+mean the audio leads). Two scores, each exact and within +-1 frame:
+
+- *absolute*: truth is ``base - k``, with the clip's given base offset (0 unless a CSV says otherwise);
+- *shift-following*: truth is ``base_est - k``, where ``base_est`` is the median of ``offset + k`` over
+  the clip's windows and shifts at that context; it needs no base, so a source's own small offset
+  does not count against a model, while a constant answer scores ``1 / len(shifts)``.
+
+Scorers are a registry: the model-free lip-geometry baseline, and any dense sync model.
+Shifts are applied to the cached features (MFCC columns and per-frame energy move by whole
+frames: one frame is exactly 4 MFCC hops of 10 ms), which equals shifting the waveform away from
+the clip's ends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from syncopt.core.errors import UsageError
+from syncopt.data.datasets import read_manifest
+from syncopt.data.lipcache import ClipFeatures, build_cache
+from syncopt.data.lipfeatures import lip_inputs
+
+MAX_OFFSET = 15
+Decider = Callable[[int, int], int]  # (first, stop) frame of a window, track-relative -> decided offset
+Scorer = Callable[[ClipFeatures, int], Decider]  # (clip, shift k) -> window decider
+
+
+class Score(BaseModel):
+    windows: int
+    absolute_pm1: float
+    absolute_exact: float
+    following_pm1: float
+    following_exact: float
+
+
+class ScorerReport(BaseModel):
+    by_context: dict[str, Score]
+    by_shift: dict[str, dict[int, Score]] = Field(description="context -> shift -> score")
+    by_clip: dict[str, dict[str, Score]] = Field(description="context -> clip -> score")
+
+
+class ShiftEvalReport(BaseModel):
+    clips: list[str]
+    clip_sha256: dict[str, str]
+    base_offsets: dict[str, int]
+    shifts: list[int]
+    contexts: list[str]
+    scorers: dict[str, ScorerReport]
+    failed: list[str] = Field(default_factory=list, description="clips skipped, with why")
+
+
+def shifted(clip: ClipFeatures, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The clip's MFCC and energy with the audio delayed by ``k`` frames (edge values fill the gap)."""
+    cols = np.clip(np.arange(clip.mfcc.shape[1]) - 4 * k, 0, clip.mfcc.shape[1] - 1)
+    frames = np.clip(np.arange(clip.num_frames) - k, 0, clip.num_frames - 1)
+    return clip.mfcc[:, cols], clip.energy[frames]
+
+
+def valid_range(clip: ClipFeatures, k: int) -> tuple[int, int]:
+    """Track-relative frames whose shifted audio is real (not fill)."""
+    lo = max(0, k - clip.start)
+    hi = min(clip.frames, clip.num_frames + k - clip.start)
+    return lo, max(lo, hi)
+
+
+def _pearson_lags(video: np.ndarray, audio: np.ndarray, lo: int, hi: int, offset_at: int) -> int:
+    """Offset maximising the Pearson correlation of ``video[lo:hi]`` with ``audio[t - o]``."""
+    best, best_r = 0, -np.inf
+    for o in range(-MAX_OFFSET, MAX_OFFSET + 1):
+        a_lo, a_hi = lo - o + offset_at, hi - o + offset_at
+        v_lo, v_hi = lo, hi
+        if a_lo < 0:
+            v_lo, a_lo = v_lo - a_lo, 0
+        if a_hi > len(audio):
+            v_hi, a_hi = v_hi - (a_hi - len(audio)), len(audio)
+        if v_hi - v_lo < 5:
+            continue
+        r = np.corrcoef(video[v_lo:v_hi], audio[a_lo:a_hi])[0, 1]
+        if np.isfinite(r) and r > best_r:
+            best, best_r = o, r
+    return best
+
+
+def baseline_scorer(clip: ClipFeatures, k: int) -> Decider:
+    """Model-free: mouth-opening speed against band log-energy speed, Pearson over lags +-15."""
+    _, energy = shifted(clip, k)
+    video = np.gradient(np.convolve(clip.opening, np.ones(3) / 3, mode="same"))
+    audio = np.gradient(np.convolve(energy, np.ones(3) / 3, mode="same"))
+    return lambda lo, hi: _pearson_lags(video, audio, lo, hi, clip.start)
+
+
+def model_scorer(model) -> Scorer:
+    """A dense two-tower model on lip features (``fcn_lips``), run on each window alone.
+
+    A window of L frames sees only its L frames of video (the video tower runs on them by
+    themselves) and the audio within ±K frames of them, which the offset search needs, as in
+    SyncNet's evaluation; its offset is the argmax of the mean per-frame log-probability.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    k_max = model.spec.max_offset
+
+    @torch.no_grad()
+    def window_logits(video: torch.Tensor, audio: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        a_lo, a_hi = max(0, lo - k_max), min(video.shape[-1], hi + k_max)
+        v = F.normalize(model.video_encoder(video[None, :, lo:hi]), dim=1, eps=1e-6)
+        a = F.normalize(model.audio_encoder(audio[None, ..., 4 * a_lo:4 * a_hi]), dim=1, eps=1e-6)
+        a = F.pad(a, (a_lo - (lo - k_max), (hi + k_max) - a_hi))  # audio frames lo-K .. hi+K-1, zero outside
+        length = hi - lo
+        corr = torch.stack([(v * a[..., k_max - o:k_max - o + length]).sum(1) for o in range(-k_max, k_max + 1)], 1)
+        return model.predictor(corr)[0][0]
+
+    def score(clip: ClipFeatures, k: int) -> Decider:
+        mfcc, _ = shifted(clip, k)
+        video, audio = lip_inputs(clip.lips, mfcc[:, 4 * clip.start:4 * (clip.start + clip.frames)])
+
+        def decide(lo: int, hi: int) -> int:
+            logp = torch.log_softmax(window_logits(video, audio, lo, hi).float(), 0)
+            return int(logp.mean(1).argmax()) - k_max
+
+        return decide
+
+    return score
+
+
+def _windows(lo: int, hi: int, context: str) -> list[tuple[int, int]]:
+    if context == "full":
+        return [(lo, hi)] if hi - lo >= 5 else []
+    length = int(context)
+    return [(s, s + length) for s in range(lo, hi - length + 1, length)]
+
+
+def _score(rows: list[tuple[int, int, int]]) -> Score:
+    """``rows`` of (decided, absolute truth, following truth)."""
+    if not rows:
+        return Score(windows=0, absolute_pm1=float("nan"), absolute_exact=float("nan"),
+                     following_pm1=float("nan"), following_exact=float("nan"))
+    r = np.array(rows)
+    return Score(windows=len(r), absolute_pm1=float(np.mean(np.abs(r[:, 0] - r[:, 1]) <= 1)),
+                 absolute_exact=float(np.mean(r[:, 0] == r[:, 1])),
+                 following_pm1=float(np.mean(np.abs(r[:, 0] - r[:, 2]) <= 1)),
+                 following_exact=float(np.mean(r[:, 0] == r[:, 2])))
+
+
+def evaluate_shifts(clips: Sequence[ClipFeatures], bases: dict[str, int], scorers: dict[str, Scorer],
+                    shifts: Sequence[int], contexts: Sequence[str],
+                    progress: Callable[[str], None] | None = None) -> dict[str, ScorerReport]:
+    """Score every scorer on every clip, shift and context window."""
+    reports = {}
+    for name, scorer in scorers.items():
+        # (context, clip, shift) -> decided offsets of the windows
+        decided: dict[tuple[str, str, int], list[int]] = {}
+        for clip in clips:
+            if progress is not None:
+                progress(f"{name}: {clip.name}")
+            for k in shifts:
+                decide = scorer(clip, k)
+                lo, hi = valid_range(clip, k)
+                for context in contexts:
+                    decided[(context, clip.name, k)] = [decide(a, b) for a, b in _windows(lo, hi, context)]
+        rows: dict[tuple[str, str, int], list[tuple[int, int, int]]] = {}
+        for context in contexts:
+            for clip in clips:
+                per_shift = {k: decided[(context, clip.name, k)] for k in shifts}
+                plus_k = [o + k for k, offsets in per_shift.items() for o in offsets]
+                base_est = int(np.round(np.median(plus_k))) if plus_k else 0
+                for k, offsets in per_shift.items():
+                    rows[(context, clip.name, k)] = [(o, bases[clip.name] - k, base_est - k) for o in offsets]
+        reports[name] = ScorerReport(
+            by_context={c: _score([r for (cc, _, _), v in rows.items() if cc == c for r in v]) for c in contexts},
+            by_shift={c: {k: _score([r for (cc, _, kk), v in rows.items() if cc == c and kk == k for r in v])
+                          for k in shifts} for c in contexts},
+            by_clip={c: {clip.name: _score([r for (cc, n, _), v in rows.items() if cc == c and n == clip.name
+                                            for r in v]) for clip in clips} for c in contexts},
+        )
+    return reports
+
+
+def evaluate_data(data: str | os.PathLike, scorers: dict[str, Scorer], shifts: Sequence[int],
+                  contexts: Sequence[str], cache_dir: str | os.PathLike | None = None,
+                  progress: Callable[[str], None] | None = None) -> ShiftEvalReport:
+    """:func:`evaluate_shifts` on the clips of a folder or CSV (features cached in ``cache_dir``)."""
+    listed = read_manifest(data)
+
+    def step(i: int, n: int, name: str) -> None:
+        if progress is not None:
+            progress(f"features {i}/{n}: {name}")
+
+    clips, failed = build_cache([p for p, _ in listed], cache_dir, step)
+    if not clips:
+        raise UsageError(f"--data {data}: no clip could be read ({'; '.join(failed)})")
+    bases = {p.name: base for p, base in listed}
+    return ShiftEvalReport(
+        clips=[c.name for c in clips], clip_sha256={c.name: c.sha256 for c in clips},
+        base_offsets={c.name: bases[c.name] for c in clips}, shifts=list(shifts), contexts=list(contexts),
+        scorers=evaluate_shifts(clips, bases, scorers, shifts, contexts, progress), failed=failed,
+    )
+
+
+def plot_shift_eval(report: ShiftEvalReport, path: str | os.PathLike) -> None:
+    """Accuracy (within +-1) against context length per scorer: shift-following solid, absolute dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from syncopt.core.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = np.arange(len(report.contexts))
+    for name, rep in report.scorers.items():
+        line, = ax.plot(x, [rep.by_context[c].following_pm1 for c in report.contexts], marker="o",
+                        label=f"{name}: shift-following")
+        ax.plot(x, [rep.by_context[c].absolute_pm1 for c in report.contexts], marker="s", linestyle="--",
+                color=line.get_color(), label=f"{name}: absolute")
+    ax.set_xticks(x, [c if c == "full" else f"{c} fr" for c in report.contexts])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("context")
+    ax.set_ylabel("accuracy within ±1 frame")
+    ax.set_title(f"{len(report.clips)} clips, shifts {min(report.shifts)}..{max(report.shifts)}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def parse_contexts(text: str) -> list[str]:
+    """``"25,50,full"`` -> window lengths (at least 5 frames) and/or ``full``."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items or any(t != "full" and not (t.isdigit() and int(t) >= 5) for t in items):
+        raise UsageError(f"--context {text!r}: expected window lengths of at least 5 frames and/or 'full'")
+    return items
+
+
+def format_report(report: ShiftEvalReport) -> str:
+    """The report as a table: one row per scorer and context."""
+    lines = [f"{len(report.clips)} clips, audio shifts {report.shifts} frames"]
+    lines += [f"skipped {line}" for line in report.failed]
+    lines.append(f"{'scorer':<24} {'context':>8} {'windows':>8}  {'following ±1':>12} {'exact':>6}  "
+                 f"{'absolute ±1':>11} {'exact':>6}")
+    for name, rep in report.scorers.items():
+        for context, s in rep.by_context.items():
+            lines.append(f"{name:<24} {context:>8} {s.windows:>8}  {s.following_pm1:>12.3f} {s.following_exact:>6.3f}  "
+                         f"{s.absolute_pm1:>11.3f} {s.absolute_exact:>6.3f}")
+    return "\n".join(lines)
+
+
+def evaluate_command(model: str | None, preset: str | None, weights: str | None, data: str,
+                     shifts: Sequence[int], context: str, cache: str | None,
+                     plot: str | None) -> tuple[ShiftEvalReport, str]:
+    """``syncopt evaluate --data``: the baseline and a landmark model on real clips; report and its table."""
+    from syncopt.core.log import status
+    from syncopt.models.sources import resolve
+
+    net = resolve(model, preset, weights, shipped=True).build()
+    if net.spec.preprocessing.video_features != "lips":
+        raise UsageError(f"evaluate --data scores landmark models (e.g. fcn_lips); {net.spec.name} reads face "
+                         "crops, which the feature cache does not hold")
+    scorers = {"lip-geometry baseline": baseline_scorer, f"{net.spec.name} ({net.spec.preset})": model_scorer(net)}
+    report = evaluate_data(data, scorers, list(shifts), parse_contexts(context), cache, progress=status)
+    if plot:
+        plot_shift_eval(report, plot)
+    return report, format_report(report)

@@ -1,0 +1,28 @@
+"""``openvino``: NNCF post-training INT8 of the OpenVINO IR (:mod:`syncopt.export.openvino_int8`), fp32 IR beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from syncopt.compress.quantize import QuantizeConfig, Quantized
+from syncopt.data.datasets import ClipDataset, synth_dataset
+from syncopt.export.openvino_int8 import CHECK_CLIPS
+
+
+def quantize_openvino(model: nn.Module, calib: ClipDataset, config: QuantizeConfig, out: Path) -> Quantized:
+    """The fp32 IR (the speed and accuracy reference) and the NNCF INT8 IR calibrated on ``calib``.
+
+    ``config``: a :class:`~syncopt.compress.quantize.QuantizeConfig`; its ``max_drop`` (points), when
+    set, turns on accuracy control on ``eval_clips // 2`` synthetic ``val`` clips (never the test clips),
+    else its ``min_cosine`` drives the cosine check on ``val`` clips of ``config.frames`` frames.
+    """
+    from syncopt.export import export
+
+    fp32 = export(model, "openvino", out, "fp32")
+    clips = max(config.eval_clips // 2, 8) if config.max_drop is not None else CHECK_CLIPS
+    validation = synth_dataset(model.spec, "val", clips, config.frames)
+    int8 = export(model, "openvino", out, "int8", calibration=calib, validation=validation, max_drop=config.max_drop,
+                  min_cosine=config.min_cosine)
+    return Quantized(int8, fp32)

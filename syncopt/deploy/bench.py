@@ -1,0 +1,472 @@
+"""Speed of models and artifacts per runtime, batch and clip length; and of the sync pipeline by stage.
+
+Each cell runs ``warmup`` untimed passes, then timed passes until ``repeats`` are done or
+``max_seconds`` have passed (at least ``min_repeats``). Latency percentiles are over those
+passes; throughput divides the batch (clips/s) or the clip duration times the batch (seconds of
+video per second) by the median latency.
+
+Peak memory is the growth of the process's resident set during the cell's passes: the kernel's
+high-water mark ``VmHWM`` is reset by writing ``5`` to ``/proc/self/clear_refs`` (proc(5),
+Linux >= 4.0) after the session is loaded, and ``VmHWM - VmRSS`` is read after the last pass. It
+covers native allocations (PyTorch, ONNX Runtime, TFLite arenas), which tracemalloc cannot see.
+
+A registered model name (or a training run directory) is benchmarked as the torch eager model;
+for any other runtime it is exported on the fly into a temporary folder. TFLite artifacts are
+fixed at one clip length and batch 1 (see syncopt.export.tflite): they are benchmarked at their
+own T (noted in the row) and the runtime runs batch items one by one. Runtimes whose hardware
+is absent (CoreML off macOS, TensorRT without CUDA) give a skipped row with the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from syncopt.core.atomic import temp_dir
+from syncopt.core.errors import SyncoptError, UsageError
+from syncopt.core.formats import FORMATS, artifact_bytes, runtime_formats
+from syncopt.core.timing import (
+    MEMORY_METHOD,
+    machine_info,
+    peak_rss_growth,
+    percentiles,
+    time_runs,
+)
+from syncopt.runtimes import DEFAULT_RUNTIME, Session
+
+RUNTIME_FORMAT = runtime_formats()
+
+
+class BenchCell(BaseModel):
+    """One target x runtime x batch x clip length."""
+
+    target: str
+    model: str
+    preset: str
+    format: str
+    precision: str
+    runtime: str
+    batch: int
+    frames: int
+    status: Literal["ok", "skipped", "failed"]
+    reason: str = ""
+    note: str = ""
+    repeats: int = 0
+    latency_ms_p50: float | None = None
+    latency_ms_p90: float | None = None
+    latency_ms_p99: float | None = None
+    latency_ms_mean: float | None = None
+    clips_per_s: float | None = None
+    video_s_per_s: float | None = None
+    peak_mem_mb: float | None = None
+    size_mb: float | None = None
+    macs: int | None = None  # per pass, at this batch and clip length
+    gflops: float | None = None  # achieved: 2 * MACs / median latency
+
+
+class BenchReport(BaseModel):
+    machine: dict[str, str | int | float | None]
+    threads: int | None
+    warmup: int
+    memory_method: str = MEMORY_METHOD
+    cells: list[BenchCell]
+
+
+# -- targets ----------------------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    """What one positional argument names: an artifact, or a model (by name or run directory)."""
+
+    label: str
+    name: str
+    preset: str
+    artifact: object | None = None  # syncopt.core.artifact.Artifact
+    weights: str | None = None
+    _net: nn.Module | None = None
+    _exports: dict[tuple[str, int | None], object] = field(default_factory=dict)
+
+    @property
+    def spec(self):
+        return self.artifact.spec if self.artifact is not None else self.net().spec
+
+    def net(self) -> nn.Module:
+        """The torch model (the artifact's source with its weights; random init for a bare name)."""
+        if self._net is None:
+            from syncopt.models.registry import create
+
+            if self.artifact is not None:
+                self._net = create(self.artifact.source_model, self.artifact.source_preset,
+                                   weights=self.artifact.weights_path)
+            else:
+                self._net = create(self.name, self.preset, weights=self.weights)
+        return self._net
+
+
+def resolve_target(arg: str, preset: str = "tiny") -> Target:
+    """An artifact file/manifest, a run directory from ``syncopt train``, or a registered model name."""
+    p = Path(arg)
+    if p.is_dir() and (p / "config.json").is_file():
+        import json
+
+        cfg = json.loads((p / "config.json").read_text())
+        return Target(label=arg, name=cfg["model"], preset=cfg["preset"], weights=str(p / "model.safetensors"))
+    if p.exists():
+        from syncopt.core.artifact import load_artifact
+
+        art = load_artifact(p)
+        return Target(label=p.name, name=art.source_model, preset=art.source_preset, artifact=art)
+    from syncopt.models.registry import get_entry
+
+    get_entry(arg)  # one-line UsageError with suggestions for an unknown name
+    return Target(label=arg, name=arg, preset=preset)
+
+
+def default_runtime(target: Target) -> str:
+    """An artifact's own runtime; torch for a model."""
+    return "torch" if target.artifact is None else DEFAULT_RUNTIME.get(target.artifact.format, "torch")
+
+
+def _hardware_absent(runtime: str) -> str | None:
+    """Why ``runtime``'s device is absent here (CoreML off macOS, TensorRT without CUDA), or None."""
+    row = FORMATS.get(RUNTIME_FORMAT[runtime])
+    return row.run_device() if row is not None and row.run_device else None
+
+
+def _file_mb(path: Path) -> float:
+    return artifact_bytes(path) / 1e6
+
+
+class EagerSession(Session):
+    """A torch model behind the runtime Session interface (same input validation as the others)."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module, threads: int | None) -> None:
+        super().__init__(model.spec)
+        self.model, self.threads = model, threads
+
+    @torch.no_grad()
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        return {k: v.numpy() for k, v in self.model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).items()}
+
+
+@dataclass
+class _Prepared:
+    session: Session
+    fmt: str
+    precision: str
+    size_mb: float | None
+    frames: int | None  # fixed clip length of the artifact, if any
+    note: str = ""
+
+
+def prepare_session(target: Target, runtime: str, frames: int, threads: int | None, workdir: Path) -> _Prepared:
+    """A loaded session for ``target`` in ``runtime``, exporting on the fly for a model name."""
+    from syncopt.runtimes import load
+
+    if runtime == "torch":
+        net = target.net()
+        if target.artifact is not None:
+            size = _file_mb(target.artifact.weights_path)
+        else:
+            size = sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers())) / 1e6
+        return _Prepared(EagerSession(net, threads), "torch", "fp32", size, None)
+    fmt = RUNTIME_FORMAT[runtime]
+    art = target.artifact
+    note = ""
+    if art is None:
+        from syncopt.export import export
+
+        options = FORMATS[fmt].export_options(frames)
+        key = (fmt, options.get("frames"))
+        if key not in target._exports:
+            target._exports[key] = export(target.net(), fmt, workdir / f"{target.name}_{fmt}_{len(target._exports)}",
+                                          "fp32", **options)
+        art = target._exports[key]
+        note = f"exported to {fmt} on the fly"
+    elif art.format != fmt:
+        raise UsageError(f"a {art.format} artifact does not run in {runtime}")
+    session = load(art, runtime, threads=threads)
+    return _Prepared(session, art.format, art.precision, _file_mb(art.path), art.frames, note)
+
+
+def _macs(target: Target, frames: int, cache: dict[int, int | None]) -> int | None:
+    """MACs of one clip at ``frames`` (batch 1), counted on the torch model; None if not countable."""
+    if frames not in cache:
+        from syncopt.models.complexity import count_macs
+
+        try:
+            net = target.net()
+            cache[frames] = count_macs(net, net.spec, frames=frames)
+        except Exception:  # noqa: BLE001  a model the meta-device counter cannot trace has no MAC figure
+            cache[frames] = None
+    return cache[frames]
+
+
+def bench(targets: list[str], runtimes: list[str] | None = None, batches: tuple[int, ...] = (1,),
+          frames: tuple[int, ...] | None = None, threads: int | None = None, preset: str = "tiny",
+          warmup: int = 2, repeats: int = 20, min_repeats: int = 3, max_seconds: float = 10.0,
+          progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Benchmark every target x runtime x batch x clip length; see the module docstring.
+
+    ``runtimes`` default: the artifact's own runtime, or torch for a model. ``frames`` default:
+    the spec's standard length.
+    """
+    from syncopt.core.errors import BackendUnavailable
+
+    unknown = [r for r in runtimes or [] if r not in RUNTIME_FORMAT]
+    if unknown:
+        raise UsageError(f"unknown runtime '{unknown[0]}' (known: {', '.join(RUNTIME_FORMAT)})")
+    if any(b < 1 for b in batches) or any(t < 1 for t in frames or ()):
+        raise UsageError("batch sizes and frame counts must be positive")
+    cells: list[BenchCell] = []
+    resolved = [resolve_target(t, preset) for t in targets]
+    with temp_dir("bench") as tmp:
+        for target in resolved:
+            spec = target.spec
+            macs_cache: dict[int, int | None] = {}
+            done: set[tuple[str, int]] = set()
+            for runtime in runtimes or [default_runtime(target)]:
+                for t_req in frames or (spec.standard_frames,):
+                    base = dict(target=target.label, model=target.name, preset=target.preset, runtime=runtime,
+                                format=RUNTIME_FORMAT[runtime] if target.artifact is None else target.artifact.format,
+                                precision="fp32" if target.artifact is None else target.artifact.precision)
+                    absent = _hardware_absent(runtime)
+                    prepared, reason = None, absent
+                    if absent is None:
+                        try:
+                            spec.check_length(t_req)
+                            prepared = prepare_session(target, runtime, t_req, threads, Path(tmp))
+                        except BackendUnavailable as exc:
+                            reason = str(exc)
+                        except SyncoptError as exc:
+                            cells += [BenchCell(**base, batch=b, frames=t_req, status="failed", reason=str(exc))
+                                      for b in batches]
+                            continue
+                    if prepared is None:
+                        cells += [BenchCell(**base, batch=b, frames=t_req, status="skipped", reason=reason or "")
+                                  for b in batches]
+                        continue
+                    t_len = prepared.frames or t_req
+                    if (runtime, t_len) in done:  # a fixed-T artifact already benchmarked at its own T
+                        continue
+                    done.add((runtime, t_len))
+                    note = "; ".join(n for n in (
+                        prepared.note,
+                        f"fixed at T={t_len} (requested {t_req}), batch items run one by one"
+                        if prepared.frames is not None else "") if n)
+                    base |= dict(format=prepared.fmt, precision=prepared.precision)
+                    for b in batches:
+                        if progress:
+                            progress(f"bench {target.label} {runtime} B={b} T={t_len}")
+                        cells.append(_run_cell(prepared, base, b, t_len, note, _macs(target, t_len, macs_cache),
+                                               warmup, repeats, min_repeats, max_seconds))
+    return BenchReport(machine=machine_info(), threads=threads, warmup=warmup, cells=cells)
+
+
+def _run_cell(prepared: _Prepared, base: dict, batch: int, frames: int, note: str, macs1: int | None,
+              warmup: int, repeats: int, min_repeats: int, max_seconds: float) -> BenchCell:
+    spec = prepared.session.spec
+    feeds = {k: v.numpy() for k, v in spec.example_inputs(T=frames, batch=batch).items()}
+    try:
+        with peak_rss_growth() as mem:
+            samples = time_runs(lambda: prepared.session.run(feeds), warmup, repeats, min_repeats, max_seconds)
+    except SyncoptError as exc:
+        return BenchCell(**base, batch=batch, frames=frames, status="failed", reason=str(exc), note=note)
+    p50, p90, p99, mean = percentiles(samples)
+    macs = None if macs1 is None else macs1 * batch
+    return BenchCell(
+        **base, batch=batch, frames=frames, status="ok", note=note, repeats=len(samples),
+        latency_ms_p50=p50, latency_ms_p90=p90, latency_ms_p99=p99, latency_ms_mean=mean,
+        clips_per_s=batch / (p50 / 1000), video_s_per_s=batch * frames / spec.preprocessing.fps / (p50 / 1000),
+        peak_mem_mb=mem[0], size_mb=prepared.size_mb, macs=macs,
+        gflops=None if macs is None else 2 * macs / (p50 / 1000) / 1e9,
+    )
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+def to_csv(report: BenchReport) -> str:
+    """One row per cell, the BenchCell fields as columns."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(BenchCell.model_fields))
+    writer.writeheader()
+    for cell in report.cells:
+        writer.writerow(cell.model_dump())
+    return buf.getvalue()
+
+
+def print_table(report: BenchReport) -> None:
+    """A rich table, one row per cell; reasons and notes are numbered footnotes below it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    m = report.machine
+    table = Table(title=f"syncopt bench — {m.get('cpu')}, {m.get('cores')} cores, threads "
+                        f"{report.threads or 'default'}, warm-up {report.warmup}",
+                  caption=f"latency per pass; memory: {report.memory_method}")
+    cols = ("model", "format", "runtime", "B", "T", "p50/p90/p99 ms", "clips/s", "video s/s", "peak MB", "size MB",
+            "GMACs", "GFLOP/s", "")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("model", "format", "runtime") else "right")
+
+    def f(x: float | None, digits: int = 1) -> str:
+        return "" if x is None else f"{x:.{digits}f}"
+
+    notes: list[str] = []
+    for c in report.cells:
+        text = c.reason or c.note
+        if text and text not in notes:
+            notes.append(text)
+        mark = f"[{notes.index(text) + 1}]" if text else ""
+        if c.status != "ok":
+            colour = "yellow" if c.status == "skipped" else "red"
+            table.add_row(f"{c.model}/{c.preset}", f"{c.format} {c.precision}", c.runtime, str(c.batch), str(c.frames),
+                          f"[{colour}]{c.status}[/{colour}]", *[""] * 6, mark)
+            continue
+        table.add_row(f"{c.model}/{c.preset}", f"{c.format} {c.precision}", c.runtime, str(c.batch), str(c.frames),
+                      f"{c.latency_ms_p50:.1f}/{c.latency_ms_p90:.1f}/{c.latency_ms_p99:.1f}", f(c.clips_per_s),
+                      f(c.video_s_per_s), f(c.peak_mem_mb), f(c.size_mb, 2),
+                      f(None if c.macs is None else c.macs / 1e9, 3), f(c.gflops), mark)
+    console = Console(width=max(Console().width, 160))  # wide enough for every column when piped
+    console.print(table)
+    for i, text in enumerate(notes, start=1):
+        console.print(f"[{i}] {text}", highlight=False, markup=False)
+
+
+def plot(report: BenchReport, path: str | os.PathLike) -> None:
+    """Horizontal bars of median latency (log scale) per cell that ran, p90 marked."""
+    from syncopt.core.atomic import atomic_path
+    from syncopt.core.plots import _pyplot
+
+    plt = _pyplot()
+    ok = [c for c in report.cells if c.status == "ok"]
+    if not ok:
+        raise UsageError("no benchmark cell ran; nothing to plot")
+    labels = [f"{c.model} {c.format}/{c.precision} {c.runtime} B{c.batch} T{c.frames}" for c in ok]
+    p50 = np.array([c.latency_ms_p50 for c in ok])
+    p90 = np.array([c.latency_ms_p90 for c in ok])
+    colours = {r: f"C{i}" for i, r in enumerate(dict.fromkeys(c.runtime for c in ok))}
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(ok) + 1.5))
+    ax.barh(range(len(ok)), p50, color=[colours[c.runtime] for c in ok])
+    ax.plot(p90, range(len(ok)), "k|", ms=10, label="p90")
+    ax.set_yticks(range(len(ok)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per pass, ms (bar: median; mark: p90)")
+    ax.set_title(f"syncopt bench — {report.machine.get('cpu')}", fontsize=9)
+    for i, (v, c) in enumerate(zip(p50, ok)):
+        ax.text(v, i, f" {v:.1f} ms, {c.video_s_per_s:.3g}× real time", va="center", fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+# -- end-to-end pipeline ---------------------------------------------------------------------------
+
+class StageTime(BaseModel):
+    stage: str
+    ms_p50: float
+    share: float  # of the summed stage medians
+
+
+class PipelineReport(BaseModel):
+    video: str
+    model: str
+    preset: str
+    crop: str
+    frames: int
+    duration_s: float
+    repeats: int
+    stages: list[StageTime]
+    total_ms: float
+    realtime_factor: float  # seconds of video processed per second
+    note: str
+
+
+PIPELINE_NOTE = ("the video streams as in syncopt sync: decoded once, faces tracked and cropped in the same pass "
+                 "(decode, detect, landmarks and crop timed inside it); the other stages run after it")
+
+
+def bench_pipeline(video: str, model: str = "fcn", preset: str = "tiny", weights: str | None = None,
+                   crop: str = "detect", repeats: int = 3, chunk: int = 500) -> PipelineReport:
+    """Time the ``syncopt sync`` path stage by stage: decode, detect, landmarks, crop, MFCC, model, offset decoding."""
+    from syncopt.data.faces import face_crops
+    from syncopt.data.media import FrameSource, decode_audio, fit_audio
+    from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
+    from syncopt.inference.infer import run_dense
+    from syncopt.models.decode import decode_dense
+    from syncopt.models.sources import resolve
+    from syncopt.models.syncnet import windowed_offset
+
+    if repeats < 1:
+        raise UsageError("repeats must be at least 1")
+    net = resolve(model, preset, weights, shipped=True).build()
+    spec = net.spec
+    pre = spec.preprocessing
+    times: dict[str, list[float]] = {}
+
+    def timed(stage: str, fn: Callable[[], object]) -> object:
+        t0 = time.perf_counter()
+        out = fn()
+        times.setdefault(stage, []).append(time.perf_counter() - t0)
+        return out
+
+    for _ in range(repeats):
+        source, stages = FrameSource(video, fps=pre.fps), {}
+        tracks = face_crops(source, crop, spec, Path(video).name, timings=stages)
+        for stage, seconds in stages.items():
+            times.setdefault(stage, []).append(seconds)
+        frames = source.num_frames
+        track_audio = timed("decode audio", lambda: decode_audio(video, sample_rate=pre.sample_rate))
+        audio = timed("MFCC / audio features", lambda: audio_to_tensor(
+            fit_audio(track_audio.samples, frames, pre.fps, pre.sample_rate), frames, pre))
+        for track, crops in tracks:
+            clip = timed("crops -> tensor", lambda: frames_to_tensor(crops, pre)[None])
+            per = pre.audio_per_frame
+            segment = audio[None, ..., per * track.start:per * track.end]
+            outputs = timed("model", lambda: run_dense(net, clip, segment, chunk=chunk))
+            timed("offset decoding", lambda: decode_dense(outputs["offset_logits"][0], outputs["sync_prob"][0])
+                  if "offset_logits" in outputs else
+                  windowed_offset(outputs["video_emb"][0].T, outputs["audio_emb"][0].T, vshift=spec.max_offset))
+    # stages inside the per-track loop ran once per track: sum them per repeat before the median
+    per_repeat = {s: np.asarray(v).reshape(repeats, -1).sum(1) for s, v in times.items()}
+    medians = {s: float(np.median(v)) * 1000 for s, v in per_repeat.items()}
+    total = sum(medians.values())
+    return PipelineReport(
+        video=str(video), model=spec.name, preset=spec.preset, crop=crop, frames=frames,
+        duration_s=frames / pre.fps, repeats=repeats,
+        stages=[StageTime(stage=s, ms_p50=v, share=v / total) for s, v in medians.items()],
+        total_ms=total, realtime_factor=frames / pre.fps / (total / 1000), note=PIPELINE_NOTE,
+    )
+
+
+def print_pipeline(report: PipelineReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{Path(report.video).name}: {report.frames} frames ({report.duration_s:.1f} s), "
+                        f"{report.model}/{report.preset}, crop {report.crop}, median of {report.repeats}",
+                  caption=report.note)
+    for col in ("stage", "ms (median)", "share"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for s in report.stages:
+        table.add_row(s.stage, f"{s.ms_p50:.1f}", f"{s.share:.0%}")
+    table.add_row("[bold]total[/bold]", f"[bold]{report.total_ms:.1f}[/bold]",
+                  f"{report.realtime_factor:.1f}× real time")
+    Console(width=max(Console().width, 100)).print(table)

@@ -1,0 +1,199 @@
+"""INT8 OpenVINO IR with NNCF: the exporter's ``int8`` precision (``syncopt export --format openvino --precision
+int8``, and ``syncopt quantize --method openvino``).
+
+Post-training quantization with ``nncf.quantize`` (NNCF, "Post-training Quantization",
+docs.openvino.ai/2026/openvino-workflow/model-optimization-guide/quantizing-models-post-training.html):
+int8 weights per channel, activations calibrated on clips, ``PERFORMANCE`` preset (symmetric
+weights and activations; signed tensors get a signed int8 range). As in the ``ort`` method,
+convolutions reading a model input stay float (:func:`float_scope`). Then a cosine check: the
+worst per-frame embedding cosine against the float IR on check clips (synthetic ``val`` clips and
+two random inputs) must reach ``min_cosine`` (DESIGN.md's INT8 row, 0.99); if it does not,
+``nncf.quantize_with_accuracy_control`` with that cosine as its metric returns quantizers to
+float, most harmful first (NNCF ranks them by the outputs' normalised MSE), until it does. With a
+maximum accuracy drop instead, the metric is the clip-offset accuracy on held-out validation
+clips, within that many points of the float model's.
+
+Measured (docs/export.md, "OpenVINO"): the PERFORMANCE preset ran full x3d_s at 250 frames 2.2x
+OpenVINO f32 against MIXED's 1.5x (MIXED's asymmetric activations kept its depthwise
+convolutions float) and gave trained tiny fcn the same cosines as MIXED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+
+import numpy as np
+import torch
+
+from syncopt.core.errors import UsageError
+from syncopt.core.log import status
+from syncopt.core.spec import EMBEDDINGS, ModelSpec
+from syncopt.data.datasets import ClipDataset, synth_dataset
+from syncopt.export import require
+
+MIN_COSINE = 0.99  # DESIGN.md, INT8 row: worst per-frame embedding cosine
+CHECK_CLIPS = 8  # synthetic val clips of the cosine check (beside two random inputs)
+MAX_FALLBACK = 8  # at most this many layers return to float (as the ort method's --fallback auto)
+CONVOLUTIONS = ("Convolution", "GroupConvolution")
+DATA_MOVEMENT_TYPES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "StridedSlice", "Pad", "Convert",
+                       "Concat", "Split", "VariadicSplit")
+
+
+def nncf_int8(graph, spec: ModelSpec, calibration: ClipDataset, validation: ClipDataset | None = None,
+              max_drop: float | None = None, min_cosine: float | None = MIN_COSINE, preset: str = "PERFORMANCE"):
+    """``graph`` (an ``openvino.Model``) quantized by NNCF on ``calibration``; see the module docstring.
+
+    ``validation``: the accuracy-control clips (``max_drop``) or the cosine check's (default
+    :data:`CHECK_CLIPS` synthetic ``val`` clips); ``min_cosine`` None skips the check; ``preset``:
+    an ``nncf.QuantizationPreset`` name (benchmarks/bench_runtimes.py times MIXED beside the default)."""
+    nncf = require("nncf", "openvino", "OpenVINO INT8 (NNCF)")
+    nncf.set_log_level(logging.WARNING)  # NNCF logs every operator it leaves unquantized at INFO
+    if len(calibration) == 0:
+        raise UsageError("empty calibration set: no clips to calibrate on")
+
+    def feeds(item: dict) -> dict[str, np.ndarray]:
+        return {name: item[name][None].numpy() for name in spec.input_names}
+
+    data = nncf.Dataset([calibration[i] for i in range(len(calibration))], feeds)
+    options = dict(subset_size=len(calibration), preset=nncf.QuantizationPreset[preset],
+                   ignored_scope=float_scope(nncf, graph))
+    with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws progress bars on stdout
+        if max_drop is not None:
+            return _accuracy_controlled(nncf, graph, spec, data, feeds, validation, max_drop, options)
+        quantized = nncf.quantize(graph, data, **options)
+        if min_cosine is None:
+            return quantized
+        checks = _cosine_checks(graph, spec, validation)
+        worst, _ = cosine_errors(_compile(quantized), checks)
+        if worst >= min_cosine:
+            return quantized
+        status(f"NNCF INT8: worst embedding cosine {worst:.4f} < {min_cosine}: returning layers to float")
+        return _fallback(nncf, graph, quantized, data, checks, options, min_cosine)
+
+
+def _fallback(nncf, graph, quantized, data, checks: list[dict], options: dict, min_cosine: float,
+              max_steps: int = MAX_FALLBACK):
+    """Quantize again with the most harmful weighted layers float, until the cosine check holds.
+
+    Each operator the embeddings depend on that reads a quantized input in ``quantized`` (the plain
+    INT8 graph: convolutions, pooling) is ranked by the mean cosine error with it alone float (one
+    quantization each), then they return to float in that order, at most ``max_steps``; the last attempt is
+    returned either way (parity judges it). NNCF's own ``quantize_with_accuracy_control`` with this
+    metric (ranking by the outputs' or only the embeddings' NMSE) returned head and pooling
+    quantizers first on trained tiny fcn, missed the bound and handed back the float model."""
+    scope = list(options["ignored_scope"].names)
+
+    def attempt(kept: list[str]):
+        quantized = nncf.quantize(graph, data, **options | {"ignored_scope": nncf.IgnoredScope(
+            names=scope + kept, validate=False)})
+        return quantized, cosine_errors(_compile(quantized), checks)
+
+    fed = {op.get_friendly_name() for op in quantized.get_ops()
+           if any(op.input_value(i).get_node().get_type_name() == "FakeQuantize" for i in range(op.get_input_size()))}
+    candidates = [name for name in _tower(graph) if name in fed and name not in scope]
+    ranked = sorted(candidates, key=lambda name: attempt([name])[1][1])
+    kept: list[str] = []
+    for name in ranked[:max_steps]:
+        kept.append(name)
+        quantized, (worst, _) = attempt(kept)
+        status(f"NNCF INT8: {len(kept)} layer(s) float ({name}): worst embedding cosine {worst:.4f}")
+        if worst >= min_cosine:
+            return quantized
+    status(f"NNCF INT8 misses the embedding cosine {min_cosine} with {len(kept)} layers float")
+    return quantized
+
+
+def _tower(graph) -> list[str]:
+    """The operators the embedding outputs depend on, nearest first (the head cannot move their cosine)."""
+    frontier = [r.input_value(0).get_node() for r in graph.get_results()
+                if r.input_value(0).get_node().get_friendly_name() in EMBEDDINGS]
+    seen, found = set(), []
+    while frontier:
+        node = frontier.pop()
+        if node.get_friendly_name() in seen:
+            continue
+        seen.add(node.get_friendly_name())
+        found.append(node.get_friendly_name())
+        frontier += [node.input_value(i).get_node() for i in range(node.get_input_size())]
+    return found
+
+
+def _cosine_checks(graph, spec: ModelSpec, validation: ClipDataset | None) -> list[dict]:
+    """The cosine check's inputs with the float IR's embeddings: ``validation`` clips (default
+    :data:`CHECK_CLIPS` synthetic ``val`` clips) and two random inputs (the parity check's kinds, other seeds)."""
+    if validation is None:
+        validation = synth_dataset(spec, "val", CHECK_CLIPS)
+    inputs = [{n: validation[i][n][None].numpy() for n in spec.input_names} for i in range(len(validation))]
+    inputs += [{k: v.numpy() for k, v in spec.example_inputs(T=t, batch=1, seed=seed).items()}
+               for t, seed in ((spec.min_frames, 7), (41, 8))]
+    reference = _compile(graph)
+    names = [e for e in EMBEDDINGS if e in spec.output_names]
+    return [{"feeds": f, "reference": {e: reference(f)[reference.output(e)] for e in names}} for f in inputs]
+
+
+def _compile(graph):
+    """``graph`` compiled on the CPU as the runtime compiles fp32 and int8 IRs (f32 inference)."""
+    import openvino as ov
+
+    return ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+
+def cosine_errors(compiled, checks: list[dict]) -> tuple[float, float]:
+    """A compiled model's embeddings against the checks' references: the worst per-frame cosine, and
+    the mean of 1 - cosine over frames, checks and embeddings (which ranks layers: the worst alone ties)."""
+    worst, errors = 1.0, []
+    for check in checks:
+        out = compiled(check["feeds"])
+        for name, want in check["reference"].items():
+            got = out[compiled.output(name)]
+            a, b = np.moveaxis(got, 1, -1).reshape(-1, got.shape[1]), np.moveaxis(want, 1, -1).reshape(-1, got.shape[1])
+            cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+            worst = min(worst, float(cos.min()))
+            errors.append(float(np.mean(1 - cos)))
+    return worst, float(np.mean(errors))
+
+
+def float_scope(nncf, graph):
+    """NNCF's ignored scope: the convolutions that read a model input through data movement only.
+
+    Measured on trained tiny fcn (8 synthetic clips, worst frame cosine of video/audio embeddings): NNCF's
+    defaults 0.976/0.990; only convolutions and matrix products quantized, input convolutions float
+    0.985/0.993 — but ignoring every other operator type left tiny x3d_s's INT8 IR uncompilable (the CPU
+    plugin moved a dequantization onto its rank-3 projection convolution's input and failed shape
+    inference), so other operator types keep NNCF's defaults (trained tiny fcn's parity inputs: worst
+    video-embedding cosine 0.958 with no scope, 0.966 with this one; the INT8 row wants 0.99)."""
+    names = []
+    for op in graph.get_ops():
+        if op.get_type_name() not in CONVOLUTIONS:
+            continue
+        frontier = [op.input_value(0).get_node()]
+        while frontier:
+            node = frontier.pop()
+            if node.get_type_name() == "Parameter":
+                names.append(op.get_friendly_name())
+                break
+            if node.get_type_name() in DATA_MOVEMENT_TYPES:
+                frontier += [node.input_value(i).get_node() for i in range(node.get_input_size())]
+    return nncf.IgnoredScope(names=names, validate=False)
+
+
+def _accuracy_controlled(nncf, graph, spec: ModelSpec, data, feeds, validation: ClipDataset | None,
+                         max_drop: float, options: dict):
+    if validation is None or "offset_logits" not in spec.output_names:
+        raise UsageError(f"accuracy-controlled INT8 needs validation clips and a model with offset_logits "
+                         f"({spec.name} has {', '.join(spec.output_names)})")
+    items = [validation[i] | {"offset": validation.items[i]["offset"]} for i in range(len(validation))]
+
+    def accuracy(compiled, clips) -> float:
+        from syncopt.models.decode import decode_dense
+
+        port = compiled.output("offset_logits")
+        hits = [decode_dense(torch.from_numpy(np.array(compiled(feeds(clip))[port][0]))).offset == clip["offset"]
+                for clip in clips]
+        return float(np.mean(hits))
+
+    return nncf.quantize_with_accuracy_control(graph, data, nncf.Dataset(items), validation_fn=accuracy,
+                                               max_drop=max_drop / 100, drop_type=nncf.DropType.ABSOLUTE,
+                                               **options)

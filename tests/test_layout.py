@@ -1,0 +1,91 @@
+"""The package layout's import rule (docs/DESIGN.md, "Layout"): a module imports only from its own
+subpackage or from subpackages below it, at module level and inside functions alike."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "syncopt"
+
+# Bottom to top; each layer may import the layers before it. Layers on one line are peers of one
+# floor and may not import each other.
+LAYERS = [
+    ("core",),
+    ("data",),
+    ("models",),
+    ("training",),
+    ("export",),
+    ("runtimes",),
+    ("parity",),
+    ("compress",),
+    ("inference",),
+    ("analysis",),
+    ("deploy",),
+    ("pipeline",),
+    ("cli",),
+]
+FLOOR = {name: floor for floor, names in enumerate(LAYERS) for name in names}
+TOP_LEVEL = {"__init__", "__main__"}  # the package's face: may import anything it hands on
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            found += [(node.lineno, n) for n in names if n.startswith("syncopt")]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("syncopt")]
+    return found
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "assets" not in p.parts)
+
+
+def test_every_module_lives_in_a_layer():
+    stray = [str(p.relative_to(PACKAGE)) for p in _modules()
+             if p.parent == PACKAGE and p.stem not in TOP_LEVEL and p.stem not in FLOOR]
+    stray += [p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name not in FLOOR
+              and p.name not in ("assets", "__pycache__")]
+    assert not stray, f"modules outside every layer: {stray}"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_downward(path: Path):
+    module = _module(path)
+    layer = _layer(module)
+    if layer is None or path.stem in TOP_LEVEL and path.parent == PACKAGE:
+        return
+    upward = []
+    for line, name in _imports(path):
+        target = _layer(name)
+        if target is None:  # "from syncopt import __version__"
+            if name not in ("syncopt", "syncopt.__version__"):
+                upward.append(f"line {line}: {name}")
+            continue
+        if target in FLOOR and target != layer and FLOOR[target] >= FLOOR[layer]:
+            upward.append(f"line {line}: {name} ({target} is not below {layer})")
+    assert not upward, f"{module} imports upward: {upward}"
+
+
+def test_the_rule_catches_an_upward_import(tmp_path):
+    """The checker itself: a core module importing the inference layer is reported."""
+    fake = tmp_path / "mod.py"
+    fake.write_text("def f():\n    from syncopt.inference.sync import sync_video\n")
+    names = [n for _, n in _imports(fake)]
+    assert "syncopt.inference.sync.sync_video" in names
+    assert FLOOR[_layer("syncopt.inference.sync")] > FLOOR["core"]
