@@ -21,7 +21,8 @@ import torch
 from syncopt.data.media import fit_audio
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
 from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
-from syncopt.inference.streaming import StreamingSync, export_stream
+from syncopt.export.stream import export_stream
+from syncopt.inference.streaming import StreamingSync
 from syncopt.models.sources import resolve
 
 from results_io import write_results

@@ -89,3 +89,32 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     names = [n for _, n in _imports(fake)]
     assert "syncopt.inference.sync.sync_video" in names
     assert FLOOR[_layer("syncopt.inference.sync")] > FLOOR["core"]
+
+
+def test_moved_modules_import_under_their_old_names_with_a_warning():
+    import importlib
+    import sys
+
+    import syncopt
+    import syncopt.models.syncnet as new
+
+    for old in ("syncopt.reference_models.syncnet", "syncopt.decode"):
+        sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match="syncopt.reference_models.syncnet moved to syncopt.models.syncnet"):
+        old = importlib.import_module("syncopt.reference_models.syncnet")
+    assert old is new and new.__spec__.name == "syncopt.models.syncnet"
+    with pytest.warns(DeprecationWarning, match="syncopt.decode moved"):
+        from syncopt.decode import decode_dense
+    assert decode_dense is importlib.import_module("syncopt.models.decode").decode_dense
+    assert all(importlib.util.find_spec(target) is not None for target in syncopt.MOVED.values())
+
+
+def test_import_syncopt_and_the_cli_stay_light():
+    """`syncopt --version` / `--help` import neither torch nor numpy-heavy stacks (start-up under 0.5 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, syncopt.cli; heavy = [m for m in ('torch', 'onnx', 'tensorflow', 'cv2', 'av', 'scipy') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -668,13 +668,13 @@ def test_weights_that_overflow_give_one_line_not_nan_results(tmp_path, clip, cap
 
 
 def test_json_output_is_strict_json():
-    """Python's json.dumps writes bare NaN (not JSON); every --json goes through cli._json instead."""
-    from syncopt.cli import _json
+    """Python's json.dumps writes bare NaN (not JSON); every --json goes through cli.output.to_json instead."""
+    from syncopt.cli.output import to_json
 
-    assert json.loads(_json([{"confidence": float("nan"), "x": [float("inf"), 1.5]}])) == [
+    assert json.loads(to_json([{"confidence": float("nan"), "x": [float("inf"), 1.5]}])) == [
         {"confidence": None, "x": [None, 1.5]}]
-    source = (Path(syncopt.__file__).parent / "cli.py").read_text()
-    assert "json.dumps(" not in source
+    for module in (Path(syncopt.__file__).parent / "cli").glob("*.py"):
+        assert "json.dumps(" not in module.read_text(), module.name
 
 
 def test_a_sync_batch_reports_each_bad_video_and_goes_on(tmp_path, clip, capsys):
@@ -931,7 +931,7 @@ def test_torch_log_lines_and_warnings_are_hidden_unless_debug(debug):
     import logging
     import warnings
 
-    from syncopt.cli import _console
+    from syncopt.cli.app import _console
 
     import torch.fx.experimental.symbolic_shapes  # noqa: F401  (torch._logging sets up its handler)
 

@@ -17,7 +17,8 @@ from syncopt.data.media import fit_audio, mfcc_for_frames
 from syncopt.data.synth import SynthConfig, make_clip
 from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
 from syncopt.models.registry import create
-from syncopt.inference.streaming import MfccStream, StreamingSync, export_stream
+from syncopt.export.stream import export_stream
+from syncopt.inference.streaming import MfccStream, StreamingSync
 from syncopt.models.sources import resolve
 
 

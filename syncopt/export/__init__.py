@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from torch import nn
 
 from syncopt.core.artifact import Artifact
-from syncopt.core.errors import BackendUnavailable
+from syncopt.core.errors import BackendUnavailable, SyncoptError
 from syncopt.core.formats import get_format
 
 
@@ -62,3 +63,31 @@ def write_artifact(model: nn.Module, fmt: str, out_dir: Path, precision: str,
                         syncopt_version=__version__, **fields, **learned)
     artifact.write(manifest_path(target))
     return artifact
+
+
+@dataclass
+class ExportBatch:
+    """What :func:`export_formats` made, skipped (back-end or device absent: the reason) and failed."""
+
+    artifacts: list[Artifact] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, SyncoptError]] = field(default_factory=list)
+
+
+def export_formats(model: nn.Module, formats: list[str], out_dir: str | os.PathLike, precision: str = "fp32",
+                   frames: int | None = None, stream_chunk: int | None = None) -> ExportBatch:
+    """Export ``model`` to each format on its own: a format whose back-end or hardware is absent is
+    skipped with the reason, any other failure is kept and the other formats still export.
+    ``stream_chunk``: one streaming step of a causal model (:mod:`syncopt.export.stream`)."""
+    from syncopt.export.stream import export_stream
+
+    batch = ExportBatch()
+    for fmt in formats:
+        try:
+            batch.artifacts.append(export_stream(model, fmt, out_dir, stream_chunk, precision) if stream_chunk else
+                                   export(model, fmt, out_dir, precision, **get_format(fmt).export_options(frames)))
+        except BackendUnavailable as exc:
+            batch.skipped.append(f"{fmt}: {exc}")
+        except SyncoptError as exc:
+            batch.failed.append((f"{fmt}: {exc}", exc))
+    return batch

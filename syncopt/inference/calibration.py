@@ -202,6 +202,13 @@ def save_calibration(calibration: Calibration, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def find_calibration(weights: str | os.PathLike, synthetic: bool) -> str | None:
+    """The calibration that applies to ``weights`` by itself: the file at :func:`default_path`, when it
+    exists and the weights are not the package's synthetic-data ones."""
+    path = None if synthetic else default_path(weights, synthetic)
+    return str(path) if path is not None and path.is_file() else None
+
+
 def load_calibration(path: str | os.PathLike, spec=None, weights: str | None = None) -> Calibration:
     """Read a calibration file; with ``spec``/``weights``, check it was fit for that model and weights."""
     p = Path(path)

@@ -20,7 +20,6 @@ and the wait for the rest of the chunk it arrives in.
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,7 +132,7 @@ class TorchStep:
 
 
 class SessionStep:
-    """An exported streaming step (:func:`export_stream`) run through :mod:`syncopt.runtimes`:
+    """An exported streaming step (:func:`syncopt.export.stream.export_stream`) run through :mod:`syncopt.runtimes`:
     fixed chunks of :attr:`chunk` frames, the state fed as inputs and read back from ``<name>_out``."""
 
     def __init__(self, session: Session) -> None:
@@ -308,33 +307,6 @@ class StreamingSync:
                 "total_ms": 1000.0 * (self.lookahead + chunk_frames) / fps + mfcc_ms}
 
 
-def export_stream(model: torch.nn.Module, fmt: str, out_dir: str | os.PathLike, chunk_frames: int = 5,
-                  precision: str = "fp32"):
-    """Export one streaming step of ``chunk_frames`` frames (state as explicit inputs ``<name>`` and
-    outputs ``<name>_out``) with :func:`syncopt.export.export`; returns the Artifact.
-
-    TFLite (fp32, fp16): state inputs stay channel-first (NCT, as in the spec); the other tensors
-    and some state outputs come out channels-last, each layout recorded in ``Artifact.native``
-    (the TFLite runtime transposes)."""
-    from syncopt.export import export
-    from syncopt.models.causal import StreamStep
-
-    if not hasattr(model, "step"):
-        raise UsageError(f"model '{model.spec.name}' is not causal; export a streaming step of fcn_causal")
-    if chunk_frames < 1:
-        raise UsageError(f"chunk must be at least one frame, got {chunk_frames}")
-    step = StreamStep(model.eval(), chunk_frames)
-    options = {}
-    if fmt == "tflite":
-        if precision == "int8":
-            raise UsageError("a TFLite streaming step exports in fp32 or fp16 (INT8 calibration needs whole clips)")
-        square = [t.name for t in (*step.spec.inputs, *step.spec.outputs) if len(t.shape) == 3 and t.shape[1] == t.shape[2]]
-        if square:  # channel-first and channels-last would look alike: the runtime could not tell them apart
-            raise UsageError(f"a {chunk_frames}-frame TFLite step makes {', '.join(square)} square; choose another chunk length")
-        options = {"frames": chunk_frames, "keep_layout": tuple(step.state_names)}
-    return export(step, fmt, Path(out_dir), precision, **options)
-
-
 def read_chunks(source: str, chunk_frames: int, fps: float = 25.0, sample_rate: int = 16000,
                 input_format: str | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(frames (n, H, W, 3) uint8 RGB, audio float32)`` pieces of about ``chunk_frames`` frames from
@@ -428,3 +400,20 @@ class StreamCropper:
             else:
                 crops.append(_crop_box(frame, self.box, self.size, 0.4))
         return np.stack(crops) if crops else np.zeros((0, self.size, self.size, 3), np.uint8)
+
+
+def stream_offsets(source: str, model, chunk_ms: float = 200.0, crop: str = "detect", window: int = 50,
+                   tolerance: int = 1, input_format: str | None = None) -> Iterator[list[FrameResult]]:
+    """``syncopt stream``: the per-frame results after each chunk of about ``chunk_ms`` of media read
+    from ``source`` (a file or live source, :func:`read_chunks`), then the last frames'. ``model``: a
+    causal model or an exported streaming step's session. A source that yields no frame is a
+    :class:`MediaError`."""
+    stream = StreamingSync(model, window=window, tolerance=tolerance)
+    pre = stream.pre
+    cropper = StreamCropper(crop, pre.crop_size)
+    chunk = max(1, round(chunk_ms * pre.fps / 1000))
+    for frames, audio in read_chunks(source, chunk, pre.fps, pre.sample_rate, input_format):
+        yield stream.push(cropper(frames), audio)
+    yield stream.finish()
+    if not stream.emitted:
+        raise MediaError(f"{Path(source).name}: no frames decoded")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from syncopt.core.errors import ClipTooShortError, MediaError, UsageError, WeightsError
+from syncopt.core.errors import ClipTooShortError, MediaError, SyncoptError, UsageError, WeightsError
 from syncopt.inference.calibration import Calibration, apply_calibration
 from syncopt.inference.inconsistency import Inconsistency, find_inconsistency
 from syncopt.inference.speakers import SpeakerTimeline, active_speaker, frame_scores
@@ -172,3 +173,46 @@ def _decode(outputs: dict[str, torch.Tensor], max_offset: int) -> SyncResult:
     from syncopt.models.syncnet import windowed_offset
 
     return windowed_offset(outputs["video_emb"][0].T, outputs["audio_emb"][0].T, vshift=max_offset)
+
+
+@dataclass
+class SyncFailure:
+    """A video of a batch that could not be synced, and why."""
+
+    video: str
+    error: SyncoptError
+
+
+def sync_videos(videos: list[str], model: nn.Module, weights: str = "", synthetic: bool = False,
+                crop: str = "detect", chunk: int = 500, calibration: str | None = None, plot: str | None = None,
+                render: str | None = None, keep_going: bool = True) -> Iterator[VideoSync | SyncFailure]:
+    """:func:`sync_video` over ``videos``, each result as it is ready, with its plot (``plot``) and
+    annotated video (``render``) when asked (named after the video when there are several). With
+    ``keep_going`` a video that fails is a :class:`SyncFailure` and the batch goes on; otherwise its
+    error is raised. ``calibration`` defaults to the file that applies to the weights by itself
+    (:func:`~syncopt.inference.calibration.find_calibration`)."""
+    from syncopt.inference.calibration import find_calibration, load_calibration
+
+    calibration = calibration or find_calibration(weights, synthetic)
+    temperatures = load_calibration(calibration, model.spec, weights) if calibration else None
+
+    def named(path: str, video: str) -> str:
+        return path if len(videos) == 1 else str(Path(path).with_stem(f"{Path(path).stem}_{Path(video).stem}"))
+
+    for video in videos:
+        try:
+            res = sync_video(video, model, weights, synthetic, crop=crop, chunk=chunk, calibration=temperatures)
+            if plot:
+                from syncopt.core.plots import plot_sync
+
+                plot_sync(res, named(plot, video))
+            if render:
+                from syncopt.inference.render import render_sync
+
+                render_sync(res, named(render, video))
+        except SyncoptError as exc:
+            if not keep_going:
+                raise
+            yield SyncFailure(video, exc)
+            continue
+        yield res
