@@ -25,6 +25,7 @@ import torch
 from results_io import write_results
 
 import syncopt
+from syncopt.models.sources import resolve
 from syncopt.compress.common import state_bytes
 from syncopt.compress.distill import DistillConfig, distill
 from syncopt.compress.prune import PruneConfig, prune
@@ -45,7 +46,7 @@ def full_presets(work: Path) -> dict:
                       "macs_ratio": count_macs(m, m.spec) / t_macs}
     pr = prune(PruneConfig(model="x3d_s", preset="full", macs=0.5, val_clips=2, clip_frames=25, epochs=0),
                work / "full_x3d_s_pruned")
-    model = syncopt.compress.prune.load_model(work / "full_x3d_s_pruned")
+    model = resolve(work / "full_x3d_s_pruned").build()
     config = QuantizeConfig(calibration_clips=4, frames=25)
     _, int8 = ort_int8(model, calibration_set(model.spec, config), config, work / "full_x3d_s_int8")
     size = int8.path.stat().st_size

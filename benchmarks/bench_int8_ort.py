@@ -27,7 +27,7 @@ from results_io import write_results
 
 import syncopt
 from syncopt.core.timing import interleaved_times
-from syncopt.compress.prune import load_model
+from syncopt.models.sources import resolve
 from syncopt.compress.quantize import QuantizeConfig, calibration_set
 from syncopt.compress.quantize.ort import ort_int8
 from syncopt.export.lowering import lower_conv3d
@@ -78,7 +78,7 @@ def main() -> None:
     torch.manual_seed(0)
     work = Path(args.work)
     models = {"x3d_s tiny" + (" (distilled)" if args.student else ""):
-              load_model(args.student) if args.student else syncopt.create("x3d_s", "tiny"),
+              resolve(args.student).build() if args.student else syncopt.create("x3d_s", "tiny"),
               "mobile_2d tiny": syncopt.create("mobile_2d", "tiny"), "x3d_s full": syncopt.create("x3d_s", "full")}
     start, result = time.perf_counter(), {}
     for label, model in models.items():

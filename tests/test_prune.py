@@ -8,7 +8,8 @@ import torch
 import syncopt
 from syncopt.cli import main
 from syncopt.models.architecture import METADATA_KEY
-from syncopt.compress.prune import PruneConfig, load_model, prune, prune_model, save_pruned
+from syncopt.compress.prune import PruneConfig, prune, prune_model, save_pruned
+from syncopt.models.sources import resolve
 from syncopt.models.complexity import count_macs
 from syncopt.core.errors import UsageError, WeightsError
 from syncopt.models.sources import shipped_weights
@@ -19,12 +20,12 @@ def test_prune_hits_mac_budget_runs_and_reloads(tmp_path):
     config = PruneConfig(model="x3d_s", macs=0.5, val_clips=4, clip_frames=30, epochs=0, criterion="group_norm")
     report = prune(config, tmp_path)
     assert abs(report.macs_ratio - 0.5) <= 0.05
-    model = load_model(tmp_path)
+    model = resolve(tmp_path).build()
     assert count_macs(model, model.spec) == report.pruned.macs
     feeds = model.spec.example_inputs(T=20, batch=2, seed=1)
     out = model(**feeds)
     assert out["video_emb"].shape == (2, 32, 20) and out["offset_logits"].shape == (2, 31, 20)
-    again = load_model(tmp_path)(**feeds)
+    again = resolve(tmp_path).build()(**feeds)
     for k in out:
         assert torch.equal(out[k], again[k])
 
@@ -45,7 +46,7 @@ def test_zero_channels_are_pruned_without_changing_outputs(tmp_path):
     for k in before:
         assert torch.allclose(after[k], before[k], atol=1e-5), k
     save_pruned(model, tmp_path)
-    reloaded = load_model(tmp_path)(**feeds)
+    reloaded = resolve(tmp_path).build()(**feeds)
     assert torch.allclose(reloaded["offset_logits"], before["offset_logits"], atol=1e-5)
 
 

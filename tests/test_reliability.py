@@ -489,8 +489,7 @@ def test_stage_and_quantize_method_tables_cover_every_entry():
     from pydantic import ValidationError
 
     from syncopt.compress.quantize import METHODS, QuantizeConfig
-    from syncopt.pipeline.recipe import ORDER
-    from syncopt.pipeline.stages import STAGES
+    from syncopt.pipeline.recipe import ORDER, STAGE_KINDS, Stages
     from syncopt.runtimes import RUNTIMES
 
     for method in METHODS.values():  # every entry names a runtime and a function that exists
@@ -500,7 +499,10 @@ def test_stage_and_quantize_method_tables_cover_every_entry():
         assert QuantizeConfig(method=method.name).method == method.name
     with pytest.raises(ValidationError, match="unknown quantize method"):
         QuantizeConfig(method="nosuch")
-    assert tuple(STAGES) == ORDER
+    for kind in STAGE_KINDS:  # each stage: a section in the schema and a run function that exists
+        assert Stages.model_fields[kind.name].annotation == (kind.config | None)
+        assert callable(kind.function())
+    assert tuple(Stages.model_fields) == ORDER
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +41,7 @@ from syncopt.core.atomic import write_json
 from syncopt.core.errors import UsageError
 from syncopt.core.log import status
 from syncopt.models import architecture
-from syncopt.models.registry import create
+from syncopt.models.sources import resolve
 from syncopt.models.weights import save_state_dict
 from syncopt.training.train import EpochStats, TrainConfig, fit
 
@@ -194,20 +193,6 @@ def save_pruned(model: nn.Module, out: Path) -> Path:
     return weights
 
 
-def load_model(source: str | Path, preset: str = "tiny", weights: str | Path | None = None) -> nn.Module:
-    """A model from a name (with optional weights) or a run directory, pruned or not."""
-    path = Path(source)
-    if path.is_dir():
-        cfg_file = path / "config.json"
-        if not cfg_file.is_file():
-            raise UsageError(f"{path} is a directory without config.json (expected a run directory)")
-        cfg = json.loads(cfg_file.read_text())
-        return create(cfg["model"], cfg["preset"], weights=path / "model.safetensors")
-    if weights is not None and Path(weights).is_dir():
-        return load_model(weights)
-    return create(str(source), preset, weights=weights)
-
-
 def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -> PruneReport:
     """Prune ``source`` (a run directory, or ``config.model`` with ``config.weights``) into OUT."""
     from syncopt.compress.distill import DistillConfig, DistillLoss, distill_step
@@ -215,7 +200,7 @@ def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -
 
     out = Path(out_dir)
     t0 = time.perf_counter()
-    model = load_model(source or config.model, config.preset, config.weights)
+    model = resolve(source or config.model, config.preset, config.weights).build()
     config = config.model_copy(update={"model": model.spec.name, "preset": model.spec.preset})
     spec = model.spec
     reference = frozen(copy.deepcopy(model))

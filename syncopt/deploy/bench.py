@@ -33,6 +33,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from syncopt.core.artifact import Artifact
 from syncopt.core.atomic import temp_dir
 from syncopt.core.errors import SyncoptError, UsageError
 from syncopt.core.formats import FORMATS, artifact_bytes, runtime_formats
@@ -43,6 +44,7 @@ from syncopt.core.timing import (
     percentiles,
     time_runs,
 )
+from syncopt.models.sources import Source, resolve
 from syncopt.runtimes import DEFAULT_RUNTIME, Session
 
 RUNTIME_FORMAT = runtime_formats()
@@ -87,15 +89,28 @@ class BenchReport(BaseModel):
 
 @dataclass
 class Target:
-    """What one positional argument names: an artifact, or a model (by name or run directory)."""
+    """What one positional argument names (:func:`syncopt.models.sources.resolve`), with its torch model
+    built once and the artifacts exported from it on the fly."""
 
-    label: str
-    name: str
-    preset: str
-    artifact: object | None = None  # syncopt.core.artifact.Artifact
-    weights: str | None = None
+    source: Source
     _net: nn.Module | None = None
     _exports: dict[tuple[str, int | None], object] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def preset(self) -> str:
+        return self.source.preset
+
+    @property
+    def artifact(self) -> Artifact | None:
+        return self.source.artifact
 
     @property
     def spec(self):
@@ -104,33 +119,13 @@ class Target:
     def net(self) -> nn.Module:
         """The torch model (the artifact's source with its weights; random init for a bare name)."""
         if self._net is None:
-            from syncopt.models.registry import create
-
-            if self.artifact is not None:
-                self._net = create(self.artifact.source_model, self.artifact.source_preset,
-                                   weights=self.artifact.weights_path)
-            else:
-                self._net = create(self.name, self.preset, weights=self.weights)
+            self._net = self.source.build()
         return self._net
 
 
 def resolve_target(arg: str, preset: str = "tiny") -> Target:
     """An artifact file/manifest, a run directory from ``syncopt train``, or a registered model name."""
-    p = Path(arg)
-    if p.is_dir() and (p / "config.json").is_file():
-        import json
-
-        cfg = json.loads((p / "config.json").read_text())
-        return Target(label=arg, name=cfg["model"], preset=cfg["preset"], weights=str(p / "model.safetensors"))
-    if p.exists():
-        from syncopt.core.artifact import load_artifact
-
-        art = load_artifact(p)
-        return Target(label=p.name, name=art.source_model, preset=art.source_preset, artifact=art)
-    from syncopt.models.registry import get_entry
-
-    get_entry(arg)  # one-line UsageError with suggestions for an unknown name
-    return Target(label=arg, name=arg, preset=preset)
+    return Target(resolve(arg, preset))
 
 
 def default_runtime(target: Target) -> str:

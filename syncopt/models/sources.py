@@ -73,7 +73,7 @@ def resolve(ref: str | os.PathLike | None, preset: str | None = None, weights: s
                              "train, distill or prune)")
         cfg = json.loads(config.read_text())
         return Source(text, cfg["model"], cfg["preset"], path / "model.safetensors")
-    if path.exists():
+    if path.exists() or _looks_like_artifact(path):
         from syncopt.core.artifact import load_artifact
 
         art = load_artifact(path)
@@ -88,6 +88,13 @@ def resolve(ref: str | os.PathLike | None, preset: str | None = None, weights: s
             raise UsageError(f"no weights for {text} (preset {preset}): pass --weights "
                              f"(shipped weights: {', '.join(available_shipped())})")
     return Source(text, text, preset, Path(weights) if weights is not None else None)
+
+
+def _looks_like_artifact(path: Path) -> bool:
+    """A name with an artifact's suffix (or a manifest's): a missing artifact, not an unknown model."""
+    from syncopt.core.formats import FORMATS
+
+    return path.suffix == ".json" or any(path.name.endswith(f.suffix) for f in FORMATS.values())
 
 
 def _is_artifact_dir(path: Path) -> bool:

@@ -24,19 +24,15 @@ the field path, e.g. ``recipe.yaml: stages.distill.epochs: Input should be a val
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator
 
 from syncopt.compress.distill import DistillConfig
 from syncopt.compress.prune import PruneConfig
@@ -47,9 +43,6 @@ from syncopt.deploy.gate import GatesConfig
 from syncopt.parity import Tolerance
 from syncopt.training.train import TrainConfig
 
-ORDER = ("train", "distill", "prune", "quantize", "export", "parity", "bench", "bundle", "gate")
-MODEL_STAGES = ("train", "distill", "prune")
-ARTIFACT_STAGES = ("quantize", "export")
 _FORBID = ConfigDict(extra="forbid")
 _TOP_LEVEL = ("preset", "seed")  # set once for every stage
 
@@ -149,21 +142,50 @@ class BundleStage(BaseModel):
     clips: int = Field(4, ge=0)
 
 
-class Stages(BaseModel):
+@dataclass(frozen=True)
+class StageKind:
+    """One recipe stage: its section's schema, the function that runs it (``module:function``,
+    ``run(section, StageContext) -> Outcome``, :mod:`syncopt.pipeline.stages`) and what it makes."""
+
+    name: str
+    config: type[BaseModel]
+    run: str
+    makes: Literal["model", "artifact", "report"]
+
+    def function(self) -> Callable:
+        """The stage's run function, imported now."""
+        module, _, name = self.run.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+_S = "syncopt.pipeline.stages"
+# The stages, in the order they run: the one declaration each stage has.
+STAGE_KINDS = (
+    StageKind("train", TrainStage, f"{_S}:run_train", "model"),
+    StageKind("distill", DistillStage, f"{_S}:run_distill", "model"),
+    StageKind("prune", PruneStage, f"{_S}:run_prune", "model"),
+    StageKind("quantize", QuantizeStage, f"{_S}:run_quantize", "artifact"),
+    StageKind("export", ExportStage, f"{_S}:run_export", "artifact"),
+    StageKind("parity", ParityStage, f"{_S}:run_parity", "report"),
+    StageKind("bench", BenchStage, f"{_S}:run_bench", "report"),
+    StageKind("bundle", BundleStage, f"{_S}:run_bundle", "artifact"),
+    StageKind("gate", GatesConfig, f"{_S}:run_gate", "report"),  # artifacts and contenders may be references
+)
+ORDER = tuple(k.name for k in STAGE_KINDS)
+KINDS = {k.name: k for k in STAGE_KINDS}
+MODEL_STAGES = tuple(k.name for k in STAGE_KINDS if k.makes == "model")
+ARTIFACT_STAGES = ("quantize", "export")  # whose artifacts later stages take by reference (see parse_ref)
+
+
+class _StagesBase(BaseModel):
     model_config = _FORBID
-    train: TrainStage | None = None
-    distill: DistillStage | None = None
-    prune: PruneStage | None = None
-    quantize: QuantizeStage | None = None
-    export: ExportStage | None = None
-    parity: ParityStage | None = None
-    bench: BenchStage | None = None
-    bundle: BundleStage | None = None
-    gate: GatesConfig | None = None  # artifacts and contenders may be references
 
     def present(self) -> list[str]:
         """Names of the stages this recipe runs, in pipeline order."""
         return [name for name in ORDER if getattr(self, name) is not None]
+
+
+Stages = create_model("Stages", __base__=_StagesBase, **{k.name: (k.config | None, None) for k in STAGE_KINDS})
 
 
 class Recipe(BaseModel):

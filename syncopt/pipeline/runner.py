@@ -30,14 +30,8 @@ from syncopt.core.artifact import sha256_path
 from syncopt.core.atomic import atomic_path, sha256_file
 from syncopt.core.errors import OutputFileError, SyncoptError, UsageError
 from syncopt.core.log import status
-from syncopt.pipeline.recipe import (
-    ARTIFACT_STAGES,
-    MODEL_STAGES,
-    ORDER,
-    Recipe,
-    parse_ref,
-)
-from syncopt.pipeline.stages import STAGES, Outcome, StageContext, SummaryRow
+from syncopt.pipeline.recipe import ARTIFACT_STAGES, KINDS, MODEL_STAGES, ORDER, Recipe, parse_ref
+from syncopt.pipeline.stages import Outcome, StageContext, SummaryRow
 
 MANIFEST = "stage.json"
 PENDING = ".pending.json"
@@ -135,7 +129,7 @@ def _run_stage(recipe: Recipe, name: str, section: BaseModel, params: dict, inpu
     t0 = time.perf_counter()
     ctx = StageContext(recipe=recipe, name=name, folder=folder, resolve=lambda ref: _resolve(ref, root, done))
     try:
-        outcome = STAGES[name](section, ctx)
+        outcome = KINDS[name].function()(section, ctx)
     except SyncoptError as exc:
         outcome = Outcome(error=exc)
     manifest = StageManifest(

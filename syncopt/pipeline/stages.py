@@ -8,7 +8,6 @@ breached, a gate failed) returns the error with its rows, so the summary still s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,11 +70,11 @@ def _model_dir(ctx: StageContext) -> str:
 
 def run_train(cfg: TrainStage, ctx: StageContext) -> Outcome:
     from syncopt.compress.common import model_stats
-    from syncopt.compress.prune import load_model
+    from syncopt.models.sources import resolve
     from syncopt.training.train import TrainConfig, train
 
     report = train(TrainConfig.model_validate(cfg.model_dump()), ctx.folder)
-    stats = model_stats(load_model(ctx.folder), report=report.history[-1].val)
+    stats = model_stats(resolve(ctx.folder).build(), report=report.history[-1].val)
     return Outcome(rows=[_model_row("train", stats, f"{report.epochs_done} epochs", Path(report.weights))])
 
 
@@ -91,9 +90,10 @@ def run_distill(cfg: DistillStage, ctx: StageContext) -> Outcome:
 
 def run_prune(cfg: PruneStage, ctx: StageContext) -> Outcome:
     from syncopt.compress.prune import PruneConfig, prune
+    from syncopt.models.sources import resolve
 
     source = _model_dir(ctx)
-    model = json.loads((Path(source) / "config.json").read_text())["model"]
+    model = resolve(source).name
     report = prune(PruneConfig.model_validate(cfg.model_dump() | {"model": model}), ctx.folder, source=source)
     note = f"MACs x{report.macs_ratio:.3f}, params x{report.params_ratio:.3f}"
     return Outcome(rows=[_model_row("prune", report.pruned, note, Path(report.weights))])
@@ -112,11 +112,11 @@ def run_quantize(cfg: QuantizeStage, ctx: StageContext) -> Outcome:
 
 
 def run_export(cfg: ExportStage, ctx: StageContext) -> Outcome:
-    from syncopt.compress.prune import load_model
     from syncopt.core.formats import FORMATS
     from syncopt.export import export
+    from syncopt.models.sources import resolve
 
-    net = load_model(_model_dir(ctx))
+    net = resolve(_model_dir(ctx)).build()
     out = Outcome()
     for fmt in cfg.formats:
         for precision in cfg.precisions:
@@ -201,10 +201,6 @@ def run_gate(cfg: GatesConfig, ctx: StageContext) -> Outcome:
     return Outcome(rows=rows, error=error)
 
 
-STAGES: dict[str, Callable[[BaseModel, StageContext], Outcome]] = {
-    "train": run_train, "distill": run_distill, "prune": run_prune, "quantize": run_quantize, "export": run_export,
-    "parity": run_parity, "bench": run_bench, "bundle": run_bundle, "gate": run_gate,
-}
 
 def _mb(path: Path) -> float:
     files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
