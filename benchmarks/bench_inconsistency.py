@@ -27,7 +27,7 @@ import numpy as np
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
 from syncopt.training.evaluate import auc
 from syncopt.inference.inconsistency import MIN_FRAMES, TOLERANCE, find_inconsistency, inconsistent_frames, judged_frames, temporal_iou
-from syncopt.inference.speakers import score_faces
+from syncopt.inference.sync import score_faces
 from syncopt.models.sources import resolve
 
 from results_io import write_results

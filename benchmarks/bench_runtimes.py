@@ -93,7 +93,7 @@ def dense_runner(session, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
 
 
 def students(work: Path, threads: int) -> list[Contender]:
-    from syncopt.deploy.bench import EagerSession
+    from syncopt.runtimes.torch_runtime import TorchSession
     from syncopt.export import export
     from syncopt.runtimes import load
 
@@ -112,7 +112,7 @@ def students(work: Path, threads: int) -> list[Contender]:
                              dense_runner(load(int8, threads=threads), feeds)))
         if name == "mobile_2d":  # x3d_s eager (depthwise Conv3d) takes ~1 min per 10 s clip here: (3) covers it
             out.append(Contender(f"{name} fp32 torch", name, "torch", "fp32", CLIP, macs,
-                                 dense_runner(EagerSession(net, threads), feeds)))
+                                 dense_runner(TorchSession.of(net, threads), feeds)))
             for precision in ("fp32", "int8"):
                 path = work / "artifacts" / f"{name}_full_{precision}_T{CLIP}.tflite"
                 art = _cached(path, lambda: export(net, "tflite", work / "artifacts", precision, frames=CLIP,
@@ -216,7 +216,7 @@ def syncnet_baseline() -> Contender:
 
 
 def teacher_group(threads: int) -> list[Contender]:
-    from syncopt.deploy.bench import EagerSession
+    from syncopt.runtimes.torch_runtime import TorchSession
 
     out = []
     for name in ("i3d_wav2vec", "x3d_s", "mobile_2d"):
@@ -224,7 +224,7 @@ def teacher_group(threads: int) -> list[Contender]:
         feeds = {k: v.numpy() for k, v in net.spec.example_inputs(T=TEACHER_CLIP, seed=2).items()}
         out.append(Contender(f"{name} fp32 torch @2s", name, "torch", "fp32", TEACHER_CLIP,
                              count_macs(net, net.spec, frames=TEACHER_CLIP),
-                             dense_runner(EagerSession(net, threads), feeds)))
+                             dense_runner(TorchSession.of(net, threads), feeds)))
     return out
 
 

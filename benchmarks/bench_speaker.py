@@ -19,7 +19,8 @@ import numpy as np
 
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
 from syncopt.inference.speakers import (MIN_FRAMES, THRESHOLD, active_speaker, conversation, frame_accuracy, frame_scores,
-                              score_faces, turn_iou)
+                                        turn_iou)
+from syncopt.inference.sync import score_faces
 from syncopt.models.sources import resolve
 
 from results_io import write_results

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from results_io import write_results
-from syncopt.deploy.bench import bench_pipeline
+from syncopt.deploy.bench_pipeline import bench_pipeline
 from syncopt.data.media import FrameSource, decode_audio
 
 ROOT = Path(__file__).resolve().parents[1]

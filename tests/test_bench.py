@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from syncopt.core.timing import interleaved_times, percentiles
-from syncopt.deploy.bench import bench, bench_pipeline, to_csv
+from syncopt.deploy.bench import bench, to_csv
+from syncopt.deploy.bench_pipeline import bench_pipeline
 from syncopt.cli import main
 from syncopt.core.errors import UsageError
 

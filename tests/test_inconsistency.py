@@ -9,7 +9,7 @@ import pytest
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
 from syncopt.models.decode import SyncResult
 from syncopt.inference.inconsistency import find_inconsistency, inconsistent_frames, judged_frames, temporal_iou
-from syncopt.inference.speakers import score_faces
+from syncopt.inference.sync import score_faces
 from syncopt.models.sources import resolve
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from mediautil import write_video
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
-from syncopt.inference.speakers import active_speaker, conversation, frame_accuracy, frame_scores, score_faces, turn_iou
+from syncopt.inference.speakers import active_speaker, conversation, frame_accuracy, frame_scores, turn_iou
+from syncopt.inference.sync import score_faces
 from syncopt.models.sources import resolve
 
 # Stated bars (benchmarks/results/speaker.json has the full figures on 40 clips per set).

@@ -50,14 +50,14 @@ def bench_cmd(
       syncopt bench artifacts/fcn_tiny_fp32.onnx artifacts/fcn_tiny_int8_T25.tflite --json
       syncopt bench --pipeline sync tests/fixtures/example.avi --crop full
     """
-    from syncopt.deploy import bench
+    from syncopt.deploy import bench, bench_pipeline
 
     if pipeline is not None:
         if pipeline != "sync":
             raise UsageError(f"unknown pipeline '{pipeline}' (known: sync)")
         if as_csv or plot:
             raise UsageError("--csv and --plot apply to model benchmarks, not --pipeline")
-        reports = [bench.bench_pipeline(v, model, preset, weights, crop, repeats=min(repeats, 3)) for v in targets]
+        reports = [bench_pipeline.bench_pipeline(v, model, preset, weights, crop, repeats=min(repeats, 3)) for v in targets]
         text = to_json([r.model_dump(mode="json") for r in reports])
         if out:
             write_text(out, text)
@@ -65,7 +65,7 @@ def bench_cmd(
             typer.echo(text)
         else:
             for r in reports:
-                bench.print_pipeline(r)
+                bench_pipeline.print_pipeline(r)
         return
     report = bench.bench(targets, runtimes=[r.strip() for r in runtimes.split(",")] if runtimes else None,
                          batches=bounds.BATCH_LIST(batch), frames=bounds.FRAMES_LIST(frames) if frames else None,

@@ -68,6 +68,38 @@ class TensorSpec(BaseModel):
         return {i: d.replace(" ", "") for i, d in enumerate(self.shape) if isinstance(d, str)}
 
 
+class MfccConfig(BaseModel):
+    """SyncNet's MFCC, as python_speech_features.mfcc computes it by default (the original pipeline,
+    joonson/syncnet_python): the one description that media decoding, streaming and bundles read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    window_ms: float = 25.0
+    hop_ms: float = 10.0
+    nfft: int = 512
+    mel_filters: int = 26
+    coefficients: int = 13
+    pre_emphasis: float = 0.97
+    lifter: int = 22
+    c0: str = "log frame energy"
+    input_scale: float = Field(32768.0, description="float audio x 32768: the int16 PCM the original reads")
+
+    def window(self, sample_rate: int) -> int:
+        """Samples per analysis window."""
+        return int(round(self.window_ms * sample_rate / 1000))
+
+    def hop(self, sample_rate: int) -> int:
+        """Samples between columns."""
+        return int(round(self.hop_ms * sample_rate / 1000))
+
+    @property
+    def per_second(self) -> float:
+        return 1000.0 / self.hop_ms
+
+
+MFCC = MfccConfig()
+
+
 class Preprocessing(BaseModel):
     """How raw media becomes the model's input tensors."""
 

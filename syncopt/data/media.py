@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from syncopt.core.errors import InputFileError, MediaError, NoAudioError
+from syncopt.core.spec import MFCC
 
 SILENCE_PEAK = 1e-4
 
@@ -246,34 +247,44 @@ def _reason(exc: Exception) -> str:
 
 
 def mfcc(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
-    """``(13, N)`` MFCC at 100 per second, equal to ``python_speech_features.mfcc`` defaults.
+    """``(13, N)`` MFCC at 100 per second, equal to ``python_speech_features.mfcc`` defaults
+    (:data:`syncopt.core.spec.MFCC`).
 
     The original pipeline feeds int16 PCM values (scipy.io.wavfile), so float audio is scaled
     by 32768 first. Frames of 25 ms every 10 ms, zero-padded at the end, pre-emphasis 0.97,
     512-point power spectrum, 26 mel filters, log (zeros floored at machine eps), DCT-II
     (orthonormal), 13 coefficients, lifter 22, c0 replaced by the log frame energy.
     """
-    from scipy.fft import dct
-
-    signal = np.asarray(audio, dtype=np.float64) * 32768.0
-    signal = np.append(signal[:1], signal[1:] - 0.97 * signal[:-1])
-    win, step, nfft = int(round(0.025 * sample_rate)), int(round(0.01 * sample_rate)), 512
+    signal = np.asarray(audio, dtype=np.float64) * MFCC.input_scale
+    signal = np.append(signal[:1], signal[1:] - MFCC.pre_emphasis * signal[:-1])
+    win, step = MFCC.window(sample_rate), MFCC.hop(sample_rate)
     n = 1 if len(signal) <= win else 1 + int(np.ceil((len(signal) - win) / step))
     padded = np.concatenate([signal, np.zeros((n - 1) * step + win - len(signal))])
     frames = np.lib.stride_tricks.sliding_window_view(padded, win)[::step][:n]
-    power = np.abs(np.fft.rfft(frames, nfft)) ** 2 / nfft
+    return cepstra(frames, mel_filterbank(sample_rate))
+
+
+def cepstra(frames: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """``(13, n)`` MFCC columns of pre-emphasised analysis windows ``(n, window)``: power spectrum,
+    mel filters ``bank`` (:func:`mel_filterbank`), log, DCT, lifter, c0 as the log frame energy."""
+    from scipy.fft import dct
+
+    power = np.abs(np.fft.rfft(frames, MFCC.nfft)) ** 2 / MFCC.nfft
     energy = power.sum(1)
     energy = np.where(energy == 0, np.finfo(float).eps, energy)
-    feat = power @ _mel_filterbank(sample_rate, nfft).T
+    feat = power @ bank.T
     feat = np.where(feat == 0, np.finfo(float).eps, feat)
-    cep = dct(np.log(feat), type=2, axis=1, norm="ortho")[:, :13]
-    cep *= 1 + (22 / 2.0) * np.sin(np.pi * np.arange(13) / 22)
+    k = MFCC.coefficients
+    cep = dct(np.log(feat), type=2, axis=1, norm="ortho")[:, :k]
+    cep *= 1 + (MFCC.lifter / 2.0) * np.sin(np.pi * np.arange(k) / MFCC.lifter)
     cep[:, 0] = np.log(energy)
     return cep.T.astype(np.float32)
 
 
-def _mel_filterbank(sample_rate: int, nfft: int, nfilt: int = 26) -> np.ndarray:
+def mel_filterbank(sample_rate: int) -> np.ndarray:
     """Triangular mel filters on FFT bins, laid out as python_speech_features.get_filterbanks."""
+    nfft, nfilt = MFCC.nfft, MFCC.mel_filters
+
     def to_mel(hz):
         return 2595 * np.log10(1 + hz / 700.0)
 
@@ -290,7 +301,7 @@ def _mel_filterbank(sample_rate: int, nfft: int, nfilt: int = 26) -> np.ndarray:
 
 def mfcc_for_frames(audio: np.ndarray, num_frames: int, sample_rate: int = 16000, fps: float = 25.0) -> np.ndarray:
     """MFCC ``(13, 4 * num_frames)``: cropped, or edge-padded by repeating the last column."""
-    per_frame = 100.0 / fps
+    per_frame = MFCC.per_second / fps
     if abs(per_frame - round(per_frame)) > 1e-9:
         raise ValueError(f"{fps} fps does not give a whole number of MFCC steps (100/s) per frame")
     want = int(round(per_frame)) * num_frames

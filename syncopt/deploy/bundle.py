@@ -38,14 +38,11 @@ from syncopt.core.errors import (
     UsageError,
 )
 from syncopt.core.formats import FORMATS, artifact_bytes, bundle_targets
-from syncopt.core.spec import ModelSpec, TensorSpec
+from syncopt.core.spec import MFCC, ModelSpec, TensorSpec
 
 FORMAT_VERSION = 1
 TARGET_FORMATS = bundle_targets()  # android: tflite, ios: coreml
 MAX_UNPACKED_BYTES = 4 << 30  # refuse archives that claim to unpack to more than 4 GiB
-MFCC = {"window_ms": 25, "hop_ms": 10, "nfft": 512, "mel_filters": 26, "coefficients": 13, "pre_emphasis": 0.97,
-        "lifter": 22, "c0": "log frame energy", "input_scale": "float audio x 32768 (int16 range)",
-        "equals": "python_speech_features.mfcc defaults", "steps_per_video_frame": 4}
 
 
 class BundledModel(BaseModel):
@@ -202,7 +199,8 @@ def _preprocessing(spec: ModelSpec) -> dict[str, object]:
                                                     f"MFCC {pre.num_mfcc} x {pre.mfcc_per_frame} per video frame"),
     }
     if pre.audio_features == "mfcc":
-        out["mfcc"] = MFCC
+        out["mfcc"] = MFCC.model_dump() | {"equals": "python_speech_features.mfcc defaults",
+                                           "steps_per_video_frame": pre.mfcc_per_frame}
     return out
 
 

@@ -99,25 +99,6 @@ def turn_iou(predicted: list[int | None], truth: np.ndarray) -> float:
     return float(np.mean(ious)) if ious else 1.0
 
 
-def score_faces(model, faces: list[np.ndarray], audio: np.ndarray, chunk: int = 500) -> list:
-    """:class:`~syncopt.inference.sync.TrackSync` for whole-clip face crop sequences ``(T, S, S, 3)`` sharing
-    one 16 kHz ``audio`` track (synthetic evaluation, no detection)."""
-    from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
-    from syncopt.inference.infer import run_dense
-    from syncopt.inference.sync import TrackSync, _decode
-
-    pre = model.spec.preprocessing
-    t_len = len(faces[0])
-    sound = audio_to_tensor(audio, t_len, pre)[None]
-    tracks = []
-    for i, crops in enumerate(faces):
-        result = _decode(run_dense(model, frames_to_tensor(crops, pre)[None], sound, chunk=chunk), model.spec.max_offset)
-        tracks.append(TrackSync(track=i, start_frame=0, num_frames=t_len, offset_frames=result.offset,
-                                offset_ms=1000.0 * result.offset / pre.fps, confidence=result.confidence,
-                                speaking=False, result=result))
-    return tracks
-
-
 def conversation(seed: int, num_frames: int = 150, turns: int = 3, crop_size: int = 48
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A synthetic two-person conversation: ``faces (2, T, S, S, 3)``, ``audio``, per-frame speaker.

@@ -28,15 +28,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
-from scipy.fft import dct
 
 from syncopt.core.errors import MediaError, NoAudioError, UsageError
+from syncopt.core.spec import MFCC
+from syncopt.data.media import cepstra
 from syncopt.data.preprocess import frames_to_tensor
 
 if TYPE_CHECKING:
     from syncopt.runtimes import Session
 
-WINDOW, HOP, NFFT = 400, 160, 512  # python_speech_features defaults at 16 kHz: 25 ms every 10 ms
+WINDOW, HOP = MFCC.window(16000), MFCC.hop(16000)  # streaming MFCC runs at 16 kHz: 25 ms every 10 ms
 
 
 class MfccStream:
@@ -46,11 +47,11 @@ class MfccStream:
     """
 
     def __init__(self, sample_rate: int = 16000) -> None:
-        from syncopt.data.media import _mel_filterbank
+        from syncopt.data.media import mel_filterbank
 
         if sample_rate != 16000:
             raise UsageError(f"streaming MFCC expects 16 kHz audio, not {sample_rate} Hz")
-        self.bank = _mel_filterbank(sample_rate, NFFT)
+        self.bank = mel_filterbank(sample_rate)
         self.received = 0  # samples pushed
         self._emph = np.zeros(0)  # pre-emphasised samples from index self._origin
         self._origin = 0
@@ -58,11 +59,11 @@ class MfccStream:
 
     def push(self, audio: np.ndarray) -> None:
         """Append mono float samples in [-1, 1]."""
-        s = np.asarray(audio, dtype=np.float64).reshape(-1) * 32768.0
+        s = np.asarray(audio, dtype=np.float64).reshape(-1) * MFCC.input_scale
         if not len(s):
             return
         prev = np.concatenate([[s[0] if self._last is None else self._last], s[:-1]])
-        e = s - 0.97 * prev
+        e = s - MFCC.pre_emphasis * prev
         if self._last is None:
             e[0] = s[0]
         self._last = float(s[-1])
@@ -80,17 +81,10 @@ class MfccStream:
         signal = self._emph[:max(0, end - self._origin)]
         signal = np.pad(signal, (0, max(0, need - len(signal))))
         frames = np.lib.stride_tricks.sliding_window_view(signal[lo:need], WINDOW)[::HOP][:stop - start]
-        power = np.abs(np.fft.rfft(frames, NFFT)) ** 2 / NFFT
-        energy = power.sum(1)
-        energy = np.where(energy == 0, np.finfo(float).eps, energy)
-        feat = power @ self.bank.T
-        feat = np.where(feat == 0, np.finfo(float).eps, feat)
-        cep = dct(np.log(feat), type=2, axis=1, norm="ortho")[:, :13]
-        cep *= 1 + (22 / 2.0) * np.sin(np.pi * np.arange(13) / 22)
-        cep[:, 0] = np.log(energy)
         drop = stop * HOP - self._origin
+        columns = cepstra(frames, self.bank)
         self._emph, self._origin = self._emph[drop:], self._origin + drop
-        return cep.T.astype(np.float32)
+        return columns
 
 
 def offline_columns(samples: int) -> int:

@@ -14,7 +14,13 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from syncopt.core.errors import ClipTooShortError, MediaError, SyncoptError, UsageError, WeightsError
+from syncopt.core.errors import (
+    ClipTooShortError,
+    MediaError,
+    SyncoptError,
+    UsageError,
+    WeightsError,
+)
 from syncopt.inference.calibration import Calibration, apply_calibration
 from syncopt.inference.inconsistency import Inconsistency, find_inconsistency
 from syncopt.inference.speakers import SpeakerTimeline, active_speaker, frame_scores
@@ -143,7 +149,7 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
         if bad := [k for k, v in outputs.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
             raise WeightsError(f"{spec.name} gives NaN or inf {', '.join(bad)} on {Path(path).name} "
                                f"(track {index}): its weights overflow")
-        result, offset_probability, uncertain = apply_calibration(outputs, _decode(outputs, spec.max_offset),
+        result, offset_probability, uncertain = apply_calibration(outputs, decode_outputs(outputs, spec.max_offset),
                                                                   calibration)
         results.append(TrackSync(
             track=index, start_frame=track.start, num_frames=track.end - track.start,
@@ -167,7 +173,8 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
     )
 
 
-def _decode(outputs: dict[str, torch.Tensor], max_offset: int) -> SyncResult:
+def decode_outputs(outputs: dict[str, torch.Tensor], max_offset: int) -> SyncResult:
+    """The offset of a dense model's outputs (logits), or of SyncNet's embeddings (windowed distances)."""
     if "offset_logits" in outputs:
         return decode_dense(outputs["offset_logits"][0], outputs["sync_prob"][0])
     from syncopt.models.syncnet import windowed_offset
@@ -216,3 +223,21 @@ def sync_videos(videos: list[str], model: nn.Module, weights: str = "", syntheti
             yield SyncFailure(video, exc)
             continue
         yield res
+
+
+def score_faces(model, faces: list[np.ndarray], audio: np.ndarray, chunk: int = 500) -> list[TrackSync]:
+    """:class:`TrackSync` for whole-clip face crop sequences ``(T, S, S, 3)`` sharing
+    one 16 kHz ``audio`` track (synthetic evaluation, no detection)."""
+    from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
+    from syncopt.inference.infer import run_dense
+
+    pre = model.spec.preprocessing
+    t_len = len(faces[0])
+    sound = audio_to_tensor(audio, t_len, pre)[None]
+    tracks = []
+    for i, crops in enumerate(faces):
+        result = decode_outputs(run_dense(model, frames_to_tensor(crops, pre)[None], sound, chunk=chunk), model.spec.max_offset)
+        tracks.append(TrackSync(track=i, start_frame=0, num_frames=t_len, offset_frames=result.offset,
+                                offset_ms=1000.0 * result.offset / pre.fps, confidence=result.confidence,
+                                speaking=False, result=result))
+    return tracks

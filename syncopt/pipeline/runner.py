@@ -30,7 +30,14 @@ from syncopt.core.artifact import sha256_path
 from syncopt.core.atomic import atomic_path, sha256_file
 from syncopt.core.errors import OutputFileError, SyncoptError, UsageError
 from syncopt.core.log import status
-from syncopt.pipeline.recipe import ARTIFACT_STAGES, KINDS, MODEL_STAGES, ORDER, Recipe, parse_ref
+from syncopt.pipeline.recipe import (
+    ARTIFACT_STAGES,
+    KINDS,
+    MODEL_STAGES,
+    ORDER,
+    Recipe,
+    parse_ref,
+)
 from syncopt.pipeline.stages import Outcome, StageContext, SummaryRow
 
 MANIFEST = "stage.json"
