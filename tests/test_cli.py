@@ -66,3 +66,19 @@ def test_help_teaches():
     res = run_cli("models", "--help")
     assert res.returncode == 0
     assert "--json" in res.stdout and "Example" in res.stdout
+
+
+def test_models_listing_is_cached_per_source_tree(tmp_path, monkeypatch):
+    from syncopt.models import catalog
+
+    first = catalog.describe_models("tiny", cache_dir=tmp_path)
+    [cached] = tmp_path.glob("models_tiny_*.json")
+    monkeypatch.setattr(catalog, "_count", lambda preset: pytest.fail("counted again despite the cache"))
+    assert catalog.describe_models("tiny", cache_dir=tmp_path) == first
+    monkeypatch.setattr(catalog, "_count", lambda preset: first[:1])
+    cached.write_text("{damaged")  # a damaged file is counted again and rewritten
+    assert catalog.describe_models("tiny", cache_dir=tmp_path) == first[:1]
+    monkeypatch.setattr(catalog, "_source_key", lambda: "0" * 64)  # edited source: another key, counted anew
+    monkeypatch.setattr(catalog, "_count", lambda preset: [])
+    assert catalog.describe_models("tiny", cache_dir=tmp_path) == []
+    assert len(list(tmp_path.glob("models_tiny_*.json"))) == 2
