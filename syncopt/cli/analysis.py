@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from syncopt.cli.app import app
+from syncopt.cli.output import print_robustness
 from syncopt.core import bounds
 from syncopt.core.atomic import OUTPUT_FILE, OUTPUT_FOLDER
 
@@ -35,7 +36,7 @@ def explain_cmd(
     net, used, synthetic = source.build(), str(source.weights), source.synthetic
     result = explain_video(video, net, out, used, synthetic, crop=crop, max_frames=frames)
     if as_json:
-        typer.echo(result.model_dumpto_json(indent=2))
+        typer.echo(result.model_dump_json(indent=2))
         return
     for t in result.tracks:
         files = ", ".join(f for f in (t.gradcam_png, t.gradient_png, t.attention_png) if f)
@@ -75,19 +76,7 @@ def robustness_cmd(
 
         plot_robustness(report, plot)
     if as_json:
-        typer.echo(report.model_dumpto_json(indent=2))
+        typer.echo(report.model_dump_json(indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    models = list(dict.fromkeys(c.model for c in report.cells))
-    table = Table(title=f"offset accuracy ±1 frame (per-frame accuracy) on {report.clips} synthetic clips")
-    for col in ("corruption", "severity", *models):
-        table.add_column(col, justify="left" if col == "corruption" else "right")
-    for kind, severity in dict.fromkeys((c.corruption, c.severity) for c in report.cells):
-        row = {c.model: f"{c.clip_accuracy_pm1:.3f} ({c.frame_accuracy:.3f})" for c in report.cells
-               if c.corruption == kind and c.severity == severity}
-        unit = report.units.get(kind, "")
-        table.add_row(kind, "-" if severity is None else f"{severity:g} {unit}", *(row.get(m, "") for m in models))
-    Console().print(table)
+    print_robustness(report)
 

@@ -57,7 +57,7 @@ def distill_cmd(
     if not current_rank().main:  # under torchrun, rank 0 alone prints
         return
     if as_json:
-        typer.echo(report.model_dumpto_json(indent=2))
+        typer.echo(report.model_dump_json(indent=2))
         return
     t, s = report.teacher, report.student
     typer.echo(f"{report.teacher_source}\n"
@@ -99,7 +99,7 @@ def prune_cmd(
                          final_epochs=final_epochs, kd=kd, train_clips=train_clips, val_clips=val_clips)
     report = prune(config, out, source=source)
     if as_json:
-        typer.echo(report.model_dumpto_json(indent=2))
+        typer.echo(report.model_dump_json(indent=2))
         return
     typer.echo(f"pruned {report.original.name}: MACs x{report.macs_ratio:.3f}, params x{report.params_ratio:.3f}, "
                f"offset accuracy {report.original.offset_accuracy:.3f} -> {report.pruned.offset_accuracy:.3f}; "
@@ -165,13 +165,13 @@ def quantize_cmd(
 
         ranking = rank(source, config, out)
         if as_json:
-            typer.echo(ranking.model_dumpto_json(indent=2))
+            typer.echo(ranking.model_dump_json(indent=2))
         for n in ([] if as_json else ranking.nodes[:10]):
             typer.echo(f"{n.nmse:10.3e}  cos {n.cosine:.4f}  {n.op:8s} {n.node}")
         return
     report = quantize(source, config, out)
     if as_json:
-        typer.echo(report.model_dumpto_json(indent=2))
+        typer.echo(report.model_dump_json(indent=2))
         return
     if report.ptq_accuracy_drop is not None:
         typer.echo(f"static INT8 lost {report.ptq_accuracy_drop:.1f} points: quantization-aware fine-tuning used")

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from syncopt.cli.app import app
-from syncopt.cli.output import to_json, write_text
+from syncopt.cli.output import (
+    print_bench,
+    print_gates,
+    print_pipeline,
+    to_json,
+    write_text,
+)
 from syncopt.core import bounds
 from syncopt.core.atomic import OUTPUT_FILE, OUTPUT_FILE_OR_FOLDER
 from syncopt.core.errors import BenchFailure, GateBreach, UsageError
@@ -65,22 +71,22 @@ def bench_cmd(
             typer.echo(text)
         else:
             for r in reports:
-                bench_pipeline.print_pipeline(r)
+                print_pipeline(r)
         return
     report = bench.bench(targets, runtimes=[r.strip() for r in runtimes.split(",")] if runtimes else None,
                          batches=bounds.BATCH_LIST(batch), frames=bounds.FRAMES_LIST(frames) if frames else None,
                          threads=threads, preset=preset, warmup=warmup, repeats=repeats, max_seconds=max_seconds,
                          progress=None if as_json or as_csv else lambda line: typer.echo(line, err=True))
     if out:
-        write_text(out, report.model_dumpto_json(indent=2))
+        write_text(out, report.model_dump_json(indent=2))
     if plot:
         bench.plot(report, plot)
     if as_json:
-        typer.echo(report.model_dumpto_json(indent=2))
+        typer.echo(report.model_dump_json(indent=2))
     elif as_csv:
         typer.echo(bench.to_csv(report), nl=False)
     else:
-        bench.print_table(report)
+        print_bench(report)
     failed = [c for c in report.cells if c.status == "failed"]
     if failed:  # after the report, so the cells that ran are not lost
         raise BenchFailure(f"{len(failed)} of {len(report.cells)} cells failed; first: {failed[0].target} "
@@ -152,7 +158,7 @@ def gate_cmd(
     if as_json:
         typer.echo(to_json([r.model_dump() for r in results]))
     else:
-        gate.print_summary(results)
+        print_gates(results)
     failed = [r.name for r in results if r.status == "failed"]
     if failed:
         raise GateBreach(f"{len(failed)} of {len(results)} gates failed: {', '.join(failed)}")

@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 
 from syncopt.cli.app import app
-from syncopt.cli.output import to_json
+from syncopt.cli.output import print_locate, print_parity, to_json
 from syncopt.core import bounds
 from syncopt.core.atomic import OUTPUT_FILE, OUTPUT_FOLDER
 from syncopt.core.errors import (
     BackendUnavailable,
     ParityError,
-    UsageError,
 )
 from syncopt.core.formats import FORMATS
 
@@ -99,23 +98,7 @@ def parity_cmd(
     if as_json:
         typer.echo(to_json([r.model_dump(mode="json") | {"passed": r.passed} for r in reports]))
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="parity against torch fp32")
-        for col in ("artifact", "runtime", "output", "max abs", "max rel", "min cos", "verdict"):
-            table.add_column(col)
-        for r in reports:
-            for o in r.outputs:
-                bad = any(f.startswith(o.output + ":") for f in r.failures)
-                table.add_row(Path(r.artifact).name, r.runtime, o.output, f"{o.max_abs:.2e}", f"{o.max_rel:.2e}",
-                              f"{o.min_cosine:.5f}", "[red]FAIL[/red]" if bad else "[green]ok[/green]")
-            if r.decisions:
-                table.add_row(Path(r.artifact).name, r.runtime, "offset decision", "", "", "", r.decisions)
-            if r.note:
-                table.add_row(Path(r.artifact).name, r.runtime, r.note, "", "", "",
-                              "[red]FAIL[/red]" if r.failures else "[green]ok[/green]")
-        Console().print(table)
+        print_parity(reports)
     failed = [f"{Path(r.artifact).name}: {'; '.join(r.failures)}" for r in reports if not r.passed]
     if failed:
         raise ParityError("parity breached — " + " | ".join(failed))
@@ -125,37 +108,17 @@ def parity_cmd(
 def _parity_locate(artifacts: list[str], clips: int, against: str | None, reference: str | None,
                    save_reference: str | None, plot: str | None, as_json: bool) -> None:
     """``parity --locate``: a per-node table per artifact; exit 9 when the outputs breach the contract."""
-    from syncopt.core.artifact import load_artifact
     from syncopt.core.plots import plot_locate
-    from syncopt.parity.locate import build_reference, load_reference, locate
-    from syncopt.parity.locate import save_reference as save
+    from syncopt.parity.locate import locate_artifacts
 
-    if save_reference and (len(artifacts) != 1 or reference):
-        raise UsageError("--save-reference takes one artifact and no --reference")
-    golden = load_reference(reference) if reference else None
-    if save_reference:
-        golden = build_reference(load_artifact(artifacts[0]), against, clips)
-        save(golden, save_reference)
-    reports = [locate(a, golden, against, clips) for a in artifacts]
+    reports = locate_artifacts(artifacts, clips, against, reference, save_reference)
     if plot:
         for r in reports:
             plot_locate(r, plot if len(reports) == 1 else Path(plot).with_stem(f"{Path(plot).stem}_{Path(r.artifact).stem}"))
     if as_json:
         typer.echo(to_json([r.model_dump(mode="json") | {"passed": r.passed} for r in reports]))
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        for r in reports:
-            first = r.first_breach
-            table = Table(title=f"{Path(r.artifact).name} ({r.runtime}) against {r.reference}: "
-                                f"first breach {first.node + ' (' + first.op + ')' if first else 'none'}")
-            for col in ("#", "node", "op", "matched", "max abs", "relative", "cosine", "verdict"):
-                table.add_column(col)
-            for n in r.nodes:
-                table.add_row(str(n.index), n.node, n.op, n.matched, f"{n.max_abs:.2e}", f"{n.relative:.2e}",
-                              f"{n.cosine:.5f}", "[red]BREACH[/red]" if n.breach else "[green]ok[/green]")
-            Console().print(table)
+        print_locate(reports)
     failed = [f"{Path(r.artifact).name}: {'; '.join(r.parity.failures)}" for r in reports if not r.passed]
     if failed:
         raise ParityError("parity breached — " + " | ".join(failed))

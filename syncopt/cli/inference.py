@@ -94,7 +94,7 @@ def calibrate_cmd(
     result = calibrate_model(net, used, clips=clips, frames=frames, uncertain_below=uncertain_below)
     path = save_calibration(result, out or default_path(used, synthetic))
     if as_json:
-        typer.echo(result.model_dumpto_json(indent=2))
+        typer.echo(result.model_dump_json(indent=2))
         return
     typer.echo(f"{result.model}/{result.preset}: in-sync T={result.sync_temperature:.3f}, offset "
                f"T={result.offset_temperature:.3f}; held-out ECE in-sync {result.sync_ece.before:.4f} -> "

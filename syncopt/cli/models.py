@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from syncopt.cli.app import app
-from syncopt.cli.output import to_json
+from syncopt.cli.output import print_models, to_json
 
 
 @app.command("models")
@@ -28,15 +28,5 @@ def models_cmd(
     if as_json:
         typer.echo(to_json([r.model_dump() for r in rows]))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"syncopt models (MACs at batch 1, {rows[0].frames} frames = 1 s of video)")
-    for col in ("model", "preset", "params", "GMACs", "inputs (per clip)", "min T", "offsets"):
-        table.add_column(col, justify="right" if col in ("params", "GMACs", "min T", "offsets") else "left")
-    for r in rows:
-        inputs = "  ".join(f"{k} {v.removeprefix('Bx')}" for k, v in r.inputs.items())
-        table.add_row(r.name, r.preset, f"{r.params / 1e6:.2f} M", f"{r.macs / 1e9:.2f}", inputs,
-                      str(r.min_frames), f"±{r.max_offset}")
-    Console().print(table)
+    print_models(rows)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from syncopt.cli.app import app
+from syncopt.cli.output import print_run
 from syncopt.core.atomic import OUTPUT_FOLDER
 
 
@@ -27,14 +28,14 @@ def run_cmd(
     Example: syncopt run recipes/quickstart.yaml --out runs/quickstart
     """
     from syncopt.pipeline.recipe import load_recipe
-    from syncopt.pipeline.runner import print_summary, run_recipe
+    from syncopt.pipeline.runner import run_recipe
 
     parsed = load_recipe(recipe)
     result = run_recipe(parsed, out or f"runs/{parsed.name or Path(recipe).stem}", force=tuple(force or ()))
     if as_json:
-        typer.echo(result.report.model_dumpto_json(indent=2))
+        typer.echo(result.report.model_dump_json(indent=2))
     else:
-        print_summary(result.report)
+        print_run(result.report)
     if result.error is not None:
         raise result.error
 

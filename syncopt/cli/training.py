@@ -66,7 +66,7 @@ def train_cmd(
     if not current_rank().main:  # under torchrun, rank 0 alone prints
         return
     if as_json:
-        typer.echo(report.model_dumpto_json(indent=2))
+        typer.echo(report.model_dump_json(indent=2))
         return
     last = report.history[-1].val
     typer.echo(f"trained {model} ({preset}) for {report.epochs_done} epochs in {report.wall_time_s / 60:.1f} min: "
@@ -113,7 +113,7 @@ def evaluate_cmd(
         from syncopt.analysis.shift_eval import evaluate_command
 
         report, text = evaluate_command(model, preset, weights, data, shifts, context, cache, plot)
-        typer.echo(report.model_dumpto_json(indent=2) if as_json else text)
+        typer.echo(report.model_dump_json(indent=2) if as_json else text)
         return
     if model is None:
         raise UsageError("evaluate needs MODEL (or --data for real clips)")
@@ -128,7 +128,7 @@ def evaluate_cmd(
 
         plot_context_accuracy(report, plot)
     if as_json:
-        typer.echo(report.model_dumpto_json(indent=2))
+        typer.echo(report.model_dump_json(indent=2))
         return
     for c in sorted(report.context_accuracy):
         typer.echo(f"context {c:2d} frames: accuracy {report.context_accuracy[c]:.3f}  ±1 {report.context_accuracy_pm1[c]:.3f}")

@@ -288,44 +288,6 @@ def to_csv(report: BenchReport) -> str:
     return buf.getvalue()
 
 
-def print_table(report: BenchReport) -> None:
-    """A rich table, one row per cell; reasons and notes are numbered footnotes below it."""
-    from rich.console import Console
-    from rich.table import Table
-
-    m = report.machine
-    table = Table(title=f"syncopt bench — {m.get('cpu')}, {m.get('cores')} cores, threads "
-                        f"{report.threads or 'default'}, warm-up {report.warmup}",
-                  caption=f"latency per pass; memory: {report.memory_method}")
-    cols = ("model", "format", "runtime", "B", "T", "p50/p90/p99 ms", "clips/s", "video s/s", "peak MB", "size MB",
-            "GMACs", "GFLOP/s", "")
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("model", "format", "runtime") else "right")
-
-    def f(x: float | None, digits: int = 1) -> str:
-        return "" if x is None else f"{x:.{digits}f}"
-
-    notes: list[str] = []
-    for c in report.cells:
-        text = c.reason or c.note
-        if text and text not in notes:
-            notes.append(text)
-        mark = f"[{notes.index(text) + 1}]" if text else ""
-        if c.status != "ok":
-            colour = "yellow" if c.status == "skipped" else "red"
-            table.add_row(f"{c.model}/{c.preset}", f"{c.format} {c.precision}", c.runtime, str(c.batch), str(c.frames),
-                          f"[{colour}]{c.status}[/{colour}]", *[""] * 6, mark)
-            continue
-        table.add_row(f"{c.model}/{c.preset}", f"{c.format} {c.precision}", c.runtime, str(c.batch), str(c.frames),
-                      f"{c.latency_ms_p50:.1f}/{c.latency_ms_p90:.1f}/{c.latency_ms_p99:.1f}", f(c.clips_per_s),
-                      f(c.video_s_per_s), f(c.peak_mem_mb), f(c.size_mb, 2),
-                      f(None if c.macs is None else c.macs / 1e9, 3), f(c.gflops), mark)
-    console = Console(width=max(Console().width, 160))  # wide enough for every column when piped
-    console.print(table)
-    for i, text in enumerate(notes, start=1):
-        console.print(f"[{i}] {text}", highlight=False, markup=False)
-
-
 def plot(report: BenchReport, path: str | os.PathLike) -> None:
     """Horizontal bars of median latency (log scale) per cell that ran, p90 marked."""
     from syncopt.core.atomic import atomic_path

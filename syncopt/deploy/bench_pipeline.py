@@ -94,17 +94,3 @@ def bench_pipeline(video: str, model: str = "fcn", preset: str = "tiny", weights
 
 
 
-def print_pipeline(report: PipelineReport) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{Path(report.video).name}: {report.frames} frames ({report.duration_s:.1f} s), "
-                        f"{report.model}/{report.preset}, crop {report.crop}, median of {report.repeats}",
-                  caption=report.note)
-    for col in ("stage", "ms (median)", "share"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
-    for s in report.stages:
-        table.add_row(s.stage, f"{s.ms_p50:.1f}", f"{s.share:.0%}")
-    table.add_row("[bold]total[/bold]", f"[bold]{report.total_ms:.1f}[/bold]",
-                  f"{report.realtime_factor:.1f}× real time")
-    Console(width=max(Console().width, 100)).print(table)

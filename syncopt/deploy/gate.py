@@ -246,15 +246,3 @@ def write_junit(results: list[GateResult], path: str | os.PathLike) -> None:
         tree.write(tmp, encoding="utf-8", xml_declaration=True)
 
 
-def print_summary(results: list[GateResult]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="syncopt gate")
-    for col in ("gate", "kind", "value", "required", "verdict", "detail"):
-        table.add_column(col, justify="right" if col == "value" else "left")
-    colour = {"passed": "green", "failed": "red", "skipped": "yellow"}
-    for r in results:
-        table.add_row(r.name, r.kind, "" if r.value is None else f"{r.value:.4g}", r.threshold,
-                      f"[{colour[r.status]}]{r.status}[/{colour[r.status]}]", r.message)
-    Console(width=max(Console().width, 140)).print(table)

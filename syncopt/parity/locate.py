@@ -489,3 +489,18 @@ def _output_parity(artifact: Artifact, runtime: str, reference: Reference, outpu
                           decision_agreement=float(np.mean(agree)) if agree else None, near_ties=ties, failures=[])
     report.failures = _judge(report, tol)
     return report
+
+
+def locate_artifacts(artifacts: list[str], clips: int = 8, against: str | None = None, reference: str | None = None,
+                     save_to: str | None = None) -> list[LocateReport]:
+    """:func:`locate` for each artifact against torch, an fp32 ONNX artifact (``against``) or a golden
+    ``reference`` file; ``save_to`` first writes the one artifact's reference there as a golden file."""
+    from syncopt.core.artifact import load_artifact
+
+    if save_to and (len(artifacts) != 1 or reference):
+        raise UsageError("--save-reference takes one artifact and no --reference")
+    golden = load_reference(reference) if reference else None
+    if save_to:
+        golden = build_reference(load_artifact(artifacts[0]), against, clips)
+        save_reference(golden, save_to)
+    return [locate(a, golden, against, clips) for a in artifacts]

@@ -238,22 +238,3 @@ def _version() -> str:
     return __version__
 
 
-def print_summary(report: RunReport) -> None:
-    """The run's summary as a rich table: accuracy, MACs, size and latency per stage and runtime."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"syncopt run {Path(report.recipe).name} -> {report.run_dir} "
-                        f"({report.wall_time_s:.0f} s)")
-    for col in ("stage", "item", "runtime", "acc@15", "MMACs", "size MB", "p50 ms", "detail"):
-        table.add_column(col, justify="right" if col in ("acc@15", "MMACs", "size MB", "p50 ms") else "left")
-    colour = {"ran": "green", "skipped": "cyan", "failed": "red"}
-    for run in report.stages:
-        label = f"{run.stage} [{colour[run.action]}]{run.action}[/{colour[run.action]}] {run.wall_time_s:.0f}s"
-        for j, r in enumerate(run.rows or [SummaryRow(stage=run.stage, item="")]):
-            table.add_row(label if j == 0 else "", r.item, r.runtime or "",
-                          "" if r.accuracy is None else f"{r.accuracy:.3f}",
-                          "" if r.macs is None else f"{r.macs / 1e6:.2f}",
-                          "" if r.size_mb is None else f"{r.size_mb:.3f}",
-                          "" if r.latency_ms is None else f"{r.latency_ms:.2f}", r.note)
-    Console(width=max(Console().width, 160)).print(table)
