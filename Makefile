@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: setup quickstart test fuzz clean
+.PHONY: setup quickstart test test-slow fuzz clean
 
 # Idempotent: reinstalls only when the project's dependency files change.
 setup: $(STAMP)
@@ -22,8 +22,13 @@ $(STAMP): pyproject.toml constraints.txt
 quickstart: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/quickstart.sh
 
+# The suite without the tests marked slow (under 15 minutes on 2 idle cores); CI runs test-slow too.
 test: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The slow tests alone: real-clip sync, long exports, training and signal tests.
+test-slow: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # The fuzz properties of tests/test_reliability.py with many more cases (FUZZ_EXAMPLES each); writes
 # benchmarks/results/fuzz.json.
