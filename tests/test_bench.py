@@ -112,6 +112,17 @@ def test_pipeline_times_every_stage(crop, faces):
     assert rep.frames == (317 if crop == "full" else 75) and rep.realtime_factor > 0
 
 
+def test_pipeline_of_the_default_model_times_the_lip_path():
+    """Without --model the pipeline is sync's: fcn_lips on face-mesh tracks (it read face crops and
+    divided by fcn_lips' crop size of 0 before)."""
+    rep = bench_pipeline(str(FIXTURE.parent / "grid_brbk7n.mpg"), repeats=1)
+    assert (rep.model, rep.preset, rep.crop) == ("fcn_lips", "full", "landmarks")
+    stages = [s.stage for s in rep.stages]
+    assert stages == ["decode video", "detect", "landmarks", "decode audio", "MFCC / audio features", "lip features",
+                      "model", "offset decoding"]
+    assert sum(s.ms_p50 for s in rep.stages) == pytest.approx(rep.total_ms) and rep.frames == 75
+
+
 @pytest.mark.slow
 def test_tflite_artifact_runs_at_its_own_length(tmp_path):
     pytest.importorskip("onnx2tf")

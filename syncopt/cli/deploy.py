@@ -36,8 +36,9 @@ def bench_cmd(
     repeats: Annotated[int, typer.Option(parser=bounds.REPEATS, help="Timed passes per cell (fewer if --max-seconds passes first, at least 3).")] = 20,
     max_seconds: Annotated[float, typer.Option(parser=bounds.SECONDS, help="Time budget per cell.")] = 10.0,
     pipeline: Annotated[str | None, typer.Option(help="'sync': time the end-to-end sync path stage by stage on the videos.")] = None,
-    model: Annotated[str, typer.Option(help="--pipeline: model name or run directory.")] = "fcn",
-    weights: Annotated[str | None, typer.Option(help="--pipeline: weights (default: shipped synthetic-data weights).")] = None,
+    model: Annotated[str | None, typer.Option(help="--pipeline: model name or run directory (default: sync's, the "
+                                                   "shipped real-video fcn_lips).")] = None,
+    weights: Annotated[str | None, typer.Option(help="--pipeline: weights (default: the model's shipped weights).")] = None,
     crop: Annotated[str, typer.Option(help="--pipeline: 'detect' faces or 'full' frames.")] = "detect",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the cells as CSV.")] = False,
@@ -63,7 +64,8 @@ def bench_cmd(
             raise UsageError(f"unknown pipeline '{pipeline}' (known: sync)")
         if as_csv or plot:
             raise UsageError("--csv and --plot apply to model benchmarks, not --pipeline")
-        reports = [bench_pipeline.bench_pipeline(v, model, preset, weights, crop, repeats=min(repeats, 3)) for v in targets]
+        reports = [bench_pipeline.bench_pipeline(v, model, preset if model else None, weights, crop,
+                                                   repeats=min(repeats, 3)) for v in targets]
         text = to_json([r.model_dump(mode="json") for r in reports])
         if out:
             write_text(out, text)

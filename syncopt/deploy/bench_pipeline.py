@@ -40,9 +40,10 @@ PIPELINE_NOTE = ("the video streams as in syncopt sync: decoded once, faces trac
 
 
 
-def bench_pipeline(video: str, model: str = "fcn", preset: str = "tiny", weights: str | None = None,
+def bench_pipeline(video: str, model: str | None = None, preset: str | None = None, weights: str | None = None,
                    crop: str = "detect", repeats: int = 3, chunk: int = 500) -> PipelineReport:
-    """Time the ``syncopt sync`` path stage by stage: decode, detect, landmarks, crop, MFCC, model, offset decoding."""
+    """Time the ``syncopt sync`` path stage by stage: decode, detect, landmarks, crop (or lip features), MFCC,
+    model, offset decoding. ``model`` None: sync's default model and its shipped weights."""
     from syncopt.data.faces import face_crops
     from syncopt.data.media import FrameSource, decode_audio, fit_audio
     from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
@@ -66,6 +67,12 @@ def bench_pipeline(video: str, model: str = "fcn", preset: str = "tiny", weights
 
     for _ in range(repeats):
         source, stages = FrameSource(video, fps=pre.fps), {}
+        if pre.video_features == "lips":
+            _lip_path(net, video, source, stages, chunk)
+            frames = source.num_frames
+            for stage, seconds in stages.items():
+                times.setdefault(stage, []).append(seconds)
+            continue
         tracks = face_crops(source, crop, spec, Path(video).name, timings=stages)
         for stage, seconds in stages.items():
             times.setdefault(stage, []).append(seconds)
@@ -83,6 +90,7 @@ def bench_pipeline(video: str, model: str = "fcn", preset: str = "tiny", weights
                   windowed_offset(outputs["video_emb"][0].T, outputs["audio_emb"][0].T, vshift=spec.max_offset))
     # stages inside the per-track loop ran once per track: sum them per repeat before the median
     per_repeat = {s: np.asarray(v).reshape(repeats, -1).sum(1) for s, v in times.items()}
+    crop = crop if pre.video_features != "lips" else "landmarks"
     medians = {s: float(np.median(v)) * 1000 for s, v in per_repeat.items()}
     total = sum(medians.values())
     return PipelineReport(
@@ -93,4 +101,38 @@ def bench_pipeline(video: str, model: str = "fcn", preset: str = "tiny", weights
     )
 
 
+def _lip_path(net, video: str, source, stages: dict[str, float], chunk: int) -> None:
+    """The lip models' sync path (face mesh tracks, lip motion, clip-normalised MFCC), as
+    :func:`syncopt.inference.sync.track_inputs` runs it, every stage's seconds added to ``stages``."""
+    from syncopt.data.faces import timed
+    from syncopt.data.landmarks import track_landmarks
+    from syncopt.data.lipfeatures import lip_inputs, lip_shape
+    from syncopt.data.media import decode_audio, fit_audio, mfcc_for_frames
+    from syncopt.inference.infer import run_dense
+    from syncopt.inference.sync import decode_outputs
 
+    spec, pre = net.spec, net.spec.preprocessing
+
+    def decoded():
+        stream = iter(source)
+        while True:
+            with timed(stages, "decode video"):
+                frame = next(stream, None)
+            if frame is None:
+                return
+            yield frame
+
+    tracks = track_landmarks(decoded(), min_track=spec.min_frames, timings=stages, allow_empty=True)
+    frames = source.num_frames
+    with timed(stages, "decode audio"):
+        samples = decode_audio(video, sample_rate=pre.sample_rate).samples
+    with timed(stages, "MFCC / audio features"):
+        mfcc = mfcc_for_frames(fit_audio(samples, frames, pre.fps, pre.sample_rate), frames, pre.sample_rate, pre.fps)
+    per = pre.audio_per_frame
+    for track in tracks:
+        with timed(stages, "lip features"):
+            video_in, audio_in = lip_inputs(lip_shape(track.points), mfcc[:, per * track.start:per * track.end])
+        with timed(stages, "model"):
+            outputs = run_dense(net, video_in[None], audio_in[None], chunk=chunk)
+        with timed(stages, "offset decoding"):
+            decode_outputs(outputs, spec.max_offset)
