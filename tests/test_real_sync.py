@@ -60,3 +60,29 @@ def test_sync_cli_says_what_the_weights_were_trained_on() -> None:
     assert out.returncode == 0, out.stderr
     assert "weights trained on: real video" in out.stdout
     assert "AV offset +0 frames" in out.stdout or "AV offset -1 frames" in out.stdout or "AV offset +1 frames" in out.stdout
+
+
+def test_sync_is_sure_of_in_sync_speech_and_unsure_of_someone_else_s(tmp_path: Path) -> None:
+    """The 1-s timeline (spec.timeline_frames) makes the offset probability the share of 1-s windows
+    that agree: a GRID clip with its own audio is not flagged, the same video with another speaker's
+    sentence is (before the pooled timeline both read under 0.4 and example.avi was flagged)."""
+    import numpy as np
+
+    from mediautil import write_video
+    from syncopt.data.media import FrameSource, decode_audio
+    from syncopt.inference.sync import sync_video
+
+    net = resolve(None, shipped=True).build()
+    assert net.spec.timeline_frames == 25
+    frames = np.stack(list(FrameSource(FIXTURES / "grid_brbk7n.mpg")))
+    own, other = (decode_audio(FIXTURES / n).samples for n in ("grid_brbk7n.mpg", "grid_sbwe5n.mpg"))
+    n = min(len(own), len(other))
+    verdicts = {}
+    for name, audio in (("own", own[:n]), ("other", other[:n])):
+        write_video(tmp_path / f"{name}.avi", frames, audio)
+        [track] = sync_video(tmp_path / f"{name}.avi", net).tracks
+        verdicts[name] = (track.offset_frames, track.offset_probability, track.uncertain)
+    assert abs(verdicts["own"][0]) <= 1 and not verdicts["own"][2], verdicts
+    assert verdicts["other"][2] and verdicts["other"][1] < verdicts["own"][1] / 2, verdicts
+    [example] = sync_video(FIXTURES / "example.avi", net).tracks
+    assert example.offset_frames == 3 and not example.uncertain and len(example.inconsistency.segments) <= 3

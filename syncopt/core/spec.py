@@ -141,6 +141,9 @@ class ModelSpec(BaseModel):
                                                "(beyond which chunked inference is exact)")
     standard_frames: int = Field(25, description="clip length used for MAC counts and benchmarks")
     max_offset: int = Field(description="offsets -K..K frames are scored")
+    timeline_frames: int = Field(1, ge=1, description="frames whose offset log-probabilities the per-frame "
+                                                       "timeline pools (centred), for models whose single frames "
+                                                       "say little (1: each frame alone)")
     max_frames: int | None = Field(None, description="longest clip one forward pass accepts (e.g. Whisper's "
                                                      "30 s of positions); longer clips run in chunks")
 

@@ -48,9 +48,8 @@ def bench_pipeline(video: str, model: str | None = None, preset: str | None = No
     from syncopt.data.media import FrameSource, decode_audio, fit_audio
     from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
     from syncopt.inference.infer import run_dense
-    from syncopt.models.decode import decode_dense
+    from syncopt.inference.sync import decode_outputs
     from syncopt.models.sources import resolve
-    from syncopt.models.syncnet import windowed_offset
 
     if repeats < 1:
         raise UsageError("repeats must be at least 1")
@@ -85,9 +84,7 @@ def bench_pipeline(video: str, model: str | None = None, preset: str | None = No
             per = pre.audio_per_frame
             segment = audio[None, ..., per * track.start:per * track.end]
             outputs = timed("model", lambda: run_dense(net, clip, segment, chunk=chunk))
-            timed("offset decoding", lambda: decode_dense(outputs["offset_logits"][0], outputs["sync_prob"][0])
-                  if "offset_logits" in outputs else
-                  windowed_offset(outputs["video_emb"][0].T, outputs["audio_emb"][0].T, vshift=spec.max_offset))
+            timed("offset decoding", lambda: decode_outputs(outputs, spec))
     # stages inside the per-track loop ran once per track: sum them per repeat before the median
     per_repeat = {s: np.asarray(v).reshape(repeats, -1).sum(1) for s, v in times.items()}
     crop = crop if pre.video_features != "lips" else "landmarks"
@@ -135,4 +132,4 @@ def _lip_path(net, video: str, source, stages: dict[str, float], chunk: int) -> 
         with timed(stages, "model"):
             outputs = run_dense(net, video_in[None], audio_in[None], chunk=chunk)
         with timed(stages, "offset decoding"):
-            decode_outputs(outputs, spec.max_offset)
+            decode_outputs(outputs, spec)

@@ -228,18 +228,24 @@ def load_calibration(path: str | os.PathLike, spec=None, weights: str | None = N
     return calibration
 
 
-def offset_probability(offset_logits: torch.Tensor, offset: int, temperature: float = 1.0) -> float:
+def offset_probability(offset_logits: torch.Tensor, offset: int, temperature: float = 1.0,
+                       timeline_frames: int = 1) -> float:
     """Mean tempered probability of ``offset`` over the frames of ``offset_logits (2K+1, T)``
-    whose audio partner ``t - offset`` lies in the clip (all frames if none does)."""
+    whose audio partner ``t - offset`` lies in the clip (all frames if none does); with
+    ``timeline_frames`` > 1, each frame's probability pools that many frames' evidence around it
+    (:func:`~syncopt.models.decode.pooled_log_probs`), so it reads as the share of such windows
+    that agree with the clip offset."""
+    from syncopt.models.decode import pooled_log_probs
+
     k, t_len = offset_logits.shape[0] // 2, offset_logits.shape[1]
-    p = torch.softmax(offset_logits.detach().double() / temperature, dim=0)[offset + k]
+    p = torch.softmax(pooled_log_probs(offset_logits, timeline_frames, temperature), dim=0)[offset + k]
     t = torch.arange(t_len)
     inside = (t - offset >= 0) & (t - offset < t_len)
     return float(p[inside].mean() if inside.any() else p.mean())
 
 
-def apply_calibration(outputs: dict[str, torch.Tensor], result: SyncResult,
-                      calibration: Calibration | None) -> tuple[SyncResult, float | None, bool | None]:
+def apply_calibration(outputs: dict[str, torch.Tensor], result: SyncResult, calibration: Calibration | None,
+                      timeline_frames: int = 1) -> tuple[SyncResult, float | None, bool | None]:
     """``(result with calibrated per-frame in-sync probabilities, offset probability, uncertain)``
     for one clip's dense ``outputs`` (batch axis 1); without a calibration, temperatures are 1.
     Models without offset logits (SyncNet) give ``(result, None, None)``."""
@@ -247,7 +253,7 @@ def apply_calibration(outputs: dict[str, torch.Tensor], result: SyncResult,
         return result, None, None
     t_off = calibration.offset_temperature if calibration else 1.0
     threshold = calibration.uncertain_below if calibration else UNCERTAIN_BELOW
-    prob = offset_probability(outputs["offset_logits"][0], result.offset, t_off)
+    prob = offset_probability(outputs["offset_logits"][0], result.offset, t_off, timeline_frames)
     if calibration is not None and result.per_frame_sync_prob is not None:
         calibrated = torch.sigmoid(sync_logit(outputs["sync_prob"][0]) / calibration.sync_temperature)
         result = result.model_copy(update={"per_frame_sync_prob": calibrated.tolist()})

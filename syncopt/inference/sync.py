@@ -149,8 +149,8 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
         if bad := [k for k, v in outputs.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
             raise WeightsError(f"{spec.name} gives NaN or inf {', '.join(bad)} on {Path(path).name} "
                                f"(track {index}): its weights overflow")
-        result, offset_probability, uncertain = apply_calibration(outputs, decode_outputs(outputs, spec.max_offset),
-                                                                  calibration)
+        result, offset_probability, uncertain = apply_calibration(outputs, decode_outputs(outputs, spec), calibration,
+                                                                  spec.timeline_frames)
         results.append(TrackSync(
             track=index, start_frame=track.start, num_frames=track.end - track.start,
             box=None if crop == "full" else np.median(track.boxes, axis=0).tolist(),
@@ -173,13 +173,13 @@ def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", syn
     )
 
 
-def decode_outputs(outputs: dict[str, torch.Tensor], max_offset: int) -> SyncResult:
+def decode_outputs(outputs: dict[str, torch.Tensor], spec: ModelSpec) -> SyncResult:
     """The offset of a dense model's outputs (logits), or of SyncNet's embeddings (windowed distances)."""
     if "offset_logits" in outputs:
-        return decode_dense(outputs["offset_logits"][0], outputs["sync_prob"][0])
+        return decode_dense(outputs["offset_logits"][0], outputs["sync_prob"][0], spec.timeline_frames)
     from syncopt.models.syncnet import windowed_offset
 
-    return windowed_offset(outputs["video_emb"][0].T, outputs["audio_emb"][0].T, vshift=max_offset)
+    return windowed_offset(outputs["video_emb"][0].T, outputs["audio_emb"][0].T, vshift=spec.max_offset)
 
 
 @dataclass
@@ -236,7 +236,8 @@ def score_faces(model, faces: list[np.ndarray], audio: np.ndarray, chunk: int = 
     sound = audio_to_tensor(audio, t_len, pre)[None]
     tracks = []
     for i, crops in enumerate(faces):
-        result = decode_outputs(run_dense(model, frames_to_tensor(crops, pre)[None], sound, chunk=chunk), model.spec.max_offset)
+        outputs = run_dense(model, frames_to_tensor(crops, pre)[None], sound, chunk=chunk)
+        result = decode_outputs(outputs, model.spec)
         tracks.append(TrackSync(track=i, start_frame=0, num_frames=t_len, offset_frames=result.offset,
                                 offset_ms=1000.0 * result.offset / pre.fps, confidence=result.confidence,
                                 speaking=False, result=result))

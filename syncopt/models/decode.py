@@ -37,13 +37,27 @@ def median_smooth(values: np.ndarray, kernel: int = MEDIAN_KERNEL) -> np.ndarray
     return signal.medfilt(values, kernel_size=max(1, min(kernel, largest_odd)))
 
 
-def decode_dense(offset_logits: torch.Tensor, sync_prob: torch.Tensor | None = None) -> SyncResult:
+def pooled_log_probs(offset_logits: torch.Tensor, frames: int = 1, temperature: float = 1.0) -> torch.Tensor:
+    """``(2K+1, T)`` per-frame offset log-probabilities of ``offset_logits / temperature``, summed over a
+    centred window of ``frames`` frames (shorter at the clip's ends); ``frames=1``: each frame alone."""
+    logp = torch.log_softmax(offset_logits.detach().double() / temperature, dim=0)
+    if frames <= 1:
+        return logp
+    cum = torch.nn.functional.pad(logp.cumsum(1), (1, 0))
+    t = torch.arange(logp.shape[1])
+    lo, hi = (t - frames // 2).clamp(min=0), (t - frames // 2 + frames).clamp(max=logp.shape[1])
+    return cum[:, hi] - cum[:, lo]
+
+
+def decode_dense(offset_logits: torch.Tensor, sync_prob: torch.Tensor | None = None,
+                 timeline_frames: int = 1) -> SyncResult:
     """Decode one clip's ``offset_logits (2K+1, T)`` (and optional ``sync_prob (T,)``).
 
     The clip offset maximises the mean per-frame log-probability; confidence is that mean minus
     its median over offsets (the analogue of SyncNet's median - min distance). Per-frame
     confidence is the frame's log-probability at the clip offset minus the frame's median,
-    median-filtered with kernel 9.
+    median-filtered with kernel 9. A frame's offset is the best of its own log-probabilities,
+    pooled over ``timeline_frames`` frames around it (the model's ``spec.timeline_frames``).
     """
     if offset_logits.dim() != 2 or offset_logits.shape[0] % 2 != 1:
         raise ValueError(f"offset_logits must be (2K+1, T), got {tuple(offset_logits.shape)}")
@@ -58,7 +72,7 @@ def decode_dense(offset_logits: torch.Tensor, sync_prob: torch.Tensor | None = N
         confidence=float(clip_score[best] - clip_score.median()),
         max_offset=k,
         offset_scores=clip_score.tolist(),
-        per_frame_offset=(logp.argmax(0) - k).tolist(),
+        per_frame_offset=(pooled_log_probs(offset_logits, timeline_frames).argmax(0) - k).tolist(),
         per_frame_confidence=np.asarray(smoothed, dtype=float).tolist(),
         per_frame_sync_prob=None if sync_prob is None else sync_prob.detach().float().tolist(),
     )
