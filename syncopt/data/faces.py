@@ -258,12 +258,7 @@ def face_crops(frames: Iterable[np.ndarray], mode: str, spec: ModelSpec, source:
 
     def counted() -> Iterator[np.ndarray]:
         nonlocal count
-        stream = iter(frames)
-        while True:
-            with timed(timings, "decode video"):
-                frame = next(stream, None)
-            if frame is None:
-                return
+        for frame in timed_decode(frames, timings):
             count += 1
             yield frame
 
@@ -290,6 +285,17 @@ def face_crops(frames: Iterable[np.ndarray], mode: str, spec: ModelSpec, source:
     if not found:
         raise MediaError(f"no face found in {source} (use --crop full if the video is already a face crop)")
     return found
+
+
+def timed_decode(frames: Iterable[np.ndarray], timings: dict[str, float] | None) -> Iterator[np.ndarray]:
+    """``frames``, the seconds spent producing each one (decoding) added to ``timings["decode video"]``."""
+    stream = iter(frames)
+    while True:
+        with timed(timings, "decode video"):
+            frame = next(stream, None)
+        if frame is None:
+            return
+        yield frame
 
 
 @contextlib.contextmanager

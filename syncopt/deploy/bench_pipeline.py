@@ -101,7 +101,7 @@ def bench_pipeline(video: str, model: str | None = None, preset: str | None = No
 def _lip_path(net, video: str, source, stages: dict[str, float], chunk: int) -> None:
     """The lip models' sync path (face mesh tracks, lip motion, clip-normalised MFCC), as
     :func:`syncopt.inference.sync.track_inputs` runs it, every stage's seconds added to ``stages``."""
-    from syncopt.data.faces import timed
+    from syncopt.data.faces import timed, timed_decode
     from syncopt.data.landmarks import track_landmarks
     from syncopt.data.lipfeatures import lip_inputs, lip_shape
     from syncopt.data.media import decode_audio, fit_audio, mfcc_for_frames
@@ -110,16 +110,8 @@ def _lip_path(net, video: str, source, stages: dict[str, float], chunk: int) -> 
 
     spec, pre = net.spec, net.spec.preprocessing
 
-    def decoded():
-        stream = iter(source)
-        while True:
-            with timed(stages, "decode video"):
-                frame = next(stream, None)
-            if frame is None:
-                return
-            yield frame
-
-    tracks = track_landmarks(decoded(), min_track=spec.min_frames, timings=stages, allow_empty=True)
+    tracks = track_landmarks(timed_decode(source, stages), min_track=spec.min_frames, timings=stages,
+                             allow_empty=True)
     frames = source.num_frames
     with timed(stages, "decode audio"):
         samples = decode_audio(video, sample_rate=pre.sample_rate).samples
