@@ -27,7 +27,7 @@ from syncopt.errors import UsageError, WeightsError
 from syncopt.evaluate import EvalReport, evaluate_dataset
 from syncopt.finetune import apply_schedule, param_groups, parse_schedule
 from syncopt.log import status
-from syncopt.losses import sync_losses, usable_frames
+from syncopt.losses import context_frames, sync_losses, usable_frames
 from syncopt.mixed_precision import Precision
 from syncopt.registry import create
 from syncopt.weights import check_compatible, save_state_dict
@@ -57,6 +57,8 @@ class TrainConfig(BaseModel):
     unfreeze_schedule: str | None = Field(None, description="e.g. 'audio=2,video=4' or 'video=never' "
                                                             "(see syncopt.finetune)")
     backbone_lr_scale: float = Field(1.0, description="backbones learn at this multiple of the head's rate")
+    audio_context: bool = Field(False, description="real-data training: the audio reaches K frames beyond each "
+                                                   "video window on both sides, as windows are evaluated")
 
 
 class EpochStats(BaseModel):
@@ -100,10 +102,12 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     train_set.augment = Augment(window=config.window, max_shift=max_shift, max_offset=spec.max_offset,
                                 audio_per_frame=spec.preprocessing.audio_per_frame,
                                 lips=spec.preprocessing.video_features == "lips",
+                                audio_context=spec.max_offset if config.audio_context else 0,
                                 rng=np.random.default_rng(config.seed + me.rank))
     data_time = time.perf_counter() - t0
 
-    history = fit(model, config, train_set, val_set, out, resume=resume, schedule=schedule, t0=t0)
+    loss_fn = context_loss if config.audio_context else supervised_loss
+    history = fit(model, config, train_set, val_set, out, loss_fn, resume=resume, schedule=schedule, t0=t0)
     report = None
     if me.main:
         weights = save_state_dict(model, out / "model.safetensors")
@@ -116,6 +120,13 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
 
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def context_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`supervised_loss` on windows whose audio reaches K frames beyond the video on both sides."""
+    outputs = model(video=batch["video"], audio=batch["audio"], audio_valid=batch["audio_valid"])
+    mask = context_frames(batch["labels"], batch["valid"], batch["audio_valid"])
+    return sync_losses(outputs, batch["labels"], batch["valid"], mask=mask)["loss"], outputs
 
 
 def supervised_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
