@@ -25,7 +25,7 @@ from syncopt.spec import ModelSpec, Preprocessing, TensorSpec
 class LipsConfig:
     video_blocks: tuple[tuple[int, ...], ...]  # (channels, temporal kernel[, dilation]) of the lip tower
     audio_maps: tuple[tuple[int, int, int], ...]  # (channels, freq stride, time stride) 2-D MFCC convs
-    audio_blocks: tuple[tuple[int, int], ...]  # (channels, temporal kernel) after the MFCC convs, at 25 Hz
+    audio_blocks: tuple[tuple[int, ...], ...]  # (channels, temporal kernel[, dilation]) after the MFCC convs, 25 Hz
     hidden: int
     embed_dim: int
     max_offset: int = 15
@@ -36,7 +36,7 @@ class LipsConfig:
 
     @property
     def context(self) -> int:
-        audio = 2 + sum(k // 2 for _, k in self.audio_blocks)
+        audio = 2 + sum((b[1] // 2) * (b[2] if len(b) > 2 else 1) for b in self.audio_blocks)
         return max((self.receptive_field - 1) // 2, audio) + self.max_offset + 4
 
 
@@ -44,10 +44,11 @@ PRESETS = {
     "full": LipsConfig(video_blocks=((128, 5), (128, 5), (128, 3), (128, 3)),
                        audio_maps=((16, 1, 1), (32, 1, 2), (64, 2, 2), (64, 2, 1)),
                        audio_blocks=((128, 5), (128, 3)), hidden=128, embed_dim=64),
-    # The full preset's lip tower with dilated kernels: 25 frames of lip motion per frame instead of 13.
+    # The full preset with dilated temporal kernels: each frame's embedding sees 25 frames of lip motion
+    # (full: 13) and 17 frames of audio after the MFCC convs (full: 7).
     "wide": LipsConfig(video_blocks=((128, 5), (128, 5, 2), (128, 3, 2), (128, 3, 4)),
                        audio_maps=((16, 1, 1), (32, 1, 2), (64, 2, 2), (64, 2, 1)),
-                       audio_blocks=((128, 5), (128, 3)), hidden=128, embed_dim=64),
+                       audio_blocks=((128, 5), (128, 3, 2), (128, 3, 4)), hidden=128, embed_dim=64),
     "tiny": LipsConfig(video_blocks=((32, 5), (32, 3)), audio_maps=((8, 1, 1), (16, 1, 2), (32, 2, 2), (32, 2, 1)),
                        audio_blocks=((32, 3),), hidden=64, embed_dim=32),
 }
