@@ -2,7 +2,8 @@
 known audio shifts beside the lip-geometry baseline, and optionally ship the weights.
 
 Usage: python benchmarks/bench_real_sync.py --train DIR [--epochs 60] [--eval benchmarks/realclips/test.csv]
-       [--out runs/fcn_lips_real] [--ship]
+       [--out runs/fcn_lips_real] [--window 25] [--audio-context] [--ship]
+       python benchmarks/bench_real_sync.py --train CSV --run runs/chosen [--ship]   # score a finished run
 Writes benchmarks/results/real_sync.json (+ .png). The training folder's clips and the evaluation clips
 must not overlap: the script refuses when a sha256 appears in both. ``--ship`` copies the weights to
 syncopt/assets/fcn_lips_<preset>_real.safetensors with a manifest listing every training clip's sha256.
@@ -21,7 +22,7 @@ from syncopt.data.datasets import held_out, read_manifest
 from syncopt.core.log import status
 from syncopt.models.registry import create
 from syncopt.analysis.shift_eval import baseline_scorer, evaluate_data, format_report, model_scorer, plot_shift_eval
-from syncopt.training.train import TrainConfig, train
+from syncopt.training.train import TrainConfig, TrainReport, train
 
 from results_io import RESULTS, write_results
 
@@ -39,7 +40,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shifts", default="-10,-5,0,5,10")
     parser.add_argument("--contexts", default="25,50,full")
+    parser.add_argument("--window", type=int, default=40, help="training window (frames)")
+    parser.add_argument("--audio-context", action="store_true",
+                        help="train with audio reaching 15 frames beyond each window, as windows are evaluated")
     parser.add_argument("--out", default="runs/fcn_lips_real")
+    parser.add_argument("--run", help="a finished training run of --train (its report.json and weights): "
+                                      "score and ship it instead of training")
     parser.add_argument("--ship", action="store_true")
     args = parser.parse_args()
 
@@ -50,10 +56,18 @@ def main() -> None:
     if overlap := set(train_sha) & set(eval_sha):
         raise SystemExit(f"evaluation clips used in training: {sorted(eval_sha[h] for h in overlap)}")
 
-    config = TrainConfig(model="fcn_lips", preset=args.preset, data=args.train, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, window=40)
-    report = train(config, args.out)
-    weights = Path(args.out) / "model.safetensors"
+    if args.run:
+        report = TrainReport.model_validate_json((Path(args.run) / "report.json").read_text())
+        config = report.config
+        if Path(config.data).resolve() != Path(args.train).resolve():
+            raise SystemExit(f"--run {args.run} trained on {config.data}, not on --train {args.train}")
+        args.preset, weights = config.preset, Path(args.run) / "model.safetensors"
+    else:
+        config = TrainConfig(model="fcn_lips", preset=args.preset, data=args.train, epochs=args.epochs,
+                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, window=args.window,
+                             audio_context=args.audio_context)
+        report = train(config, args.out)
+        weights = Path(args.out) / "model.safetensors"
     model = create("fcn_lips", args.preset, weights=weights)
     shifts = [int(s) for s in args.shifts.split(",")]
     contexts = args.contexts.split(",")

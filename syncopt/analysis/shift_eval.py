@@ -107,19 +107,14 @@ def model_scorer(model) -> Scorer:
     SyncNet's evaluation; its offset is the argmax of the mean per-frame log-probability.
     """
     import torch
-    import torch.nn.functional as F
 
     k_max = model.spec.max_offset
 
     @torch.no_grad()
     def window_logits(video: torch.Tensor, audio: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         a_lo, a_hi = max(0, lo - k_max), min(video.shape[-1], hi + k_max)
-        v = F.normalize(model.video_encoder(video[None, :, lo:hi]), dim=1, eps=1e-6)
-        a = F.normalize(model.audio_encoder(audio[None, ..., 4 * a_lo:4 * a_hi]), dim=1, eps=1e-6)
-        a = F.pad(a, (a_lo - (lo - k_max), (hi + k_max) - a_hi))  # audio frames lo-K .. hi+K-1, zero outside
-        length = hi - lo
-        corr = torch.stack([(v * a[..., k_max - o:k_max - o + length]).sum(1) for o in range(-k_max, k_max + 1)], 1)
-        return model.predictor(corr)[0][0]
+        pad = (a_lo - (lo - k_max), (hi + k_max) - a_hi)  # audio frames lo-K .. hi+K-1, zero outside the clip
+        return model(video[None, :, lo:hi], audio[None, ..., 4 * a_lo:4 * a_hi], audio_pad=pad)["offset_logits"][0]
 
     def score(clip: ClipFeatures, k: int) -> Decider:
         mfcc, _ = shifted(clip, k)

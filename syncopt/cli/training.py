@@ -41,6 +41,11 @@ def train_cmd(
                                                                "'video=never' keeps it frozen).")] = None,
     backbone_lr_scale: Annotated[float, typer.Option(parser=bounds.LR_SCALE, help="Backbones learn at this multiple of the head's "
                                                           "rate (discriminative rates, e.g. 0.1).")] = 1.0,
+    window: Annotated[int, typer.Option(parser=bounds.WINDOW, help="Frames of each training window (a random "
+                                                                   "crop of every clip).")] = 40,
+    audio_context: Annotated[bool, typer.Option(help="Real data: each window's audio reaches the largest offset "
+                                                     "beyond it on both sides, as evaluate --data decides windows.")
+                             ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON.")] = False,
 ) -> None:
     """Train a dense sync model with per-frame offset cross-entropy, InfoNCE and in-sync BCE.
@@ -61,7 +66,8 @@ def train_cmd(
                          val_clips=val_clips, batch_size=batch_size, grad_accum=grad_accum, amp=amp, lr=lr, seed=seed,
                          time_budget_min=time_budget,
                          video_weights=video_weights, audio_weights=audio_weights,
-                         unfreeze_schedule=unfreeze_schedule, backbone_lr_scale=backbone_lr_scale)
+                         unfreeze_schedule=unfreeze_schedule, backbone_lr_scale=backbone_lr_scale,
+                         window=window, audio_context=audio_context)
     report = train(config, out, resume=resume)
     if not current_rank().main:  # under torchrun, rank 0 alone prints
         return

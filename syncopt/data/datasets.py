@@ -36,6 +36,7 @@ class Augment:
     jitter: float = 0.3  # lip motion: Gaussian landmark noise up to this std (units of the track's RMS motion)
     audio_noise: float = 0.3  # lip models: Gaussian noise up to this std on the clip-normalised MFCC
     tempo: float = 0.15  # lip models: stretch both streams by up to this fraction (speaking rate)
+    audio_context: int = 0  # the audio window reaches this many frames beyond the video window on each side
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __call__(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -43,7 +44,13 @@ class Augment:
         if self.lips and self.tempo > 0:
             item = self._tempo(item)
         t = item["labels"].shape[0]
-        if self.window is not None and self.window < t:
+        if self.window is not None and self.audio_context > 0:
+            s, d = self._context_crop(item["labels"], t)
+            item = item | self._context_audio(item["audio"], s - d, t)  # video t' matches audio t' - (o - d)
+            item["video"] = item["video"][:, s:s + self.window]
+            item["labels"] = item["labels"][s:s + self.window] - d
+            item["valid"] = item["valid"][s:s + self.window]
+        elif self.window is not None and self.window < t:
             s = int(self.rng.integers(0, t - self.window + 1))
             d = self._audio_shift(item["labels"], s, t)
             a = s - d  # audio window start: video t' then matches audio t' - (o - d)
@@ -88,6 +95,26 @@ class Augment:
         """Gaussian noise shaped like ``like``, its std drawn uniformly from ``0..most``."""
         noise = self.rng.standard_normal(tuple(like.shape)).astype(np.float32)
         return torch.from_numpy(noise) * float(self.rng.uniform(0, most))
+
+    def _context_crop(self, labels: torch.Tensor, t: int) -> tuple[int, int]:
+        """Video window start ``s`` and audio shift ``d``, ``d`` drawn first (uniform labels), with the
+        shifted audio window ``s - d .. s - d + window`` inside the clip, as evaluation's windows are."""
+        w = min(self.window, t)
+        lo = max(-self.max_shift, w - t, int(labels.max()) - self.max_offset)
+        hi = min(self.max_shift, t - w, int(labels.min()) + self.max_offset)
+        d = int(self.rng.integers(lo, hi + 1)) if lo <= hi else 0
+        return int(self.rng.integers(max(0, d), min(t - w, t - w + d) + 1)), d
+
+    def _context_audio(self, audio: torch.Tensor, a: int, t: int) -> dict[str, torch.Tensor]:
+        """Audio frames ``a - C .. a + window + C`` (``C = audio_context``), zero beyond the clip, and
+        ``audio_valid`` marking the frames that lie inside it."""
+        c, w, step = self.audio_context, self.window, self.audio_per_frame
+        first, stop = max(0, a - c), min(t, a + w + c)
+        out = audio.new_zeros(*audio.shape[:-1], step * (w + 2 * c))
+        out[..., step * (first - a + c):step * (stop - a + c)] = audio[..., step * first:step * stop]
+        valid = torch.zeros(w + 2 * c, dtype=torch.bool)
+        valid[first - a + c:stop - a + c] = True
+        return {"audio": out, "audio_valid": valid}
 
     def _audio_shift(self, labels: torch.Tensor, start: int, t: int) -> int:
         """A shift ``d`` keeping the audio window inside the clip and every label within range."""

@@ -8,6 +8,7 @@ their encoders (and fusion). Every encoder maps its input to per-frame embedding
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from syncopt.core.spec import ModelSpec
@@ -41,14 +42,26 @@ class TwoTowerSync(nn.Module):
         self.correlation = TemporalCorrelation(spec.max_offset)
         self.predictor = SyncPredictor(spec.max_offset, hidden=predictor_hidden)
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, audio_pad: tuple[int, int] = (0, 0),
+                audio_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Video and audio of the same ``T`` frames, or audio with context: when the audio embeds to
+        ``T + 2K`` frames (after ``audio_pad`` frames of zero embedding before and after it: a window at a
+        clip's end), it covers video frames ``-K .. T + K`` and every offset of every frame has a real
+        partner, as evaluation gives a window (:func:`syncopt.analysis.shift_eval.model_scorer`). Audio frames where
+        ``audio_valid (B, T + 2K)`` is false embed as zero (training batches with clip ends)."""
         if not torch.jit.is_tracing():  # a clip too long for the encoders (Whisper) fails here, in one line
             self.spec.check_one_pass(video.shape[2])
         v = self.video_encoder(video)
-        a = self.audio_encoder(audio)
-        if self.fusion is not None:
-            v, a = self.fusion(v, a)
-        corr = self.correlation(v, a)
+        a = F.pad(self.audio_encoder(audio), audio_pad)
+        k = self.spec.max_offset
+        if a.shape[-1] == v.shape[-1] + 2 * k and k > 0:
+            if self.fusion is not None:
+                raise ValueError("audio with context needs a model without cross-modal fusion")
+            corr = context_correlation(v, a, k, audio_valid)
+        else:
+            if self.fusion is not None:
+                v, a = self.fusion(v, a)
+            corr = self.correlation(v, a)
         offset_logits, sync_logit = self.predictor(corr)
         return {
             "video_emb": v,
@@ -57,3 +70,15 @@ class TwoTowerSync(nn.Module):
             "offset_logits": offset_logits,
             "sync_prob": torch.sigmoid(sync_logit),
         }
+
+
+def context_correlation(video: torch.Tensor, audio: torch.Tensor, k: int,
+                        audio_valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Cosine similarity of video frame ``t`` (of ``T``) with audio frame ``t - o`` of audio spanning
+    ``-K .. T + K``: ``(B, C, T), (B, C, T + 2K) -> (B, 2K+1, T)``; invalid audio frames score 0."""
+    v = F.normalize(video, dim=1, eps=1e-6)
+    a = F.normalize(audio, dim=1, eps=1e-6)
+    if audio_valid is not None:
+        a = a * audio_valid[:, None].to(a.dtype)
+    length = v.shape[-1]
+    return torch.stack([(v * a[..., k - o:k - o + length]).sum(1) for o in range(-k, k + 1)], 1)

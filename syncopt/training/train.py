@@ -34,7 +34,7 @@ from syncopt.models.weights import check_compatible, save_state_dict
 from syncopt.training import distributed
 from syncopt.training.evaluate import EvalReport, evaluate_dataset
 from syncopt.training.finetune import apply_schedule, param_groups, parse_schedule
-from syncopt.training.losses import sync_losses, usable_frames
+from syncopt.training.losses import context_frames, sync_losses, usable_frames
 from syncopt.training.mixed_precision import Precision
 
 
@@ -62,6 +62,8 @@ class TrainConfig(BaseModel):
     unfreeze_schedule: str | None = Field(None, description="e.g. 'audio=2,video=4' or 'video=never' "
                                                             "(see syncopt.training.finetune)")
     backbone_lr_scale: float = Field(1.0, description="backbones learn at this multiple of the head's rate")
+    audio_context: bool = Field(False, description="real-data training: the audio reaches K frames beyond each "
+                                                   "video window on both sides, as windows are evaluated")
 
 
 class EpochStats(BaseModel):
@@ -105,10 +107,12 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     train_set.augment = Augment(window=config.window, max_shift=max_shift, max_offset=spec.max_offset,
                                 audio_per_frame=spec.preprocessing.audio_per_frame,
                                 lips=spec.preprocessing.video_features == "lips",
+                                audio_context=spec.max_offset if config.audio_context else 0,
                                 rng=np.random.default_rng(config.seed + me.rank))
     data_time = time.perf_counter() - t0
 
-    history = fit(model, config, train_set, val_set, out, resume=resume, schedule=schedule, t0=t0)
+    loss_fn = context_loss if config.audio_context else supervised_loss
+    history = fit(model, config, train_set, val_set, out, loss_fn, resume=resume, schedule=schedule, t0=t0)
     report = None
     if me.main:
         weights = save_state_dict(model, out / "model.safetensors")
@@ -121,6 +125,13 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
 
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def context_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`supervised_loss` on windows whose audio reaches K frames beyond the video on both sides."""
+    outputs = model(video=batch["video"], audio=batch["audio"], audio_valid=batch["audio_valid"])
+    mask = context_frames(batch["labels"], batch["valid"], batch["audio_valid"])
+    return sync_losses(outputs, batch["labels"], batch["valid"], mask=mask)["loss"], outputs
 
 
 def supervised_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
