@@ -114,7 +114,7 @@ def model_scorer(model) -> Scorer:
     def window_logits(video: torch.Tensor, audio: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         a_lo, a_hi = max(0, lo - k_max), min(video.shape[-1], hi + k_max)
         pad = (a_lo - (lo - k_max), (hi + k_max) - a_hi)  # audio frames lo-K .. hi+K-1, zero outside the clip
-        return model(video[None, :, lo:hi], audio[None, ..., 4 * a_lo:4 * a_hi], audio_pad=pad)["offset_logits"][0]
+        return model.forward_context(video[None, :, lo:hi], audio[None, ..., 4 * a_lo:4 * a_hi], pad)["offset_logits"][0]
 
     def score(clip: ClipFeatures, k: int) -> Decider:
         mfcc, _ = shifted(clip, k)

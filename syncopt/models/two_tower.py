@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from syncopt.core.errors import UsageError
 from syncopt.core.spec import ModelSpec
 from syncopt.models.layers import (
     CrossModalAttention,
@@ -42,26 +43,34 @@ class TwoTowerSync(nn.Module):
         self.correlation = TemporalCorrelation(spec.max_offset)
         self.predictor = SyncPredictor(spec.max_offset, hidden=predictor_hidden)
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, audio_pad: tuple[int, int] = (0, 0),
-                audio_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Video and audio of the same ``T`` frames, or audio with context: when the audio embeds to
-        ``T + 2K`` frames (after ``audio_pad`` frames of zero embedding before and after it: a window at a
-        clip's end), it covers video frames ``-K .. T + K`` and every offset of every frame has a real
-        partner, as evaluation gives a window (:func:`syncopt.analysis.shift_eval.model_scorer`). Audio frames where
-        ``audio_valid (B, T + 2K)`` is false embed as zero (training batches with clip ends)."""
+    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         if not torch.jit.is_tracing():  # a clip too long for the encoders (Whisper) fails here, in one line
             self.spec.check_one_pass(video.shape[2])
         v = self.video_encoder(video)
+        a = self.audio_encoder(audio)
+        if self.fusion is not None:
+            v, a = self.fusion(v, a)
+        return self._outputs(v, a, self.correlation(v, a))
+
+    def forward_context(self, video: torch.Tensor, audio: torch.Tensor, audio_pad: tuple[int, int] = (0, 0),
+                        audio_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Video of ``T`` frames with audio of context: the audio embeds to ``T + 2K`` frames (after
+        ``audio_pad`` frames of zero embedding before and after it: a window at a clip's end), covering
+        video frames ``-K .. T + K``, so every offset of every frame has a real partner, as evaluation
+        gives a window (:func:`syncopt.analysis.shift_eval.model_scorer`). Audio frames where
+        ``audio_valid (B, T + 2K)`` is false embed as zero (training batches with clip ends). Training
+        and evaluation only: ``forward`` is what exports (no shape-dependent branch in it)."""
+        if self.fusion is not None:
+            raise UsageError(f"{self.spec.name}: audio with context needs a model without cross-modal fusion")
+        v = self.video_encoder(video)
         a = F.pad(self.audio_encoder(audio), audio_pad)
         k = self.spec.max_offset
-        if a.shape[-1] == v.shape[-1] + 2 * k and k > 0:
-            if self.fusion is not None:
-                raise ValueError("audio with context needs a model without cross-modal fusion")
-            corr = context_correlation(v, a, k, audio_valid)
-        else:
-            if self.fusion is not None:
-                v, a = self.fusion(v, a)
-            corr = self.correlation(v, a)
+        if a.shape[-1] != v.shape[-1] + 2 * k:
+            raise UsageError(f"audio with context embeds to {a.shape[-1]} frames; {v.shape[-1]} video frames "
+                             f"need {v.shape[-1] + 2 * k}")
+        return self._outputs(v, a, context_correlation(v, a, k, audio_valid))
+
+    def _outputs(self, v: torch.Tensor, a: torch.Tensor, corr: torch.Tensor) -> dict[str, torch.Tensor]:
         offset_logits, sync_logit = self.predictor(corr)
         return {
             "video_emb": v,

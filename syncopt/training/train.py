@@ -129,7 +129,7 @@ LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict
 
 def context_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """:func:`supervised_loss` on windows whose audio reaches K frames beyond the video on both sides."""
-    outputs = model(video=batch["video"], audio=batch["audio"], audio_valid=batch["audio_valid"])
+    outputs = model.forward_context(batch["video"], batch["audio"], audio_valid=batch["audio_valid"])
     mask = context_frames(batch["labels"], batch["valid"], batch["audio_valid"])
     return sync_losses(outputs, batch["labels"], batch["valid"], mask=mask)["loss"], outputs
 
