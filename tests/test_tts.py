@@ -69,8 +69,9 @@ def test_flite_timings_are_monotonic_and_cover_the_audio(voice):
 
 @needs_festival
 def test_festival_timings_for_several_sentences_in_one_process():
-    texts = ["set white in F seven again", "the quiet fisherman chose two ropes."]
-    speeches = tts.speak_many(texts, "festival_slt_hts")
+    texts = ["set white in F seven again", "the quiet fisherman chose two ropes.", "set white in F seven again"]
+    speeches = tts.speak_many(texts, "festival_slt_hts", rate=[1.0, 1.0, 1.4])
     assert [s.text for s in speeches] == texts
     for speech in speeches:
         _check_timings(speech, tolerance=0.03)
+    assert speeches[2].duration < 0.8 * speeches[0].duration  # each sentence at its own rate

@@ -87,23 +87,27 @@ def speak(text: str, voice: str = "flite_slt", rate: float = 1.0, pitch: float |
     return speak_many([text], voice, rate, pitch, timeout)[0]
 
 
-def speak_many(texts: list[str], voice: str = "flite_slt", rate: float = 1.0, pitch: float | None = None,
-               timeout: float = 300.0) -> list[Speech]:
-    """Several sentences by one voice (one Festival process for all of them; Flite runs per sentence).
+def speak_many(texts: list[str], voice: str = "flite_slt", rate: float | list[float] = 1.0,
+               pitch: float | None = None, timeout: float = 300.0) -> list[Speech]:
+    """Several sentences by one voice (one Festival process for all of them; Flite runs per sentence),
+    at one ``rate`` or one per sentence.
 
     ``pitch`` sets Flite's mean F0 in Hz (None: the voice's own); Festival ignores it.
     """
     if voice not in VOICES:
         raise UsageError(f"unknown TTS voice {voice!r}; choose from {', '.join(VOICES)}")
-    if not 0.3 <= rate <= 3.0:
-        raise UsageError(f"speaking rate {rate} outside 0.3..3")
+    rates = [float(rate)] * len(texts) if isinstance(rate, (int, float)) else [float(r) for r in rate]
+    if len(rates) != len(texts):
+        raise UsageError(f"{len(rates)} speaking rates for {len(texts)} sentences")
+    if any(not 0.3 <= r <= 3.0 for r in rates):
+        raise UsageError(f"speaking rate outside 0.3..3 in {rates}")
     engine, name, package = VOICES[voice]
     require(engine, ENGINE_PACKAGE[engine])
     texts = [_clean(t) for t in texts]
     with tempfile.TemporaryDirectory(prefix="syncopt_tts_") as tmp:
         if engine == "flite":
-            return [_flite(t, voice, name, rate, pitch, Path(tmp), timeout) for t in texts]
-        return _festival(texts, voice, name, package, rate, Path(tmp), timeout)
+            return [_flite(t, voice, name, r, pitch, Path(tmp), timeout) for t, r in zip(texts, rates)]
+        return _festival(texts, voice, name, package, rates, Path(tmp), timeout)
 
 
 def _clean(text: str) -> str:
@@ -143,7 +147,8 @@ def _flite(text: str, voice: str, name: str, rate: float, pitch: float | None, t
     return _speech(text, voice, _read_wav(wav), labels, ends)
 
 
-_FESTIVAL_UTT = """(set! utt (utt.synth (Utterance Text "{text}")))
+_FESTIVAL_UTT = """(Parameter.set 'Duration_Stretch {stretch:.4f})
+(set! utt (utt.synth (Utterance Text "{text}")))
 (utt.wave.resample utt {rate})
 (utt.save.wave utt "{wav}" 'riff)
 (format t "UTT {i}\\n")
@@ -151,13 +156,18 @@ _FESTIVAL_UTT = """(set! utt (utt.synth (Utterance Text "{text}")))
 """
 
 
-def _festival(texts: list[str], voice: str, name: str, package: str, rate: float, tmp: Path,
+def _festival(texts: list[str], voice: str, name: str, package: str, rates: list[float], tmp: Path,
               timeout: float) -> list[Speech]:
     if not _festival_voice_dir(name):
         raise BackendUnavailable(f"festival voice {name.removeprefix('voice_')} not installed: install the Debian "
                                  f"package {package} (apt-get install {package}, or `make tts`)")
-    script = [f"({name})", f"(Parameter.set 'Duration_Stretch {1 / rate:.4f})"]
-    script += [_FESTIVAL_UTT.format(text=t, rate=SAMPLE_RATE, wav=tmp / f"{i}.wav", i=i) for i, t in enumerate(texts)]
+    script = [f"({name})"]
+    stem = name.removeprefix("voice_")
+    for i, (t, r) in enumerate(zip(texts, rates)):
+        if stem.endswith("_hts"):  # HTS voices ignore Duration_Stretch; hts_engine's -r is the speed
+            script.append(f'(set! hts_engine_params (append {stem}::hts_engine_params (list (list "-r" {r:.4f}))))')
+        script.append(_FESTIVAL_UTT.format(text=t, stretch=1 / r if not stem.endswith("_hts") else 1.0,
+                                           rate=SAMPLE_RATE, wav=tmp / f"{i}.wav", i=i))
     (tmp / "say.scm").write_text("\n".join(script))
     out = _run(["festival", "--batch", str(tmp / "say.scm")], timeout, f"festival ({name})")
     segments: dict[int, list[tuple[str, float]]] = {}
