@@ -6,7 +6,8 @@ one drawn speaker (:func:`syncopt.data.visemes.random_articulation`) and filmed 
 (:func:`syncopt.data.lipmodel.random_face`: size, landmark noise, head pose and motion); now and then
 the speaker smiles, which moves the lips without sound. The audio gets a random level, additive
 noise (white, pink or brown, 5-40 dB SNR), sometimes room reverberation or a telephone band. Clips
-are in sync by construction (lips lead the sound as a speaker's do); training draws audio shifts as
+are in sync by construction (lips lead the sound as a speaker's do); each synthesised speech is rendered
+as ``variants`` clips (other speaker, face and corruptions: the engines are the slow part); training draws audio shifts as
 labels, as for real clips (:class:`syncopt.data.datasets.Augment`), and :func:`shifted_item` makes a
 labelled pair for a given offset. Every clip is a pure function of (settings, split, index) and is
 cached on disk (``$SYNCOPT_CACHE/../tts/<settings hash>/``).
@@ -48,6 +49,7 @@ class TTSConfig:
     reverb: float = 0.3  # probability of room reverberation
     telephone: float = 0.15  # probability of a 300-3400 Hz band
     smiles_per_s: float = 0.08
+    variants: int = 3  # clips rendered from one synthesised speech (other speaker, face, corruption)
     seed: int = 0
     version: int = GENERATOR_VERSION
 
@@ -88,18 +90,22 @@ class SyntheticClip:
         return self.name
 
 
-def _plan(cfg: TTSConfig, split: str, index: int) -> tuple[np.random.Generator, str, list[str], list[float]]:
-    """The clip's random stream, voice, sentences and their rates."""
+def _plan(cfg: TTSConfig, split: str, speech: int) -> tuple[str, list[str], list[float]]:
+    """Speech number ``speech``: its voice, sentences and their rates."""
     from syncopt.data.tts import sentence
 
     if split not in SPLIT_SEEDS:
         raise UsageError(f"unknown split {split!r}; choose from {', '.join(SPLIT_SEEDS)}")
-    rng = np.random.default_rng([cfg.seed, SPLIT_SEEDS[split], index, cfg.version])
+    rng = np.random.default_rng([cfg.seed, SPLIT_SEEDS[split], speech, cfg.version])
     voice = str(rng.choice(cfg.voices))
     count = int(rng.integers(cfg.sentences[0], cfg.sentences[1] + 1))
     texts = [sentence(rng, cfg.grammar) for _ in range(count)]
     rate = float(rng.uniform(*cfg.rate))
-    return rng, voice, texts, [rate * float(rng.uniform(0.93, 1.07)) for _ in texts]
+    return voice, texts, [rate * float(rng.uniform(0.93, 1.07)) for _ in texts]
+
+
+def _render_rng(cfg: TTSConfig, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([cfg.seed, SPLIT_SEEDS[split], index, cfg.version, 1])
 
 
 def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -209,49 +215,70 @@ def _load(path: Path, name: str) -> SyntheticClip:
                              meta=json.loads(str(d["meta"])))
 
 
+def _path(cfg: TTSConfig, split: str, index: int) -> tuple[str, Path]:
+    return f"tts-{cfg.digest()}-{split}-{index}", cache_dir(cfg) / f"{split}_{index}.npz"
+
+
 def make_clip(cfg: TTSConfig, split: str, index: int, cache: bool = True) -> SyntheticClip:
     """Clip ``index`` of ``split`` (read from the cache when there)."""
+    return _make_group((cfg, split, index // cfg.variants, [index], cache))[0]
+
+
+def _make_group(job: tuple[TTSConfig, str, int, list[int], bool]) -> list[SyntheticClip]:
+    """Clips ``indices`` (variants of speech number ``speech``): the speech is synthesised once, if any is missing."""
     from syncopt.data.tts import speak_many
 
-    name = f"tts-{cfg.digest()}-{split}-{index}"
-    path = cache_dir(cfg) / f"{split}_{index}.npz"
-    if cache and path.is_file():
-        return _load(path, name)
-    rng, voice, texts, rates = _plan(cfg, split, index)
-    clip = render(speak_many(texts, voice, rates), cfg, rng, name)
-    if cache:
-        _save(clip, path)
-    return clip
-
-
-def _make_one(args: tuple[TTSConfig, str, int, bool]) -> SyntheticClip:
-    return make_clip(*args)
+    cfg, split, speech, indices, cache = job
+    out: dict[int, SyntheticClip] = {}
+    for i in indices:
+        name, path = _path(cfg, split, i)
+        if cache and path.is_file():
+            out[i] = _load(path, name)
+    missing = [i for i in indices if i not in out]
+    if missing:
+        voice, texts, rates = _plan(cfg, split, speech)
+        speeches = speak_many(texts, voice, rates)
+        for i in missing:
+            name, path = _path(cfg, split, i)
+            out[i] = render(speeches, cfg, _render_rng(cfg, split, i), name)
+            if cache:
+                _save(out[i], path)
+    return [out[i] for i in indices]
 
 
 def make_clips(cfg: TTSConfig, split: str, indices: list[int], workers: int = 1, cache: bool = True,
                progress=None) -> list[SyntheticClip]:
-    """Clips ``indices`` of ``split``, generated in ``workers`` processes (the engines run as subprocesses)."""
+    """Clips ``indices`` of ``split``, generated in ``workers`` processes (the engines run as subprocesses);
+    the ``cfg.variants`` clips of one speech share its synthesis."""
     from syncopt.data.tts import ENGINE_PACKAGE, VOICES, require
 
-    for engine in sorted({VOICES[v][0] for v in cfg.voices if v in VOICES}):
-        require(engine, ENGINE_PACKAGE[engine])  # one clear error before any worker starts
     unknown = [v for v in cfg.voices if v not in VOICES]
     if unknown:
         raise UsageError(f"unknown TTS voice(s) {unknown}; choose from {', '.join(VOICES)}")
-    jobs = [(cfg, split, i, cache) for i in indices]
-    out = []
-    if workers <= 1 or len(jobs) < 4:
-        for j, job in enumerate(jobs):
-            out.append(_make_one(job))
-            if progress is not None:
-                progress(j + 1, len(jobs))
-        return out
-    with ProcessPoolExecutor(workers) as pool:
-        for j, clip in enumerate(pool.map(_make_one, jobs, chunksize=4)):
-            out.append(clip)
-            if progress is not None:
-                progress(j + 1, len(jobs))
-    return out
+    for engine in sorted({VOICES[v][0] for v in cfg.voices}):
+        require(engine, ENGINE_PACKAGE[engine])  # one clear error before any worker starts
+    groups: dict[int, list[int]] = {}
+    for i in indices:
+        groups.setdefault(i // cfg.variants, []).append(i)
+    jobs = [(cfg, split, speech, members, cache) for speech, members in groups.items()]
+    made: dict[int, SyntheticClip] = {}
+    done = 0
+
+    def collect(clips: list[SyntheticClip], members: list[int]) -> None:
+        nonlocal done
+        made.update(zip(members, clips))
+        done += len(members)
+        if progress is not None:
+            progress(done, len(indices))
+
+    if workers <= 1 or len(jobs) < 2:
+        for job in jobs:
+            collect(_make_group(job), job[3])
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for job, clips in zip(jobs, pool.map(_make_group, jobs, chunksize=2)):
+                collect(clips, job[3])
+    return [made[i] for i in indices]
 
 
 def clip_items(clip: SyntheticClip, offset: int = 0, segment: int | None = None) -> list[dict]:
