@@ -38,7 +38,8 @@ class TrainConfig(BaseModel):
     preset: str = "tiny"
     data: str = Field("synth", description="'synth' (embedded generator), a folder of in-sync videos, a "
                                            "manifest .csv (path, offset), or for lip models 'tts:N' (N clips of "
-                                           "TTS speech, syncopt.data.ttsclips); '+' mixes sources: 'tts:2000+clips.csv'")
+                                           "TTS speech, syncopt.data.ttsclips); '+' mixes sources: "
+                                           "'tts:2000+clips.csv'")
     crop: str = Field("detect", description="real data: 'detect' faces or take 'full' frames as face crops")
     train_clips: int = 1000
     val_clips: int = 200

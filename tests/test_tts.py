@@ -75,3 +75,13 @@ def test_festival_timings_for_several_sentences_in_one_process():
     for speech in speeches:
         _check_timings(speech, tolerance=0.03)
     assert speeches[2].duration < 0.8 * speeches[0].duration  # each sentence at its own rate
+
+
+def test_a_missing_festival_voice_is_a_one_line_error(monkeypatch):
+    if shutil.which("festival") is None:
+        pytest.skip("festival not installed (make tts)")
+    monkeypatch.setitem(tts.VOICES, "festival_nosuch", ("festival", "voice_nosuch_voice_hts", "festvox-nosuch"))
+    assert "festival_nosuch" not in tts.available_voices()
+    with pytest.raises(BackendUnavailable, match="Debian package festvox-nosuch") as info:
+        tts.speak("hello there", "festival_nosuch")
+    assert "\n" not in str(info.value)

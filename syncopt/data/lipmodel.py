@@ -6,7 +6,8 @@ frame (inter-ocular units; x along the eye line, y up the nose, z out of the fac
 (:mod:`syncopt.data.visemes`: open, spread, protrude, tuck, plus a ``smile`` that speech does not
 drive) move the 40 contour points by displacement fields shaped like the face mesh's own lip motion:
 the first principal component of s1's mesh lip motion (71% of its variance) is the lower lip and the
-corners going down and back together (dz about 0.8 dy; 0.6 here, which matches s1's share of z motion better once noise is added), the upper lip following slightly.
+corners going down and back together (dz about 0.8 dy; 0.6 here, which matches s1's share of z
+motion better once noise is added), the upper lip following slightly.
 
 A :class:`Face` is a speaker (mouth width, lip thickness, motion amplitude, asymmetry) and a camera
 (face size in pixels, landmark noise, head motion). :func:`film` poses the rigid points and lips in
@@ -94,12 +95,10 @@ def neutral_lips(face: Face) -> np.ndarray:
     inner[1:10, 1], inner[19:10:-1, 1] = meet, meet
     lips[20:] = inner
     centre = lips.mean(0)
-    lay = _layout(lips)
     lips[:, 0] = centre[0] + face.width * (lips[:, 0] - centre[0])
     # Thickness: the outer contour's distance from the inner one, at the same position across.
     inner_y = np.interp(lips[:20, 0], np.sort(lips[20:, 0]), lips[20:, 1][np.argsort(lips[20:, 0])])
     lips[:20, 1] = inner_y + face.thickness * (lips[:20, 1] - inner_y)
-    del lay
     return lips
 
 

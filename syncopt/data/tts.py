@@ -78,7 +78,8 @@ def available_voices() -> list[str]:
 
 def _festival_voice_dir(voice: str) -> bool:
     stem = voice.removeprefix("voice_")
-    return any(Path(root).glob(f"*/{stem}") for root in ("/usr/share/festival/voices", "/usr/local/share/festival/voices"))
+    roots = ("/usr/share/festival/voices", "/usr/local/share/festival/voices")
+    return any(any(Path(root).glob(f"*/{stem}")) for root in roots)
 
 
 def speak(text: str, voice: str = "flite_slt", rate: float = 1.0, pitch: float | None = None,

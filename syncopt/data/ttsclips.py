@@ -6,11 +6,13 @@ one drawn speaker (:func:`syncopt.data.visemes.random_articulation`) and filmed 
 (:func:`syncopt.data.lipmodel.random_face`: size, landmark noise, head pose and motion); now and then
 the speaker smiles, which moves the lips without sound. The audio gets a random level, additive
 noise (white, pink or brown, 5-40 dB SNR), sometimes room reverberation or a telephone band. Clips
-are in sync by construction (lips lead the sound as a speaker's do); each synthesised speech is rendered
-as ``variants`` clips (other speaker, face and corruptions: the engines are the slow part); training draws audio shifts as
-labels, as for real clips (:class:`syncopt.data.datasets.Augment`), and :func:`shifted_item` makes a
-labelled pair for a given offset. Every clip is a pure function of (settings, split, index) and is
-cached on disk (``$SYNCOPT_CACHE/../tts/<settings hash>/``).
+are in sync by construction (the lips lead the sound as real ones do); each synthesised speech is
+rendered as ``variants`` clips (other speaker, face and corruptions: the engines are the slow
+part). Training draws audio shifts as labels, as for real clips
+(:class:`syncopt.data.datasets.Augment`); :func:`shifted_item` makes a labelled pair for a given
+offset. Every clip is a pure function of (settings, split, index) and is
+cached on disk (``$SYNCOPT_TTS_CACHE``, default ``$SYNCOPT_CACHE/../tts``, by a hash of the settings and
+the generator's code).
 """
 
 from __future__ import annotations
@@ -284,8 +286,6 @@ def make_clips(cfg: TTSConfig, split: str, indices: list[int], workers: int = 1,
 def clip_items(clip: SyntheticClip, offset: int = 0, segment: int | None = None) -> list[dict]:
     """Lip-model items (``video`` (120, T), ``audio`` (1, 13, 4T), ``labels``, ``valid``) of ``clip``,
     as :func:`syncopt.data.datasets._lip_items` makes them of real clips: whole, or cut into segments."""
-    import torch
-
     from syncopt.data.lipfeatures import lip_inputs
 
     video, audio = lip_inputs(clip.lips, clip.mfcc)

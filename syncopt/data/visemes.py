@@ -21,8 +21,9 @@ parameter is the dominance-weighted mean of the targets. Closures (p b m), labio
 rounding have high ``alpha``: the lips must reach them, while alveolars and velars take their lip
 shape from their neighbours. Anticipation: the wider dominance before each centre (and a speaker's
 ``lead``) starts lip motion ~100 ms before a phone's acoustic onset: Chandrasekaran et al. (2009,
-"The natural statistics of audiovisual speech", PLoS Comput Biol 5(7)) measure mouth movements preceding the voice by 100-300 ms; Benguerel & Cowan
-(1974, Phonetica 30) found lip rounding anticipated several segments ahead. Two departures from
+"The natural statistics of audiovisual speech", PLoS Comput Biol 5(7)) measure mouth movements
+preceding the voice by 100-300 ms; Benguerel & Cowan (1974, Phonetica 30) found lip rounding
+anticipated several segments ahead. Two departures from
 Cohen & Massaro: a flat top over the segment's own span (c = 1 outside it), and alphas above 1 for
 closures so that /p b m/ close even between open vowels.
 """
