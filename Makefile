@@ -34,7 +34,7 @@ fuzz: setup
 # Text-to-speech for the TTS training domain (syncopt.data.tts; `syncopt train --data tts:N`): Debian
 # packages, installed only where training data is generated (tests that need them skip without them).
 TTS_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k flite espeak-ng
-tts: setup
+tts:
 	@missing=$$(for p in $(TTS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
