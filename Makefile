@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: setup quickstart test test-slow fuzz clean
+.PHONY: setup quickstart test test-slow fuzz tts clean
 
 # Idempotent: reinstalls only when the project's dependency files change.
 setup: $(STAMP)
@@ -35,6 +35,16 @@ test-slow: setup
 FUZZ_EXAMPLES ?= 10000
 fuzz: setup
 	cd benchmarks && ../$(PY) fuzz.py --examples $(FUZZ_EXAMPLES)
+
+# Text-to-speech for the TTS training domain (syncopt.data.tts; `syncopt train --data tts:N`): Debian
+# packages, installed only where training data is generated (tests that need them skip without them).
+TTS_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k flite espeak-ng
+tts:
+	@missing=$$(for p in $(TTS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache runs/quickstart

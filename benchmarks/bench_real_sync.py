@@ -2,11 +2,12 @@
 known audio shifts beside the lip-geometry baseline, and optionally ship the weights.
 
 Usage: python benchmarks/bench_real_sync.py --train DIR [--epochs 60] [--eval benchmarks/realclips/test.csv]
-       [--out runs/fcn_lips_real] [--window 25] [--audio-context] [--ship]
+       [--out runs/fcn_lips_real] [--window 25] [--audio-context] [--tts N] [--ship]
        python benchmarks/bench_real_sync.py --train CSV --run runs/chosen [--ship]   # score a finished run
 Writes benchmarks/results/real_sync.json (+ .png). The training folder's clips and the evaluation clips
 must not overlap: the script refuses when a sha256 appears in both. ``--ship`` copies the weights to
-syncopt/assets/fcn_lips_<preset>_real.safetensors with a manifest listing every training clip's sha256.
+syncopt/assets/fcn_lips_<preset>_real.safetensors with a manifest listing every training clip's sha256
+and, with ``--tts N`` (N TTS clips mixed in), the TTS generator settings.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--run", help="a finished training run of --train (its report.json and weights): "
                                       "score and ship it instead of training")
     parser.add_argument("--ship", action="store_true")
+    parser.add_argument("--tts", type=int, default=0, help="also train on this many TTS clips (syncopt.data.ttsclips)")
     args = parser.parse_args()
 
     train_entries = read_manifest(args.train)
@@ -63,7 +65,8 @@ def main() -> None:
             raise SystemExit(f"--run {args.run} trained on {config.data}, not on --train {args.train}")
         args.preset, weights = config.preset, Path(args.run) / "model.safetensors"
     else:
-        config = TrainConfig(model="fcn_lips", preset=args.preset, data=args.train, epochs=args.epochs,
+        data = f"tts:{args.tts}+{args.train}" if args.tts else args.train
+        config = TrainConfig(model="fcn_lips", preset=args.preset, data=data, epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed, window=args.window,
                              audio_context=args.audio_context)
         report = train(config, args.out)
@@ -88,11 +91,13 @@ def main() -> None:
         target = ASSETS / f"fcn_lips_{args.preset}_real.safetensors"
         shutil.copyfile(weights, target)
         manifest = {
-            "summary": "real video, self-supervised (audio shifts), no synthetic data: " + ", ".join(
+            "summary": ("real video" + (f" and {report.tts_generator['train_clips']} TTS clips (syncopt.data.ttsclips)"
+                                         if report.tts_generator else ", no synthetic data")
+                        + ", self-supervised (audio shifts): ") + ", ".join(
                 f"{n} clips from {folder}" for folder, n in Counter(p.parent.name for p in unique).items()),
             "repeats": {p.name: n for p, n in Counter(p for p, _ in train_entries).items() if n > 1},
             "model": "fcn_lips", "preset": args.preset, "weights_sha256": sha256_file(target),
-            "synthetic_generator": None, "training_config": config.model_dump(mode="json"),
+            "synthetic_generator": report.tts_generator, "training_config": config.model_dump(mode="json"),
             "real_clips_sha256": dict(sorted((name, h) for h, name in train_sha.items())),
             "held_out_evaluation": {"clips_sha256": result.clip_sha256, "results": "benchmarks/results/real_sync.json"},
         }

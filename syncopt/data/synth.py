@@ -51,6 +51,8 @@ class SynthConfig:
     motion: float = 1.0  # head motion / placement jitter amplitude (0 = static)
     occlusion: float = 0.0  # probability that a clip has an occluder over part of the mouth
     distractors: bool = True  # blinks, lighting changes, background texture and colour
+    mouth: str = "ellipse"  # "contour": the 3-D lip model's mouth (lips, teeth, tongue, shading; data/mouthrender.py)
+    corrupt: bool = False  # light, blur, noise and an H.264 re-encode (data/mouthrender.corrupt_video)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,10 @@ def make_clip(seed: int, config: SynthConfig = SynthConfig(), kind: str = "const
     opening = source.opening[MARGIN:MARGIN + t_len]
     vowel = source.vowel[MARGIN:MARGIN + t_len]
     frames = _render_face(rng, opening, vowel, config)
+    if config.corrupt:
+        from syncopt.data.mouthrender import corrupt_video
+
+        frames = corrupt_video(frames, rng)[0]
     faces = speaker = None
     if kind == "two_face":
         other = _speech_source(rng, total)
@@ -293,9 +299,15 @@ def _render_face(rng: np.random.Generator, opening: np.ndarray, vowel: np.ndarra
     paint(ellipse(cx, cy + 0.04 * scale, 0.03 * scale, 0.08 * scale), skin * 0.8)
 
     shape = np.array([VOWELS[_VOWEL_NAMES[v]][1] if v >= 0 else (0.3, 1.0) for v in vowel])
+    mouth_y = cy + 0.25 * scale
+    if config.mouth == "contour":
+        _contour_mouth(rng, image, opening, shape, cx[:, 0, 0], mouth_y[:, 0, 0], scale[:, 0, 0], skin)
+        image *= light
+        return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if config.mouth != "ellipse":
+        raise ValueError(f"unknown mouth {config.mouth!r} (ellipse or contour)")
     height = (0.012 + 0.11 * opening * shape[:, 0])[:, None, None] * scale
     width = (0.13 * (0.75 + 0.25 * shape[:, 1] * (0.5 + opening)))[:, None, None] * scale
-    mouth_y = cy + 0.25 * scale
     paint(ellipse(cx, mouth_y, width + 0.015, height + 0.015), np.array([0.65, 0.25, 0.25]) * skin / skin.max())
     paint(ellipse(cx, mouth_y, width, height), np.array([0.12, 0.03, 0.05]))
     if config.occlusion and rng.random() < config.occlusion:
@@ -308,3 +320,27 @@ def _render_face(rng: np.random.Generator, opening: np.ndarray, vowel: np.ndarra
         paint(mask, np.array(rng.uniform(0.2, 0.8, 3)))
     image *= light
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _contour_mouth(rng: np.random.Generator, image: np.ndarray, opening: np.ndarray, shape: np.ndarray,
+                   cx: np.ndarray, mouth_y: np.ndarray, scale: np.ndarray, skin: np.ndarray) -> None:
+    """Paint the lip model's mouth (syncopt.data.lipmodel / mouthrender) into ``image (T, S, S, 3)``.
+
+    The source's opening and vowel shape become lip parameters: open = opening x height factor;
+    a vowel wider than neutral spreads, a narrower one rounds and protrudes."""
+    from syncopt.data.lipmodel import Face, deform
+    from syncopt.data.mouthrender import draw_mouth, mouth_colours
+
+    s = image.shape[1]
+    params = np.zeros((len(opening), 4))
+    params[:, 0] = np.clip(opening * shape[:, 0], 0, 1)
+    params[:, 1] = np.clip(2 * (shape[:, 1] - 1), -1, 1)
+    params[:, 2] = np.clip(2 * (1 - shape[:, 1]), 0, 1)
+    face = Face(width=rng.uniform(0.85, 1.15), thickness=rng.uniform(0.75, 1.3), amplitude=0.45)
+    lips = deform(params, face)[..., :2]
+    lips = lips - lips[:, :20].mean(axis=(0, 1))
+    colours = mouth_colours(skin, rng)
+    k = 0.26 / 0.59  # unit-crop mouth width (the ellipse mouth's) over the template's, inter-ocular units
+    for t in range(len(opening)):
+        px = (lips[t] * np.array([1.0, -1.0]) * k * scale[t] + np.array([cx[t], mouth_y[t]])) * s
+        image[t] = draw_mouth(image[t], px[:20], px[20:], colours)

@@ -41,8 +41,10 @@ from syncopt.training.mixed_precision import Precision
 class TrainConfig(BaseModel):
     model: str
     preset: str = "tiny"
-    data: str = Field("synth", description="'synth' (embedded generator), a folder of in-sync videos, or a "
-                                           "manifest .csv (path, offset)")
+    data: str = Field("synth", description="'synth' (embedded generator), a folder of in-sync videos, a "
+                                           "manifest .csv (path, offset), or for lip models 'tts:N' (N clips of "
+                                           "TTS speech, syncopt.data.ttsclips); '+' mixes sources: "
+                                           "'tts:2000+clips.csv'")
     crop: str = Field("detect", description="real data: 'detect' faces or take 'full' frames as face crops")
     train_clips: int = 1000
     val_clips: int = 200
@@ -83,6 +85,7 @@ class TrainReport(BaseModel):
     params: int
     history: list[EpochStats]
     weights: str
+    tts_generator: dict | None = None  # syncopt.data.ttsclips.generator_settings when TTS clips were trained on
 
 
 @distributed.process_group
@@ -117,9 +120,11 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     if me.main:
         weights = save_state_dict(model, out / "model.safetensors")
         write_json(out / "config.json", {"model": config.model, "preset": config.preset})
+        tts_sources = [n for n in _tts_counts(config.data) if n]
         report = TrainReport(config=config, epochs_done=len(history), wall_time_s=time.perf_counter() - t0,
                              train_time_s=sum(h.seconds for h in history), data_time_s=data_time,
-                             params=sum(p.numel() for p in model.parameters()), history=history, weights=str(weights))
+                             params=sum(p.numel() for p in model.parameters()), history=history, weights=str(weights),
+                             tts_generator=_tts_settings(config) if tts_sources else None)
         write_json(out / "report.json", report.model_dump(mode="json"))
     return distributed.from_main(report)
 
@@ -266,21 +271,31 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
     Synthetic clips carry their own offsets; each rank generates only the clips of its shard.
     Real clips (mostly in sync) get new offsets by shifting the audio window up to ±K frames;
     every 10th clip is held out for validation and each rank decodes only its shard of the rest.
+    TTS clips (lip models) are in sync too and take the same shifts; ``a+b`` concatenates sources.
     """
     me = distributed.current()
     val_clips = config.val_clips if me.main else 0
+    sources = [s for s in config.data.split("+") if s]
+    if not sources:
+        raise UsageError("--data is empty")
     if config.data == "synth":
         if spec.preprocessing.video_features == "lips":
             raise UsageError(f"{spec.name} reads face-mesh lip motion and trains on real video: pass --data "
-                             "a folder of in-sync videos or a manifest .csv")
+                             "a folder of in-sync videos, a manifest .csv, or tts:N (TTS speech)")
         train_set = synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers,
                                   indices=distributed.shard(range(config.train_clips)))
         return train_set, synth_dataset(spec, "val", val_clips, config.clip_frames, workers=config.workers), 0
-    train_idx, val_idx = held_out(config.data)
-    train_set, val_set, skipped = media_splits(spec, config.data, config.crop, distributed.shard(train_idx),
-                                               val_idx if me.main else [])
-    for line in distributed.gathered(skipped):
-        status(f"skipped {line}")
+    if len(sources) > 1 and spec.preprocessing.video_features != "lips":
+        raise UsageError(f"mixing data sources ('+') is for lip models; {spec.name} takes one --data")
+    parts = []
+    for source, tts_count in zip(sources, _tts_counts(config.data)):
+        if source == "synth":
+            raise UsageError("'synth' (pixel talking heads) does not mix with other sources; lip models take tts:N")
+        parts.append(_tts_splits(config, spec, tts_count, val_clips) if tts_count is not None
+                     else _media_splits(config, spec, source))
+    # New lists: a source that validates on its training clips hands back one dataset as both.
+    train_set = ClipDataset([it for t, _ in parts for it in t.items], spec.preprocessing)
+    val_set = ClipDataset([it for _, v in parts for it in v.items], spec.preprocessing)
     need = config.window + 2 * spec.max_offset
     for dataset in (train_set, val_set):
         kept = [it for it in dataset.items if len(it["labels"]) >= need]
@@ -292,6 +307,55 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
                              "new offsets; lower --window")
         dataset.items = kept
     return train_set, val_set, spec.max_offset
+
+
+def _tts_counts(data: str) -> list[int | None]:
+    """Per '+'-source of ``data``: the clip count of a ``tts:N`` source (``tts`` alone: 1000), else None."""
+    counts = []
+    for source in (s for s in data.split("+") if s):
+        if source == "tts" or source.startswith("tts:"):
+            text = source.partition(":")[2] or "1000"
+            if not text.isdigit() or int(text) < 1:
+                raise UsageError(f"--data {source}: expected tts:N with N a positive number of clips")
+            counts.append(int(text))
+        else:
+            counts.append(None)
+    return counts
+
+
+def _media_splits(config: TrainConfig, spec, source: str) -> tuple[ClipDataset, ClipDataset]:
+    me = distributed.current()
+    train_idx, val_idx = held_out(source)
+    train_set, val_set, skipped = media_splits(spec, source, config.crop, distributed.shard(train_idx),
+                                               val_idx if me.main else [])
+    for line in distributed.gathered(skipped):
+        status(f"skipped {line}")
+    return train_set, val_set
+
+
+def _tts_settings(config: TrainConfig) -> dict:
+    from syncopt.data.ttsclips import TTSConfig, generator_settings
+
+    return generator_settings(TTSConfig(seed=config.seed)) | {
+        "train_clips": sum(n for n in _tts_counts(config.data) if n)}
+
+
+def _tts_splits(config: TrainConfig, spec, count: int, val_clips: int) -> tuple[ClipDataset, ClipDataset]:
+    """``count`` TTS training clips (this rank's shard) and up to ``val_clips`` validation clips (a tenth)."""
+    from syncopt.data.datasets import LIP_SEGMENT
+    from syncopt.data.ttsclips import TTSConfig, tts_dataset
+
+    cfg = TTSConfig(seed=config.seed)
+
+    def progress(i: int, n: int) -> None:
+        if i % 100 == 0 or i == n:
+            status(f"TTS clips {i}/{n}")
+
+    train_set = tts_dataset(spec, "train", count, cfg, config.workers, indices=distributed.shard(range(count)),
+                            segment=LIP_SEGMENT, progress=progress)
+    n_val = min(val_clips, max(1, count // 10)) if val_clips else 0
+    val_set = tts_dataset(spec, "val", n_val, cfg, config.workers, segment=LIP_SEGMENT)
+    return train_set, val_set
 
 
 def _load_checkpoint(path: Path, model: nn.Module) -> dict:
