@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -28,9 +30,13 @@ from pydantic import BaseModel, Field
 from syncopt.data.datasets import read_manifest
 from syncopt.data.lipcache import ClipFeatures, build_cache
 from syncopt.data.lipfeatures import lip_inputs
-from syncopt.errors import UsageError
+from syncopt.errors import InputFileError, UsageError
+
+if TYPE_CHECKING:
+    from syncopt.spec import ModelSpec
 
 MAX_OFFSET = 15
+ARTIFACT_SUFFIXES = (".onnx", ".json", ".openvino", ".tflite", ".pt2")  # what names an exported artifact
 Decider = Callable[[int, int], int]  # (first, stop) frame of a window, track-relative -> decided offset
 Scorer = Callable[[ClipFeatures, int], Decider]  # (clip, shift k) -> window decider
 
@@ -128,6 +134,39 @@ def model_scorer(model) -> Scorer:
         def decide(lo: int, hi: int) -> int:
             logp = torch.log_softmax(window_logits(video, audio, lo, hi).float(), 0)
             return int(logp.mean(1).argmax()) - k_max
+
+        return decide
+
+    return score
+
+
+def session_scorer(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], max_offset: int,
+                   min_frames: int) -> Scorer:
+    """Any runner of the whole model (an exported artifact's runtime session, or a torch model), one
+    pass per window.
+
+    A window of frames ``[lo, hi)`` is run with the video and audio of ``[lo - K, hi + K)`` (within the
+    track; the audio the offset search needs, as :func:`model_scorer` gives it) and decided from the
+    mean per-frame log-probability over its own frames. Unlike :func:`model_scorer`, whose video tower
+    sees the window alone, the frames next to the window reach its edge frames through the video
+    tower's receptive field (``(min_frames - 1) / 2`` frames each side): a whole graph takes one
+    length for both streams.
+    """
+    def score(clip: ClipFeatures, k: int) -> Decider:
+        mfcc, _ = shifted(clip, k)
+        video, audio = (t.numpy()[None] for t in lip_inputs(clip.lips, mfcc[:, 4 * clip.start:4 * (clip.start + clip.frames)]))
+        n = video.shape[-1]
+
+        def decide(lo: int, hi: int) -> int:
+            a, b = max(0, lo - max_offset), min(n, hi + max_offset)
+            if b - a < min_frames:  # a short track: widen to the model's receptive field where it can
+                a, b = max(0, min(a, b - min_frames)), min(n, max(b, a + min_frames))
+            if b - a < min_frames:
+                return 0
+            logits = np.asarray(run({"video": video[..., a:b], "audio": audio[..., 4 * a:4 * b]})["offset_logits"])
+            window = logits[0, :, lo - a:hi - a].astype(np.float64)
+            logp = window - window.max(0) - np.log(np.exp(window - window.max(0)).sum(0))
+            return int(logp.mean(1).argmax()) - max_offset
 
         return decide
 
@@ -249,11 +288,12 @@ def format_report(report: ShiftEvalReport) -> str:
     """The report as a table: one row per scorer and context."""
     lines = [f"{len(report.clips)} clips, audio shifts {report.shifts} frames"]
     lines += [f"skipped {line}" for line in report.failed]
-    lines.append(f"{'scorer':<24} {'context':>8} {'windows':>8}  {'following ±1':>12} {'exact':>6}  "
+    width = max(24, *(len(name) for name in report.scorers))
+    lines.append(f"{'scorer':<{width}} {'context':>8} {'windows':>8}  {'following ±1':>12} {'exact':>6}  "
                  f"{'absolute ±1':>11} {'exact':>6}")
     for name, rep in report.scorers.items():
         for context, s in rep.by_context.items():
-            lines.append(f"{name:<24} {context:>8} {s.windows:>8}  {s.following_pm1:>12.3f} {s.following_exact:>6.3f}  "
+            lines.append(f"{name:<{width}} {context:>8} {s.windows:>8}  {s.following_pm1:>12.3f} {s.following_exact:>6.3f}  "
                          f"{s.absolute_pm1:>11.3f} {s.absolute_exact:>6.3f}")
     return "\n".join(lines)
 
@@ -263,14 +303,48 @@ def evaluate_command(model: str | None, preset: str | None, weights: str | None,
                      plot: str | None) -> tuple[ShiftEvalReport, str]:
     """``syncopt evaluate --data``: the baseline and a landmark model on real clips; report and its table."""
     from syncopt.log import status
-    from syncopt.sync import default_model, load_sync_model
 
-    net, _, _ = load_sync_model(*default_model(model, preset), weights)
-    if net.spec.preprocessing.video_features != "lips":
-        raise UsageError(f"evaluate --data scores landmark models (e.g. fcn_lips); {net.spec.name} reads face "
+    if model is not None and Path(model).suffix in ARTIFACT_SUFFIXES and not Path(model).exists():
+        raise InputFileError(f"artifact not found: {model}")
+    name, scorer, spec = (artifact_scorer(model) if model is not None and is_artifact(model)
+                          else torch_scorer(model, preset, weights))
+    if spec.preprocessing.video_features != "lips":
+        raise UsageError(f"evaluate --data scores landmark models (e.g. fcn_lips); {spec.name} reads face "
                          "crops, which the feature cache does not hold")
-    scorers = {"lip-geometry baseline": baseline_scorer, f"{net.spec.name} ({net.spec.preset})": model_scorer(net)}
+    scorers = {"lip-geometry baseline": baseline_scorer, name: scorer}
     report = evaluate_data(data, scorers, list(shifts), parse_contexts(context), cache, progress=status)
     if plot:
         plot_shift_eval(report, plot)
     return report, format_report(report)
+
+
+def is_artifact(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an exported artifact (a file or folder with its manifest beside it, or the manifest)."""
+    from syncopt.artifact import manifest_path
+
+    p = Path(path)
+    return (p.suffix == ".json" and p.is_file()) or (p.exists() and manifest_path(p).is_file())
+
+
+def torch_scorer(model: str | None, preset: str | None, weights: str | None) -> tuple[str, Scorer, ModelSpec]:
+    """A registered model (shipped weights by default) or run directory, scored by :func:`model_scorer`."""
+    from syncopt.sync import default_model, load_sync_model
+
+    net, _, _ = load_sync_model(*default_model(model, preset), weights)
+    return f"{net.spec.name} ({net.spec.preset})", model_scorer(net), net.spec
+
+
+def artifact_scorer(path: str | os.PathLike, threads: int | None = None) -> tuple[str, Scorer, ModelSpec]:
+    """An exported artifact in its format's runtime (ONNX Runtime, OpenVINO, ...), scored by :func:`session_scorer`."""
+    from syncopt.artifact import load_artifact
+    from syncopt.runtimes import load
+
+    artifact = load_artifact(path)
+    if "offset_logits" not in artifact.spec.output_names:
+        raise UsageError(f"{artifact.file} has no offset_logits output to decide offsets from")
+    if artifact.frames is not None:
+        raise UsageError(f"{artifact.file} is fixed at {artifact.frames} frames; evaluate --data runs windows of "
+                         "every length: export it with a dynamic time axis")
+    session = load(artifact, threads=threads)
+    name = f"{artifact.file} ({session.name} {artifact.precision})"
+    return name, session_scorer(session.run, artifact.spec.max_offset, artifact.spec.min_frames), artifact.spec

@@ -265,8 +265,14 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
                                                val_idx if me.main else [])
     for line in distributed.gathered(skipped):
         status(f"skipped {line}")
-    need = config.window + 2 * spec.max_offset
-    for dataset in (train_set, val_set):
+    drop_short((train_set, val_set), config.window + 2 * spec.max_offset)
+    return train_set, val_set, spec.max_offset
+
+
+def drop_short(datasets, need: int) -> None:
+    """Remove, in place, real clips (face tracks) shorter than ``need`` frames (window + 2 x max offset:
+    shorter ones cannot take new audio offsets); :class:`UsageError` when none is left."""
+    for dataset in datasets:
         kept = [it for it in dataset.items if len(it["labels"]) >= need]
         if len(kept) < len(dataset.items):
             status(f"skipped {len(dataset.items) - len(kept)} clips (face tracks) shorter than {need} frames "
@@ -275,7 +281,6 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
             raise UsageError(f"every clip is shorter than {need} frames (window + 2 x max offset), needed to draw "
                              "new offsets; lower --window")
         dataset.items = kept
-    return train_set, val_set, spec.max_offset
 
 
 def _load_checkpoint(path: Path, model: nn.Module) -> dict:
