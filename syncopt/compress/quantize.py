@@ -130,7 +130,15 @@ def calibration_set(spec: ModelSpec, config: QuantizeConfig) -> ClipDataset:
     count = len(read_manifest(config.calibration_data))
     picked = sorted(set(np.linspace(0, count - 1, min(count, config.calibration_clips)).round().astype(int).tolist()))
     data, _ = media_dataset(spec, config.calibration_data, crop="full", indices=picked)
-    data.items = data.items[:config.calibration_clips]
+    # one length for all (ONNX Runtime's entropy and percentile calibrators stack the activations): the
+    # first ``frames`` frames of every clip long enough
+    step = spec.preprocessing.audio_per_frame
+    data.items = [it | {key: it[key][..., :config.frames] for key in ("video", "labels", "valid") if key in it}
+                  | {"audio": it["audio"][..., :step * config.frames]}
+                  | ({"frames": it["frames"][:config.frames]} if "frames" in it else {})
+                  for it in data.items if len(it["labels"]) >= config.frames][:config.calibration_clips]
+    if not data.items:
+        raise UsageError(f"--calibration-data {config.calibration_data}: no clip has --frames {config.frames} frames")
     return data
 
 
