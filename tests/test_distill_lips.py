@@ -68,13 +68,14 @@ def test_lip_pair_shares_one_augmented_copy(cache: Path) -> None:
     assert sorted({int(it["labels"][0]) for it in val_s.items}) == [-10, -5, 0, 5, 10]
 
 
-def test_lip_models_refuse_synthetic_clips(tmp_path: Path) -> None:
+def test_lip_models_refuse_synthetic_clips(tmp_path: Path, capsys) -> None:
     config = DistillConfig(model="fcn_lips", teacher="fcn_lips", teacher_preset="full", teacher_weights="shipped")
     with pytest.raises(UsageError, match="real video"):
         paired_datasets(config, syncopt.create("fcn_lips", "tiny").spec, syncopt.create("fcn_lips", "full").spec)
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit) as exit_info:  # synthetic calibration clips: one line, not a traceback
         main(["quantize", "fcn_lips", "--out", str(tmp_path / "q")])
-    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code != 0 and len(err) == 1 and "lip motion" in err[0]
 
 
 def test_shifted_items_move_the_labels_and_the_audio() -> None:
