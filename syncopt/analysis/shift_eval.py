@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -29,6 +30,12 @@ from syncopt.core.errors import UsageError
 from syncopt.data.datasets import read_manifest
 from syncopt.data.lipcache import ClipFeatures, build_cache
 from syncopt.data.lipfeatures import lip_inputs
+
+if TYPE_CHECKING:
+    from syncopt.core.artifact import Artifact
+    from syncopt.core.spec import ModelSpec
+    from syncopt.models.sources import Source
+
 
 MAX_OFFSET = 15
 Decider = Callable[[int, int], int]  # (first, stop) frame of a window, track-relative -> decided offset
@@ -123,6 +130,39 @@ def model_scorer(model) -> Scorer:
         def decide(lo: int, hi: int) -> int:
             logp = torch.log_softmax(window_logits(video, audio, lo, hi).float(), 0)
             return int(logp.mean(1).argmax()) - k_max
+
+        return decide
+
+    return score
+
+
+def session_scorer(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], max_offset: int,
+                   min_frames: int) -> Scorer:
+    """Any runner of the whole model (an exported artifact's runtime session, or a torch model), one
+    pass per window.
+
+    A window of frames ``[lo, hi)`` is run with the video and audio of ``[lo - K, hi + K)`` (within the
+    track; the audio the offset search needs, as :func:`model_scorer` gives it) and decided from the
+    mean per-frame log-probability over its own frames. Unlike :func:`model_scorer`, whose video tower
+    sees the window alone, the frames next to the window reach its edge frames through the video
+    tower's receptive field (``(min_frames - 1) / 2`` frames each side): a whole graph takes one
+    length for both streams.
+    """
+    def score(clip: ClipFeatures, k: int) -> Decider:
+        mfcc, _ = shifted(clip, k)
+        video, audio = (t.numpy()[None] for t in lip_inputs(clip.lips, mfcc[:, 4 * clip.start:4 * (clip.start + clip.frames)]))
+        n = video.shape[-1]
+
+        def decide(lo: int, hi: int) -> int:
+            a, b = max(0, lo - max_offset), min(n, hi + max_offset)
+            if b - a < min_frames:  # a short track: widen to the model's receptive field where it can
+                a, b = max(0, min(a, b - min_frames)), min(n, max(b, a + min_frames))
+            if b - a < min_frames:
+                return 0
+            logits = np.asarray(run({"video": video[..., a:b], "audio": audio[..., 4 * a:4 * b]})["offset_logits"])
+            window = logits[0, :, lo - a:hi - a].astype(np.float64)
+            logp = window - window.max(0) - np.log(np.exp(window - window.max(0)).sum(0))
+            return int(logp.mean(1).argmax()) - max_offset
 
         return decide
 
@@ -244,11 +284,12 @@ def format_report(report: ShiftEvalReport) -> str:
     """The report as a table: one row per scorer and context."""
     lines = [f"{len(report.clips)} clips, audio shifts {report.shifts} frames"]
     lines += [f"skipped {line}" for line in report.failed]
-    lines.append(f"{'scorer':<24} {'context':>8} {'windows':>8}  {'following ±1':>12} {'exact':>6}  "
+    width = max(24, *(len(name) for name in report.scorers))
+    lines.append(f"{'scorer':<{width}} {'context':>8} {'windows':>8}  {'following ±1':>12} {'exact':>6}  "
                  f"{'absolute ±1':>11} {'exact':>6}")
     for name, rep in report.scorers.items():
         for context, s in rep.by_context.items():
-            lines.append(f"{name:<24} {context:>8} {s.windows:>8}  {s.following_pm1:>12.3f} {s.following_exact:>6.3f}  "
+            lines.append(f"{name:<{width}} {context:>8} {s.windows:>8}  {s.following_pm1:>12.3f} {s.following_exact:>6.3f}  "
                          f"{s.absolute_pm1:>11.3f} {s.absolute_exact:>6.3f}")
     return "\n".join(lines)
 
@@ -260,12 +301,33 @@ def evaluate_command(model: str | None, preset: str | None, weights: str | None,
     from syncopt.core.log import status
     from syncopt.models.sources import resolve
 
-    net = resolve(model, preset, weights, shipped=True).build()
-    if net.spec.preprocessing.video_features != "lips":
-        raise UsageError(f"evaluate --data scores landmark models (e.g. fcn_lips); {net.spec.name} reads face "
+    source = resolve(model, preset, weights, shipped=True)
+    name, scorer, spec = artifact_scorer(source.artifact) if source.artifact is not None else torch_scorer(source)
+    if spec.preprocessing.video_features != "lips":
+        raise UsageError(f"evaluate --data scores landmark models (e.g. fcn_lips); {spec.name} reads face "
                          "crops, which the feature cache does not hold")
-    scorers = {"lip-geometry baseline": baseline_scorer, f"{net.spec.name} ({net.spec.preset})": model_scorer(net)}
+    scorers = {"lip-geometry baseline": baseline_scorer, name: scorer}
     report = evaluate_data(data, scorers, list(shifts), parse_contexts(context), cache, progress=status)
     if plot:
         plot_shift_eval(report, plot)
     return report, format_report(report)
+
+
+def torch_scorer(source: Source) -> tuple[str, Scorer, ModelSpec]:
+    """A registered model or run directory (:func:`syncopt.models.sources.resolve`), scored by :func:`model_scorer`."""
+    net = source.build()
+    return f"{net.spec.name} ({net.spec.preset})", model_scorer(net), net.spec
+
+
+def artifact_scorer(artifact: Artifact, threads: int | None = None) -> tuple[str, Scorer, ModelSpec]:
+    """An exported artifact in its format's runtime (ONNX Runtime, OpenVINO, ...), scored by :func:`session_scorer`."""
+    from syncopt.runtimes import load
+
+    if "offset_logits" not in artifact.spec.output_names:
+        raise UsageError(f"{artifact.file} has no offset_logits output to decide offsets from")
+    if artifact.frames is not None:
+        raise UsageError(f"{artifact.file} is fixed at {artifact.frames} frames; evaluate --data runs windows of "
+                         "every length: export it with a dynamic time axis")
+    session = load(artifact, threads=threads)
+    name = f"{artifact.file} ({session.name} {artifact.precision})"
+    return name, session_scorer(session.run, artifact.spec.max_offset, artifact.spec.min_frames), artifact.spec

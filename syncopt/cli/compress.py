@@ -16,10 +16,13 @@ from syncopt.core.errors import UsageError
 def distill_cmd(
     teacher: Annotated[str, typer.Option(help="Teacher model name (waveform or MFCC audio).")] = "i3d_wav2vec",
     student: Annotated[str, typer.Option(help="Student model name, e.g. x3d_s, x3d_xs, mobile_2d.")] = "x3d_s",
-    teacher_weights: Annotated[str | None, typer.Option(help="Teacher weights file or run directory; without it "
-                                                             "the teacher is trained first (cached in OUT/teacher).")] = None,
+    teacher_weights: Annotated[str | None, typer.Option(help="Teacher weights file or run directory, or 'shipped' "
+                                                             "(the package's weights for it); without it the teacher "
+                                                             "is trained first (cached in OUT/teacher).")] = None,
     preset: Annotated[str, typer.Option(help="'tiny' (CPU-friendly) or 'full' (paper size), for both models.")] = "tiny",
-    data: Annotated[str, typer.Option(help="'synth', a folder of in-sync videos, or a manifest .csv.")] = "synth",
+    teacher_preset: Annotated[str | None, typer.Option(help="The teacher's preset when it differs (default: --preset).")] = None,
+    data: Annotated[str, typer.Option(help="'synth', a folder of in-sync videos, or a manifest .csv (lip models: "
+                                           "real video only).")] = "synth",
     epochs: Annotated[int, typer.Option(parser=bounds.EPOCHS, help="Student epochs.")] = 10,
     teacher_epochs: Annotated[int | None, typer.Option(parser=bounds.EPOCHS, help="Teacher epochs when it is trained here (default: --epochs).")] = None,
     train_clips: Annotated[int, typer.Option(parser=bounds.TRAIN_CLIPS, help="Synthetic training clips (2 s each).")] = 1000,
@@ -44,11 +47,14 @@ def distill_cmd(
     Runs data-parallel under torchrun (docs/distributed.md).
 
     Example: syncopt distill --teacher i3d_wav2vec --student x3d_s --epochs 8 --out runs/x3d_s_kd
+    Example: syncopt distill --teacher fcn_lips --teacher-preset full --teacher-weights shipped --student fcn_lips
+    --preset tiny --data videos.csv --hard 0 --out runs/lips_kd
     """
     from syncopt.compress.distill import DistillConfig, distill
     from syncopt.training.distributed import current as current_rank
 
-    config = DistillConfig(model=student, teacher=teacher, teacher_weights=teacher_weights, preset=preset, data=data,
+    config = DistillConfig(model=student, teacher=teacher, teacher_weights=teacher_weights, preset=preset,
+                           teacher_preset=teacher_preset, data=data,
                            epochs=epochs, teacher_epochs=teacher_epochs, train_clips=train_clips, val_clips=val_clips,
                            batch_size=batch_size, grad_accum=grad_accum, amp=amp, lr=lr, temperature=temperature,
                            kd=kd, embed=embed, corr=corr,
@@ -81,8 +87,11 @@ def prune_cmd(
     kd: Annotated[bool, typer.Option(help="Distil each fine-tune from the unpruned model.")] = True,
     preset: Annotated[str, typer.Option(help="Preset of SOURCE when it is a name.")] = "tiny",
     weights: Annotated[str | None, typer.Option(help="Weights for SOURCE when it is a name.")] = None,
+    data: Annotated[str, typer.Option(help="Fine-tune and validation clips: 'synth', or a folder/manifest .csv of "
+                                           "in-sync videos (every 10th validates, at audio shifts -10..10).")] = "synth",
     train_clips: Annotated[int, typer.Option(parser=bounds.TRAIN_CLIPS, help="Synthetic fine-tune clips.")] = 1000,
     val_clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Synthetic validation clips.")] = 200,
+    batch_size: Annotated[int, typer.Option(parser=bounds.BATCH, help="Clips per fine-tune step.")] = 16,
     out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Output run directory (weights with the pruned architecture, report).")] = "runs/prune",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -96,7 +105,8 @@ def prune_cmd(
         raise UsageError(f"unknown pruning criterion '{criterion}' (known: {', '.join(CRITERIA)})")
     config = PruneConfig(model=source, preset=preset, weights=weights, macs=None if ratio is not None else macs,
                          ratio=ratio, criterion=criterion, global_pruning=global_pruning, steps=steps, epochs=epochs,
-                         final_epochs=final_epochs, kd=kd, train_clips=train_clips, val_clips=val_clips)
+                         final_epochs=final_epochs, kd=kd, data=data, train_clips=train_clips, val_clips=val_clips,
+                         batch_size=batch_size)
     report = prune(config, out, source=source)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
@@ -115,7 +125,10 @@ def quantize_cmd(
                                                "tflite (full-integer, 2D students) or openvino (NNCF INT8 IR; "
                                                "accuracy control with --max-drop).")] = "ort",
     calibration: Annotated[str, typer.Option(help="Activation calibration: minmax, entropy or percentile.")] = "minmax",
-    calibration_data: Annotated[str, typer.Option(help="'synth' or a folder/manifest of videos (ort).")] = "synth",
+    calibration_data: Annotated[str, typer.Option(help="'synth' or a folder/manifest of videos (ort, openvino).")] = "synth",
+    eval_data: Annotated[str, typer.Option(help="Accuracy/agreement clips: 'synth' (held-out test split) or a "
+                                                "folder/manifest of in-sync videos, scored at audio shifts -10..10 "
+                                                "(never the calibration clips).")] = "synth",
     calibration_clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Calibration clips.")] = 64,
     eval_clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Held-out synthetic test clips for accuracy and agreement.")] = 100,
     frames: Annotated[int, typer.Option(parser=bounds.FRAMES, help="Frames per clip (TFLite: the artifact's fixed length).")] = 50,
@@ -155,7 +168,7 @@ def quantize_cmd(
         raise UsageError(f"unknown --fallback '{fallback}' (known: none, auto)")
     if fallback == "auto" and method != "ort":
         raise UsageError(f"--fallback auto keeps ONNX Runtime QDQ nodes float: use --method ort, not {method}")
-    config = QuantizeConfig(method=method, calibration=calibration, calibration_data=calibration_data,
+    config = QuantizeConfig(method=method, calibration=calibration, calibration_data=calibration_data, eval_data=eval_data,
                             calibration_clips=calibration_clips, eval_clips=eval_clips, frames=frames,
                             tolerance=tolerance, qat_if_drop_over=qat_if_drop_over, qat_epochs=qat_epochs,
                             lower_conv3d=lower_conv3d, preset=preset, weights=weights, fallback=fallback,

@@ -84,7 +84,8 @@ def train_cmd(
 @app.command("evaluate")
 def evaluate_cmd(
     model: Annotated[str | None, typer.Argument(help="Registered model name, or a run directory from syncopt train "
-                                                     "(with --data: default the shipped real-video model).")] = None,
+                                                     "(with --data: default the shipped real-video model; also an "
+                                                     "exported artifact, run in its runtime).")] = None,
     weights: Annotated[str | None, typer.Option(help="Weights file (default: the run directory's, or shipped weights).")] = None,
     preset: Annotated[str | None, typer.Option(help="Preset of MODEL when it is a name (default: tiny; with "
                                                     "--data and no MODEL, the shipped model's).")] = None,
@@ -111,7 +112,8 @@ def evaluate_cmd(
     beside the model-free lip-geometry baseline.
 
     Examples: syncopt evaluate runs/fcn_tiny --json;
-    syncopt evaluate --data clips/ --shifts -10,-5,0,5,10 --context 25,50,full --plot acc.png
+    syncopt evaluate --data clips/ --shifts -10,-5,0,5,10 --context 25,50,full --plot acc.png;
+    syncopt evaluate artifacts/fcn_lips_tiny_int8.onnx --data clips.csv (an INT8 artifact in ONNX Runtime)
     """
     from syncopt.models.sources import resolve
 

@@ -16,9 +16,12 @@ Objective (each part weighted; a zero weight switches it off):
 
 Teacher and student see the same clips, each in its own input format (e.g. wav2vec 2.0
 waveforms for the teacher, MFCC for the student, crops at each model's size), with the same
-temporal crops. Without ``teacher_weights`` the teacher is trained first with ``syncopt train``
-into ``OUT/teacher`` (a cache: a finished teacher run there is loaded, a partial one resumed).
-The student's run directory is OUT itself: ``checkpoint.pt`` (resumable), ``model.safetensors``,
+temporal crops; a pair that reads the same inputs (``fcn_lips`` full into ``fcn_lips`` tiny:
+face-mesh lip motion and MFCC, real video only) shares one decoded, augmented copy. On real
+video the labels are the random audio shifts of SyncNet's recipe (``hard``), or none
+(``hard=0``: the teacher's soft targets alone). Without ``teacher_weights`` the teacher is trained
+first with ``syncopt train`` into ``OUT/teacher`` (a cache: a finished teacher run there is loaded,
+a partial one resumed). The student's run directory is OUT itself: ``checkpoint.pt`` (resumable), ``model.safetensors``,
 ``config.json`` and ``report.json``.
 """
 
@@ -39,18 +42,20 @@ from syncopt.core.atomic import write_json
 from syncopt.core.errors import UsageError
 from syncopt.core.log import status
 from syncopt.core.spec import ModelSpec
-from syncopt.data.datasets import Augment, ClipDataset, held_out, media_splits
+from syncopt.data.datasets import EVAL_SHIFTS, Augment, ClipDataset, held_out, media_splits, reads_lips, shifted_items
 from syncopt.models.registry import create
 from syncopt.models.weights import save_state_dict
 from syncopt.training import distributed
-from syncopt.training.train import EpochStats, TrainConfig, fit, micro_batch, train
+from syncopt.training.train import EpochStats, TrainConfig, drop_short, fit, micro_batch, train
 
 
 class DistillConfig(TrainConfig):
     """A student's training config (``model`` is the student) plus the teacher and loss weights."""
 
     teacher: str = "i3d_wav2vec"
-    teacher_weights: str | None = Field(None, description="teacher weights file or run directory; None: train it")
+    teacher_preset: str | None = Field(None, description="the teacher's preset (default: preset, the student's)")
+    teacher_weights: str | None = Field(None, description="teacher weights file or run directory, 'shipped' for "
+                                                          "the package's; None: train it")
     teacher_epochs: int | None = Field(None, description="epochs to train the teacher (default: epochs)")
     temperature: float = 4.0
     kd: float = 1.0
@@ -129,25 +134,35 @@ class PairedClips(Dataset):
     Items are the student's (``video``, ``audio``, ``labels``, ``valid``) plus ``teacher_video``
     and ``teacher_audio``. Both sides draw their temporal crop (and audio shift, brightness,
     contrast) from generators seeded alike and called in lockstep, so they see the same frames.
+    Without ``teacher`` (the two read the same inputs) the teacher gets the student's very tensors.
     """
 
-    def __init__(self, student: ClipDataset, teacher: ClipDataset, window: int | None = None, max_shift: int = 0,
-                 max_offset: int = 15, seed: int = 0) -> None:
-        if len(student) != len(teacher):
+    def __init__(self, student: ClipDataset, teacher: ClipDataset | None = None, window: int | None = None,
+                 max_shift: int = 0, max_offset: int = 15, seed: int = 0) -> None:
+        if teacher is not None and len(student) != len(teacher):
             raise UsageError(f"student and teacher datasets differ in size ({len(student)} vs {len(teacher)})")
         self.student, self.teacher = student, teacher
+        sides = (student,) if teacher is None else (student, teacher)
         self.augments = [Augment(window=window, max_shift=max_shift, max_offset=max_offset,
-                                 audio_per_frame=ds.pre.audio_per_frame, time_masks=0, freq_masks=0,
-                                 rng=np.random.default_rng(seed)) for ds in (student, teacher)] if window else None
+                                 audio_per_frame=ds.pre.audio_per_frame, lips=ds.pre.video_features == "lips",
+                                 time_masks=0, freq_masks=0, rng=np.random.default_rng(seed))
+                         for ds in sides] if window else None
 
     def __len__(self) -> int:
         return len(self.student)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        s, t = self.student[index], self.teacher[index]
+        s = self.student[index]
+        t = s if self.teacher is None else self.teacher[index]
         if self.augments is not None:
-            s, t = self.augments[0](s), self.augments[1](t)
+            s = self.augments[0](s)
+            t = s if self.teacher is None else self.augments[1](t)
         return s | {"teacher_video": t["video"], "teacher_audio": t["audio"]}
+
+
+def same_inputs(a: ModelSpec, b: ModelSpec) -> bool:
+    """Whether two models read identical inputs (same preprocessing and input tensors)."""
+    return a.preprocessing == b.preprocessing and a.inputs == b.inputs
 
 
 def paired_datasets(config: TrainConfig, student: ModelSpec, teacher: ModelSpec
@@ -160,6 +175,10 @@ def paired_datasets(config: TrainConfig, student: ModelSpec, teacher: ModelSpec
     """
     check_pair(teacher, student)
     me = distributed.current()
+    if config.data == "synth" and any(reads_lips(spec) for spec in (student, teacher)):
+        raise UsageError(f"{student.name if reads_lips(student) else teacher.name} reads face-mesh lip motion and "
+                         "learns from real video: pass --data a folder of in-sync videos or a manifest .csv")
+    shared = same_inputs(student, teacher)
     if config.data == "synth":
         big = max((student, teacher), key=lambda s: s.preprocessing.crop_size)
         wanted = {"train": distributed.shard(range(config.train_clips)),
@@ -172,13 +191,21 @@ def paired_datasets(config: TrainConfig, student: ModelSpec, teacher: ModelSpec
     else:
         train_idx, val_idx = held_out(config.data)
         decoded = [media_splits(spec, config.data, config.crop, distributed.shard(train_idx),
-                                val_idx if me.main else [])[:2] for spec in (student, teacher)]
+                                val_idx if me.main else [])[:2] for spec in ((student,) if shared else (student, teacher))]
+        decoded = decoded * 2 if shared else decoded
         sets = {"train": (decoded[0][0], decoded[1][0]), "val": (decoded[0][1], decoded[1][1])}
         for a, b in sets.values():
             if [len(it["labels"]) for it in a.items] != [len(it["labels"]) for it in b.items]:
                 raise UsageError(f"{config.data}: student and teacher decode different clips (crop or frame rate)")
+        need = config.window + 2 * student.max_offset
+        for pair in sets.values():  # both sides alike: the same clips stay
+            drop_short(pair[:1] if shared else pair, need)
+        # in-sync clips validate at every shift of EVAL_SHIFTS (at offset 0 alone a constant answer scores 1)
+        val = [shifted_items(v, EVAL_SHIFTS, student.max_offset) for v in sets["val"]]
+        sets["val"] = (val[0], val[0] if shared else val[1])
         max_shift = student.max_offset
-    pairs = PairedClips(*sets["train"], window=config.window, max_shift=max_shift,
+    train_sets = sets["train"][:1] if shared else sets["train"]
+    pairs = PairedClips(*train_sets, window=config.window, max_shift=max_shift,
                         max_offset=student.max_offset, seed=config.seed + me.rank)
     return pairs, sets["val"][0], sets["val"][1]
 
@@ -204,13 +231,15 @@ def _clip_dataset(clips: list, spec: ModelSpec) -> ClipDataset:
 
 def obtain_teacher(config: DistillConfig, out: Path) -> tuple[nn.Module, str]:
     """The teacher model and a line saying where it came from (file, cache, or trained now)."""
+    preset = config.teacher_preset or config.preset
     if config.teacher_weights is not None:
         from syncopt.models.sources import resolve
 
-        source = resolve(config.teacher, config.preset, config.teacher_weights)
+        shipped = config.teacher_weights == "shipped"  # the weights the package ships for the teacher
+        source = resolve(config.teacher, preset, None if shipped else config.teacher_weights, shipped=shipped)
         return source.build(), f"teacher {source.name} ({source.preset}) from {source.weights}"
     run = out / "teacher"
-    teacher_config = TrainConfig(model=config.teacher, preset=config.preset, data=config.data, crop=config.crop,
+    teacher_config = TrainConfig(model=config.teacher, preset=preset, data=config.data, crop=config.crop,
                                  train_clips=config.train_clips, val_clips=config.val_clips,
                                  clip_frames=config.clip_frames, window=config.window,
                                  epochs=config.teacher_epochs or config.epochs, batch_size=config.batch_size,
@@ -222,13 +251,13 @@ def obtain_teacher(config: DistillConfig, out: Path) -> tuple[nn.Module, str]:
 
         cached = TrainReport.model_validate_json(report.read_text())
         if cached.config == teacher_config:
-            teacher = create(config.teacher, config.preset, weights=run / "model.safetensors")
-            return teacher, f"teacher {config.teacher} ({config.preset}) loaded from the run cache {run}"
-    status(f"no teacher weights given: training teacher {config.teacher} ({config.preset}) with syncopt train "
+            teacher = create(config.teacher, preset, weights=run / "model.safetensors")
+            return teacher, f"teacher {config.teacher} ({preset}) loaded from the run cache {run}"
+    status(f"no teacher weights given: training teacher {config.teacher} ({preset}) with syncopt train "
                f"for {teacher_config.epochs} epochs into {run}")
     done = train(teacher_config, run)
-    teacher = create(config.teacher, config.preset, weights=done.weights)
-    return teacher, f"teacher {config.teacher} ({config.preset}) trained now with syncopt train into {run}"
+    teacher = create(config.teacher, preset, weights=done.weights)
+    return teacher, f"teacher {config.teacher} ({preset}) trained now with syncopt train into {run}"
 
 
 @distributed.process_group
@@ -243,7 +272,7 @@ def distill(config: DistillConfig, out_dir: str | Path, resume: bool = True) -> 
     micro_batch(config, me)  # a batch that does not split fails before the teacher or data are made
     t0 = time.perf_counter()
     student_spec = create(config.model, config.preset).spec
-    teacher_spec = create(config.teacher, config.preset).spec
+    teacher_spec = create(config.teacher, config.teacher_preset or config.preset).spec
     check_pair(teacher_spec, student_spec)
     teacher, source = obtain_teacher(config, out)
     status(source)

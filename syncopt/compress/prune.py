@@ -139,8 +139,9 @@ def make_pruner(model: nn.Module, config: PruneConfig, max_ratio: float, iterati
             ignored_layers=kept_layers(model))
 
 
-def prune_model(model: nn.Module, config: PruneConfig, finetune=None) -> nn.Module:
-    """Prune ``model`` in place in ``config.steps`` rounds; ``finetune(model, round)`` runs after each."""
+def prune_model(model: nn.Module, config: PruneConfig, finetune=None, taylor_data=None) -> nn.Module:
+    """Prune ``model`` in place in ``config.steps`` rounds; ``finetune(model, round)`` runs after each.
+    ``taylor_data``: the clips of the Taylor criterion's batch (default: synthetic ``train`` clips)."""
     from syncopt.models.complexity import count_macs
 
     spec = model.spec
@@ -151,7 +152,7 @@ def prune_model(model: nn.Module, config: PruneConfig, finetune=None) -> nn.Modu
     fine = 200  # MAC mode: many small steps, stop once under the round's budget
     pruner = make_pruner(model, config, 0.95 if by_macs else (config.ratio or 0.0),
                          fine if by_macs else config.steps)
-    batch = _taylor_batch(spec, config) if config.criterion == "taylor" else None
+    batch = _taylor_batch(spec, config, taylor_data) if config.criterion == "taylor" else None
     for round_ in range(1, config.steps + 1):
         if by_macs:
             target = base * (1 - (1 - config.macs) * round_ / config.steps)
@@ -178,10 +179,16 @@ def _step(model: nn.Module, pruner, batch: dict | None) -> None:
     model.eval()
 
 
-def _taylor_batch(spec, config: PruneConfig) -> dict[str, torch.Tensor]:
+def _taylor_batch(spec, config: PruneConfig, data=None) -> dict[str, torch.Tensor]:
     from syncopt.data.datasets import synth_dataset
 
-    data = synth_dataset(spec, "train", min(config.batch_size, 16), config.clip_frames)
+    if data is None:
+        data = synth_dataset(spec, "train", min(config.batch_size, 16), config.clip_frames)
+    else:  # real clips differ in length: the first of them, cut to the shortest
+        data = [data[i] for i in range(min(len(data), config.batch_size, 16))]
+        t = min(len(it["labels"]) for it in data)
+        data = [{"video": it["video"][:, :t], "audio": it["audio"][..., :it["audio"].shape[-1] * t // len(it["labels"])],
+                 "labels": it["labels"][:t], "valid": it["valid"][:t]} for it in data]
     items = [data[i] for i in range(len(data))]
     return {k: torch.stack([it[k] for it in items]) for k in ("video", "audio", "labels", "valid")}
 
@@ -196,7 +203,7 @@ def save_pruned(model: nn.Module, out: Path) -> Path:
 def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -> PruneReport:
     """Prune ``source`` (a run directory, or ``config.model`` with ``config.weights``) into OUT."""
     from syncopt.compress.distill import DistillConfig, DistillLoss, distill_step
-    from syncopt.data.datasets import Augment, ClipDataset, synth_dataset
+    from syncopt.data.datasets import Augment, reads_lips, synth_dataset
 
     out = Path(out_dir)
     t0 = time.perf_counter()
@@ -204,10 +211,9 @@ def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -
     config = config.model_copy(update={"model": model.spec.name, "preset": model.spec.preset})
     spec = model.spec
     reference = frozen(copy.deepcopy(model))
-    val = synth_dataset(spec, "val", config.val_clips, config.clip_frames, workers=config.workers)
+    clips, val = _clips(spec, config)
     original = model_stats(reference, val)
     history: list[EpochStats] = []
-    clips: list[ClipDataset] = []  # generated once, on the first fine-tune
 
     def finetune(net: nn.Module, round_: int) -> None:
         epochs = config.epochs + (config.final_epochs if round_ == config.steps else 0)
@@ -217,9 +223,10 @@ def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -
         if not clips:
             clips.append(synth_dataset(spec, "train", config.train_clips, config.clip_frames, workers=config.workers))
         train_set = copy.copy(clips[0])
-        train_set.augment = Augment(window=config.window, max_offset=spec.max_offset,
-                                    audio_per_frame=spec.preprocessing.audio_per_frame,
-                                    rng=np.random.default_rng(config.seed + round_))
+        real = config.data != "synth"  # in-sync real clips: new offsets from audio shifts
+        train_set.augment = Augment(window=config.window, max_shift=spec.max_offset if real else 0,
+                                    max_offset=spec.max_offset, audio_per_frame=spec.preprocessing.audio_per_frame,
+                                    lips=reads_lips(spec), rng=np.random.default_rng(config.seed + round_))
         kwargs = {}
         if config.kd:
             objective = DistillLoss(embedding_width(spec), embedding_width(spec), DistillConfig(model=spec.name, teacher=spec.name))
@@ -228,7 +235,7 @@ def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -
         history.extend(fit(net, config.model_copy(update={"epochs": epochs}), train_set, val, out / f"round{round_}",
                            resume=True, **kwargs))
 
-    prune_model(model, config, finetune)
+    prune_model(model, config, finetune, taylor_data=clips[0] if clips else None)
     weights = save_pruned(model, out)
     pruned = model_stats(model.eval(), val)
     report = PruneReport(config=config, original=original, pruned=pruned, macs_ratio=pruned.macs / original.macs,
@@ -237,6 +244,29 @@ def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -
                          history=history, wall_time_s=time.perf_counter() - t0, weights=str(weights))
     write_json(out / "report.json", report.model_dump(mode="json"))
     return report
+
+
+def _clips(spec, config: PruneConfig) -> tuple[list, object]:
+    """``([training clips], validation clips)`` of real data (``config.data``: every 10th entry validates,
+    at every audio shift of ``EVAL_SHIFTS``), or ``([], synthetic val clips)``: synthetic training clips
+    are generated on the first fine-tune."""
+    from syncopt.data.datasets import (
+        EVAL_SHIFTS,
+        held_out,
+        media_splits,
+        shifted_items,
+        synth_dataset,
+    )
+    from syncopt.train import drop_short
+
+    if config.data == "synth":
+        return [], synth_dataset(spec, "val", config.val_clips, config.clip_frames, workers=config.workers)
+    train_idx, val_idx = held_out(config.data)
+    train_set, val_set, skipped = media_splits(spec, config.data, config.crop, train_idx, val_idx)
+    for line in skipped:
+        status(f"skipped {line}")
+    drop_short((train_set, val_set), config.window + 2 * spec.max_offset)
+    return [train_set], shifted_items(val_set, EVAL_SHIFTS, spec.max_offset)
 
 
 class _SelfPaired(torch.utils.data.Dataset):

@@ -152,6 +152,10 @@ def synth_dataset(spec: ModelSpec, split: str, count: int, num_frames: int = 50,
     """Generate ``count`` synthetic clips of ``split`` (or those numbered ``indices``) at the spec's crop size."""
     from syncopt.data.synth import SynthConfig, make_clips
 
+    if reads_lips(spec):
+        raise UsageError(f"{spec.name} reads face-mesh lip motion, which the synthetic generator does not make: "
+                         "give it real videos (a folder or a manifest .csv)")
+
     cfg = SynthConfig(crop_size=spec.preprocessing.crop_size, num_frames=num_frames,
                       max_offset=spec.max_offset, **config)
     clips = make_clips(split, count, cfg, kinds=kinds or DEFAULT_KINDS, workers=workers, indices=indices)
@@ -168,6 +172,39 @@ def synth_dataset(spec: ModelSpec, split: str, count: int, num_frames: int = 50,
         for c in clips
     ]
     return ClipDataset(items, pre)
+
+
+def reads_lips(spec: ModelSpec) -> bool:
+    """Whether the model reads face-mesh lip motion (real video only) rather than face-crop pixels."""
+    return spec.preprocessing.video_features == "lips"
+
+
+EVAL_SHIFTS = (-10, -5, 0, 5, 10)  # audio delays (frames) that turn in-sync real clips into labelled ones
+
+
+def shifted_items(dataset: ClipDataset, shifts: tuple[int, ...], max_offset: int) -> ClipDataset:
+    """Every clip of ``dataset`` once per audio delay ``k`` of ``shifts`` (frames; labels ``offset - k``),
+    with ``max(|k|)`` frames cut from both ends so that every copy reads real audio.
+
+    Turns in-sync real clips (one offset each) into an evaluation set with known offsets, as
+    :mod:`syncopt.shift_eval` does for whole videos; copies whose labels leave ``±max_offset`` are left out.
+    """
+    m = max(abs(k) for k in shifts)
+    step = dataset.pre.audio_per_frame
+    items = []
+    for item in dataset.items:
+        n = len(item["labels"]) - 2 * m
+        if n <= 0:
+            continue
+        picture = {"video": item["video"][:, m:m + n]} if "video" in item else {"frames": item["frames"][m:m + n]}
+        for k in shifts:
+            labels = item["labels"][m:m + n] - k
+            if int(labels.abs().max()) > max_offset:
+                continue
+            items.append(item | picture | {"audio": item["audio"][..., step * (m - k):step * (m - k + n)],
+                                 "labels": labels, "valid": item["valid"][m:m + n], "offset": item["offset"] - k,
+                                 "shift": k})
+    return ClipDataset(items, dataset.pre)
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")

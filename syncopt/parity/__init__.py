@@ -203,9 +203,10 @@ def _judge(report: ParityReport, tol: Tolerance) -> list[str]:
 
 
 def _synthetic_cases(spec, count: int, frames: int) -> list[tuple[str, dict[str, torch.Tensor]]]:
-    if count <= 0:
+    from syncopt.data.datasets import reads_lips, synth_dataset
+
+    if count <= 0 or reads_lips(spec):  # lip-motion models: no synthetic clips exist, random inputs only
         return []
-    from syncopt.data.datasets import synth_dataset
 
     data = synth_dataset(spec, "test", count, num_frames=frames)
     batch = [data[i] for i in range(count)]

@@ -296,8 +296,14 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
     # New lists: a source that validates on its training clips hands back one dataset as both.
     train_set = ClipDataset([it for t, _ in parts for it in t.items], spec.preprocessing)
     val_set = ClipDataset([it for _, v in parts for it in v.items], spec.preprocessing)
-    need = config.window + 2 * spec.max_offset
-    for dataset in (train_set, val_set):
+    drop_short((train_set, val_set), config.window + 2 * spec.max_offset)
+    return train_set, val_set, spec.max_offset
+
+
+def drop_short(datasets, need: int) -> None:
+    """Remove, in place, real clips (face tracks) shorter than ``need`` frames (window + 2 x max offset:
+    shorter ones cannot take new audio offsets); :class:`UsageError` when none is left."""
+    for dataset in datasets:
         kept = [it for it in dataset.items if len(it["labels"]) >= need]
         if len(kept) < len(dataset.items):
             status(f"skipped {len(dataset.items) - len(kept)} clips (face tracks) shorter than {need} frames "
@@ -306,7 +312,6 @@ def _datasets(config: TrainConfig, spec) -> tuple[ClipDataset, ClipDataset, int]
             raise UsageError(f"every clip is shorter than {need} frames (window + 2 x max offset), needed to draw "
                              "new offsets; lower --window")
         dataset.items = kept
-    return train_set, val_set, spec.max_offset
 
 
 def _tts_counts(data: str) -> list[int | None]:

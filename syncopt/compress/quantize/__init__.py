@@ -53,7 +53,7 @@ from syncopt.core.errors import UsageError
 from syncopt.core.formats import artifact_bytes
 from syncopt.core.log import status
 from syncopt.core.spec import ModelSpec
-from syncopt.data.datasets import ClipDataset, media_dataset, synth_dataset
+from syncopt.data.datasets import EVAL_SHIFTS, ClipDataset, media_dataset, read_manifest, shifted_items, synth_dataset
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,8 @@ class QuantizeConfig(BaseModel):
     method: str = Field("ort", description=f"one of {', '.join(METHODS)}")
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
     calibration_data: str = Field("synth", description="'synth' or a folder/manifest of videos")
+    eval_data: str = Field("synth", description="'synth' (the held-out test split) or a folder/manifest of in-sync "
+                                               "videos, each scored at every audio shift of EVAL_SHIFTS")
     calibration_clips: int = 64  # TFLite INT8 of tiny mobile_2d: 16 clips gave worst frame cosine 0.975, 64 gave 0.992
     eval_clips: int = 100
     frames: int = Field(50, description="frames per calibration/evaluation clip (TFLite: the fixed length)")
@@ -133,6 +135,8 @@ class QuantizeReport(BaseModel):
     per_frame_accuracy_fp32: float
     per_frame_accuracy_int8: float
     offset_agreement: float  # share of eval clips with the same decoded offset as fp32
+    clear_agreement: float | None = None  # the same over the clips fp32 decides by >= parity.NEAR_TIE_NATS
+    near_ties: int = 0  # eval clips fp32 decides by less (left out of clear_agreement, as syncopt parity does)
     min_embedding_cosine: float  # per frame, over eval clips
     fp32_latency_ms: float | None  # ONNX Runtime, batch 1 (ort method)
     int8_latency_ms: float | None
@@ -144,13 +148,38 @@ class QuantizeReport(BaseModel):
 
 
 def calibration_set(spec: ModelSpec, config: QuantizeConfig) -> ClipDataset:
-    """Calibration clips: the first N of the synthetic ``train`` split, or real clips."""
+    """Calibration clips: the first N of the synthetic ``train`` split, or N real clips spread over the list."""
     if config.calibration_clips <= 0:
         raise UsageError("empty calibration set: calibration_clips must be at least 1")
     if config.calibration_data == "synth":
         return synth_dataset(spec, "train", config.calibration_clips, config.frames)
-    data, _ = media_dataset(spec, config.calibration_data, crop="full")
-    data.items = data.items[:config.calibration_clips]
+    # clips spread evenly over the list (a manifest often lists one speaker's clips together)
+    count = len(read_manifest(config.calibration_data))
+    picked = sorted(set(np.linspace(0, count - 1, min(count, config.calibration_clips)).round().astype(int).tolist()))
+    data, _ = media_dataset(spec, config.calibration_data, crop="full", indices=picked)
+    # one length for all (ONNX Runtime's entropy and percentile calibrators stack the activations): the
+    # first ``frames`` frames of every clip long enough
+    step = spec.preprocessing.audio_per_frame
+    data.items = [it | {key: it[key][..., :config.frames] for key in ("video", "labels", "valid") if key in it}
+                  | {"audio": it["audio"][..., :step * config.frames]}
+                  | ({"frames": it["frames"][:config.frames]} if "frames" in it else {})
+                  for it in data.items if len(it["labels"]) >= config.frames][:config.calibration_clips]
+    if not data.items:
+        raise UsageError(f"--calibration-data {config.calibration_data}: no clip has --frames {config.frames} frames")
+    return data
+
+
+def evaluation_set(spec: ModelSpec, config: QuantizeConfig) -> ClipDataset:
+    """Held-out clips for accuracy and agreement: the synthetic ``test`` split, or real in-sync clips at
+    every audio shift of :data:`~syncopt.data.datasets.EVAL_SHIFTS` (labels ``-k``)."""
+    if config.eval_data == "synth":
+        return synth_dataset(spec, "test", config.eval_clips, config.frames)
+    clips, _ = media_dataset(spec, config.eval_data, crop="full")
+    data = shifted_items(clips, EVAL_SHIFTS, spec.max_offset)
+    data.items = [it for it in data.items if len(it["labels"]) >= 2 * spec.max_offset + CONTEXT]
+    if not data.items:
+        raise UsageError(f"--eval-data {config.eval_data}: no clip is long enough to score {CONTEXT}-frame windows "
+                         f"at shifts {EVAL_SHIFTS} ({2 * spec.max_offset + CONTEXT + 2 * max(EVAL_SHIFTS)} frames)")
     return data
 
 
@@ -161,13 +190,13 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
     model = _source_model(source, config)
     spec = model.spec
     shortest = 2 * spec.max_offset + CONTEXT  # context_decisions' windows lie inside [K, T - K)
-    if config.frames < shortest:  # no window: accuracy NaN, so every verdict was OUTSIDE
+    if config.eval_data == "synth" and config.frames < shortest:  # no window: accuracy NaN, so every verdict was OUTSIDE
         raise UsageError(f"--frames {config.frames} is too short for {spec.name}'s {CONTEXT}-frame clip-offset "
                          f"accuracy at ±{spec.max_offset} offsets: clips need at least {shortest} frames")
     calib = calibration_set(spec, config)
     if len(calib) == 0:
         raise UsageError("empty calibration set: no clips to calibrate on")
-    test = synth_dataset(spec, "test", config.eval_clips, config.frames)
+    test = evaluation_set(spec, config)
     method = METHODS[config.method]
     module, _, name = method.run.partition(":")
     result: Quantized = getattr(importlib.import_module(module), name)(model, calib, config, out)
@@ -189,7 +218,8 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
         size_ratio=artifact_bytes(int8.path) / fp32_bytes, fp32_accuracy=stats["fp32"].context_accuracy[CONTEXT],
         int8_accuracy=stats["int8"].context_accuracy[CONTEXT], accuracy_drop=drop,
         per_frame_accuracy_fp32=stats["fp32"].per_frame_accuracy, per_frame_accuracy_int8=stats["int8"].per_frame_accuracy,
-        offset_agreement=stats["agreement"], min_embedding_cosine=stats["cosine"], fp32_latency_ms=fp32_ms,
+        offset_agreement=stats["agreement"], clear_agreement=stats["clear_agreement"], near_ties=stats["near_ties"],
+        min_embedding_cosine=stats["cosine"], fp32_latency_ms=fp32_ms,
         int8_latency_ms=int8_ms, speedup=fp32_ms / int8_ms if fp32_ms and int8_ms else None,
         within_tolerance=drop <= (config.tolerance if config.max_drop is None else config.max_drop)
         and stats["agreement"] >= 0.99 and stats["cosine"] >= config.min_cosine,
@@ -229,12 +259,14 @@ def _torch_runner(model: nn.Module):
 
 
 def compare(reference, quantized, dataset: ClipDataset) -> dict:
-    """Evaluation reports of both, decision agreement and the worst per-frame embedding cosine."""
+    """Evaluation reports of both, decision agreement (over all clips, and over those fp32 decides clearly:
+    :func:`syncopt.parity.compare_decisions`) and the worst per-frame embedding cosine."""
     from syncopt.models.decode import decode_dense
+    from syncopt.parity import compare_decisions
     from syncopt.training.evaluate import evaluate_outputs
 
     outs = {"fp32": [], "int8": []}
-    agree, cosine = [], 1.0
+    agree, clear, near_ties, cosine = [], [], 0, 1.0
     for index in tqdm(range(len(dataset)), desc="int8 vs fp32", leave=False, disable=None):
         item = dataset[index]
         feeds = {"video": item["video"][None].numpy(), "audio": item["audio"][None].numpy()}
@@ -243,12 +275,17 @@ def compare(reference, quantized, dataset: ClipDataset) -> dict:
             outs[name].append({k: v[0] for k, v in res.items()} | {"labels": item["labels"], "valid": item["valid"]})
         a, b = outs["fp32"][-1], outs["int8"][-1]
         agree.append(decode_dense(a["offset_logits"]).offset == decode_dense(b["offset_logits"]).offset)
+        judged, ties = compare_decisions({"offset_logits": b["offset_logits"][None].numpy()},
+                                         {"offset_logits": a["offset_logits"][None].numpy()}, len(a["offset_logits"]) // 2)
+        clear += judged
+        near_ties += ties
         for emb in ("video_emb", "audio_emb"):
             cosine = min(cosine, float(torch.nn.functional.cosine_similarity(a[emb], b[emb], dim=0).min()))
     offsets = [it["offset"] for it in dataset.items]
     kinds = [it["kind"] for it in dataset.items]
     return {"fp32": evaluate_outputs(outs["fp32"], offsets, kinds), "int8": evaluate_outputs(outs["int8"], offsets, kinds),
-            "agreement": float(np.mean(agree)), "cosine": cosine}
+            "agreement": float(np.mean(agree)), "cosine": cosine,
+            "clear_agreement": float(np.mean(clear)) if clear else None, "near_ties": near_ties}
 
 
 def _latencies(artifacts: tuple[Artifact, Artifact], config: QuantizeConfig) -> tuple[float, float]:

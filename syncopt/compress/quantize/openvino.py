@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from syncopt.compress.quantize import QuantizeConfig, Quantized
-from syncopt.data.datasets import ClipDataset, synth_dataset
+from syncopt.data.datasets import EVAL_SHIFTS, ClipDataset, shifted_items, synth_dataset
 from syncopt.export.openvino_int8 import CHECK_CLIPS
 
 
@@ -16,13 +16,19 @@ def quantize_openvino(model: nn.Module, calib: ClipDataset, config: QuantizeConf
 
     ``config``: a :class:`~syncopt.compress.quantize.QuantizeConfig`; its ``max_drop`` (points), when
     set, turns on accuracy control on ``eval_clips // 2`` synthetic ``val`` clips (never the test clips),
-    else its ``min_cosine`` drives the cosine check on ``val`` clips of ``config.frames`` frames.
+    else its ``min_cosine`` drives the cosine check on ``val`` clips of ``config.frames`` frames. With
+    real calibration clips, both run on the first calibration clips at audio shifts instead (never on
+    the evaluation clips; lip models read no synthetic clips).
     """
     from syncopt.export import export
 
     fp32 = export(model, "openvino", out, "fp32")
-    clips = max(config.eval_clips // 2, 8) if config.max_drop is not None else CHECK_CLIPS
-    validation = synth_dataset(model.spec, "val", clips, config.frames)
+    if config.calibration_data != "synth":
+        validation = shifted_items(ClipDataset(calib.items[:CHECK_CLIPS], calib.pre), EVAL_SHIFTS,
+                                   model.spec.max_offset)
+    else:
+        clips = max(config.eval_clips // 2, 8) if config.max_drop is not None else CHECK_CLIPS
+        validation = synth_dataset(model.spec, "val", clips, config.frames)
     int8 = export(model, "openvino", out, "int8", calibration=calib, validation=validation, max_drop=config.max_drop,
                   min_cosine=config.min_cosine)
     return Quantized(int8, fp32)
