@@ -20,16 +20,17 @@ from pathlib import Path
 
 import torch
 
-from syncopt.atomic import sha256_file
-from syncopt.complexity import count_macs, count_params
+from syncopt.core.artifact import load_artifact
+from syncopt.core.atomic import sha256_file
+from syncopt.models.complexity import count_macs, count_params
 from syncopt.compress.common import state_bytes
 from syncopt.data.datasets import read_manifest
-from syncopt.formats import artifact_bytes
-from syncopt.log import status
-from syncopt.registry import create
-from syncopt.shift_eval import (artifact_scorer, baseline_scorer, evaluate_data, format_report, model_scorer,
+from syncopt.core.formats import artifact_bytes
+from syncopt.core.log import status
+from syncopt.models.registry import create
+from syncopt.analysis.shift_eval import (artifact_scorer, baseline_scorer, evaluate_data, format_report, model_scorer,
                                 session_scorer)
-from syncopt.sync import shipped_weights
+from syncopt.models.sources import shipped_weights
 
 from results_io import write_results
 
@@ -70,7 +71,7 @@ def stages(args) -> dict[str, Path]:
 
 def speeds(models: dict, artifacts: dict, frames: list[int], runs: int) -> dict:
     """Median batch-1 ms at each clip length, one thread, every model and artifact timed side by side."""
-    from syncopt.bench import interleaved_times
+    from syncopt.deploy.bench import interleaved_times
     from syncopt.runtimes import load
 
     torch.set_num_threads(1)
@@ -125,7 +126,7 @@ def main() -> None:
                  "pruned fp32 IR (openvino)": int8 / "fcn_lips_tiny_fp32.openvino",
                  "pruned INT8 IR (openvino)": int8 / "fcn_lips_tiny_int8.openvino"}
 
-    # Two protocols (syncopt.shift_eval): torch models with the video tower on each window alone (the
+    # Two protocols (syncopt.analysis.shift_eval): torch models with the video tower on each window alone (the
     # docs' real-clip table), and every model and artifact as one graph on the window +-15 frames.
     scorers = {"lip-geometry baseline": baseline_scorer}
     for name, model in (("teacher fcn_lips full", teacher), ("student fcn_lips tiny (distilled)", student),
@@ -133,7 +134,7 @@ def main() -> None:
         scorers[f"{name} [torch, tower on window]"] = model_scorer(model)
         scorers[f"{name} [torch, whole graph]"] = session_scorer(torch_run(model), 15, model.spec.min_frames)
     for name, path in artifacts.items():
-        scorers[f"{name} [whole graph]"] = artifact_scorer(path, threads=2)[1]
+        scorers[f"{name} [whole graph]"] = artifact_scorer(load_artifact(path), threads=2)[1]
     shifts = [int(s) for s in args.shifts.split(",")]
     result = evaluate_data(args.eval, scorers, shifts, args.contexts.split(","), progress=status)
     print(format_report(result))

@@ -14,8 +14,8 @@ import syncopt
 from syncopt.cli import main
 from syncopt.compress.distill import DistillConfig, kd_loss, paired_datasets
 from syncopt.data.datasets import ClipDataset, shifted_items
-from syncopt.errors import UsageError
-from syncopt.evaluate import predict
+from syncopt.core.errors import UsageError
+from syncopt.training.evaluate import predict
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLIPS = ("grid_brbk7n.mpg", "grid_sbwe5n.mpg")  # 75 frames each; neither is in the shipped teacher's training set
@@ -151,7 +151,7 @@ def test_session_scorer_matches_the_torch_model_through_onnx(cache: Path, tmp_pa
     from syncopt.data.lipcache import load_or_extract
     from syncopt.export.onnx import export_onnx
     from syncopt.runtimes import load
-    from syncopt.shift_eval import _windows, session_scorer, valid_range
+    from syncopt.analysis.shift_eval import _windows, session_scorer, valid_range
 
     torch.manual_seed(1)
     model = syncopt.create("fcn_lips", "tiny")
@@ -181,7 +181,7 @@ def test_evaluate_names_a_missing_artifact_in_one_line(cache: Path, capsys) -> N
 
 def test_calibration_clips_spread_over_the_manifest(cache: Path, tmp_path: Path) -> None:
     """A manifest that lists one speaker's clips first still calibrates on both (the first N would not)."""
-    from syncopt.atomic import sha256_file
+    from syncopt.core.atomic import sha256_file
     from syncopt.compress.quantize import QuantizeConfig, calibration_set
 
     grouped = tmp_path / "grouped.csv"

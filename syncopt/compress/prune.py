@@ -257,7 +257,7 @@ def _clips(spec, config: PruneConfig) -> tuple[list, object]:
         shifted_items,
         synth_dataset,
     )
-    from syncopt.train import drop_short
+    from syncopt.training.train import drop_short
 
     if config.data == "synth":
         return [], synth_dataset(spec, "val", config.val_clips, config.clip_frames, workers=config.workers)

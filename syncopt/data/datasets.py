@@ -187,7 +187,7 @@ def shifted_items(dataset: ClipDataset, shifts: tuple[int, ...], max_offset: int
     with ``max(|k|)`` frames cut from both ends so that every copy reads real audio.
 
     Turns in-sync real clips (one offset each) into an evaluation set with known offsets, as
-    :mod:`syncopt.shift_eval` does for whole videos; copies whose labels leave ``±max_offset`` are left out.
+    :mod:`syncopt.analysis.shift_eval` does for whole videos; copies whose labels leave ``±max_offset`` are left out.
     """
     m = max(abs(k) for k in shifts)
     step = dataset.pre.audio_per_frame
