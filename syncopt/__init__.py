@@ -1,7 +1,8 @@
 """syncopt: audio-visual lip-sync models, compression, export, parity and benchmarks.
 
 ``syncopt.create`` and ``syncopt.model_names`` (:mod:`syncopt.models.registry`) import torch when first
-used, so that ``import syncopt`` (and the command line's start-up) stays light.
+used, and ``__version__`` reads the package metadata then, so that ``import syncopt`` (and the command
+line's start-up) stays light.
 """
 
 import importlib
@@ -9,18 +10,19 @@ import importlib.abc
 import importlib.util
 import sys
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
-
-try:
-    __version__ = version("syncopt")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
 
 __all__ = ["__version__", "create", "model_names"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read on first use: the package metadata costs ~30 ms of start-up
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("syncopt")
+        except PackageNotFoundError:  # running from a source tree without installation
+            return "0.0.0+unknown"
     if name in ("create", "model_names"):
         from syncopt.models import registry
 

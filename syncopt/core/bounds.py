@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pydantic_core import PydanticCustomError
-
 
 @dataclass(frozen=True)
 class Range:
@@ -52,6 +50,8 @@ class Range:
         if (why := self.problem(value)) is not None:
             if isinstance(text, str) and value is not text:  # show what was typed: 1e309, not inf
                 why = why.rsplit(" got ", 1)[0] + f" got {text:.40}"
+            from pydantic_core import PydanticCustomError  # lazily: the CLI's start-up reads these ranges
+
             raise PydanticCustomError("range", why)
         return int(value) if self.integer else float(value)
 
@@ -72,6 +72,8 @@ class IntList:
             return text
         parts = [p.strip() for p in text.split(",")]
         if not all(parts) or len(parts) > self.most:
+            from pydantic_core import PydanticCustomError
+
             raise PydanticCustomError("range", f"must be 1 to {self.most} comma-separated values, each {self.item}, "
                                                f"got {text!r:.40}")
         return tuple(int(self.item(p)) for p in parts)
