@@ -44,7 +44,6 @@ def explain_cmd(
     typer.echo(f"wrote {Path(out) / 'index.json'}")
 
 
-
 @app.command("robustness")
 def robustness_cmd(
     targets: Annotated[list[str], typer.Argument(help="Model names (shipped weights), NAME=WEIGHTS, run directories "

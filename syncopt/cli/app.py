@@ -36,14 +36,12 @@ app = typer.Typer(
 )
 
 
-
 def _version_callback(value: bool) -> None:
     if value:
         from syncopt import __version__
 
         typer.echo(f"syncopt {__version__}")
         raise typer.Exit()
-
 
 
 @app.callback()
@@ -53,7 +51,6 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
 ) -> None:
     """Global options (handled before any command runs)."""
-
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,7 +85,6 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit's code, else success
 
 
-
 @contextlib.contextmanager
 def _console(debug: bool) -> Iterator[None]:
     """While a command runs: SIGINT and SIGTERM raise :class:`Interrupted` (so every ``with`` block
@@ -119,7 +115,6 @@ def _console(debug: bool) -> Iterator[None]:
             logging.disable(log_floor)
             for s, handler in handlers.items():
                 signal.signal(s, handler)
-
 
 
 class _Stdout:

@@ -73,7 +73,6 @@ def distill_cmd(
                f"{report.wall_time_s / 60:.1f} min; weights {report.weights}")
 
 
-
 @app.command("prune")
 def prune_cmd(
     source: Annotated[str, typer.Argument(help="A run directory (train, distill, prune) or a registered model name.")],
@@ -114,7 +113,6 @@ def prune_cmd(
     typer.echo(f"pruned {report.original.name}: MACs x{report.macs_ratio:.3f}, params x{report.params_ratio:.3f}, "
                f"offset accuracy {report.original.offset_accuracy:.3f} -> {report.pruned.offset_accuracy:.3f}; "
                f"weights {report.weights}")
-
 
 
 @app.command("quantize")

@@ -95,7 +95,6 @@ def bench_cmd(
                            f"{failed[0].runtime} B={failed[0].batch} T={failed[0].frames}: {failed[0].reason}")
 
 
-
 @app.command("bundle")
 def bundle_cmd(
     args: Annotated[list[str], typer.Argument(help="A student run directory or a TFLite/CoreML artifact; or "
@@ -135,7 +134,6 @@ def bundle_cmd(
     path = bundle.make_bundle(args[0], target, out or f"{Path(args[0]).stem}_{target}_bundle.zip",
                               frames=frames, precisions=precisions, parity_clips=clips)
     typer.echo(f"wrote {path}")
-
 
 
 @app.command("gate")

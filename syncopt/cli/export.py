@@ -63,7 +63,6 @@ def export_cmd(
         raise typer.Exit(code=BackendUnavailable.exit_code)
 
 
-
 @app.command("parity")
 def parity_cmd(
     artifacts: Annotated[list[str], typer.Argument(help="Artifact files (or their .json manifests).")],
@@ -104,7 +103,6 @@ def parity_cmd(
         raise ParityError("parity breached — " + " | ".join(failed))
 
 
-
 def _parity_locate(artifacts: list[str], clips: int, against: str | None, reference: str | None,
                    save_reference: str | None, plot: str | None, as_json: bool) -> None:
     """``parity --locate``: a per-node table per artifact; exit 9 when the outputs breach the contract."""
@@ -122,7 +120,6 @@ def _parity_locate(artifacts: list[str], clips: int, against: str | None, refere
     failed = [f"{Path(r.artifact).name}: {'; '.join(r.parity.failures)}" for r in reports if not r.passed]
     if failed:
         raise ParityError("parity breached — " + " | ".join(failed))
-
 
 
 @app.command("matrix")

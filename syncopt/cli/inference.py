@@ -59,7 +59,6 @@ def sync_cmd(
         raise type(failed[0])(f"{len(failed)} of {len(videos)} videos failed")
 
 
-
 @app.command("calibrate")
 def calibrate_cmd(
     model: Annotated[str, typer.Argument(help="Registered model name, or a run directory from syncopt train.")],
@@ -100,7 +99,6 @@ def calibrate_cmd(
                f"T={result.offset_temperature:.3f}; held-out ECE in-sync {result.sync_ece.before:.4f} -> "
                f"{result.sync_ece.after:.4f}, offset {result.offset_ece.before:.4f} -> {result.offset_ece.after:.4f} "
                f"({result.test_clips} test clips); wrote {path}")
-
 
 
 @app.command("stream")

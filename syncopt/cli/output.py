@@ -21,13 +21,11 @@ def to_json(value: Any) -> str:
     return pydantic_core.to_json(value, indent=2, inf_nan_mode="null").decode()
 
 
-
 def write_text(path: str, text: str) -> None:
     from syncopt.core.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(text)
-
 
 
 def print_sync(res) -> None:

@@ -80,7 +80,6 @@ def train_cmd(
                f"per-frame {last.per_frame_accuracy:.3f}; weights {report.weights}")
 
 
-
 @app.command("evaluate")
 def evaluate_cmd(
     model: Annotated[str | None, typer.Argument(help="Registered model name, or a run directory from syncopt train "

@@ -38,7 +38,6 @@ def machine_info() -> dict[str, str | int | float | None]:
     return info
 
 
-
 def percentiles(samples_s: list[float]) -> tuple[float, float, float, float]:
     """p50, p90, p99 and mean of latencies, in milliseconds."""
     ms = np.asarray(samples_s) * 1000.0
@@ -46,13 +45,11 @@ def percentiles(samples_s: list[float]) -> tuple[float, float, float, float]:
     return float(p50), float(p90), float(p99), float(ms.mean())
 
 
-
 def _status_kb(key: str) -> int | None:
     with contextlib.suppress(OSError):
         if m := re.search(rf"^{key}:\s+(\d+)\s+kB", Path("/proc/self/status").read_text(), re.M):
             return int(m.group(1))
     return None
-
 
 
 @contextlib.contextmanager
@@ -70,7 +67,6 @@ def peak_rss_growth() -> Iterator[list[float | None]]:
         result[0] = max(0, peak - before) / 1024.0
 
 
-
 def time_runs(fn: Callable[[], object], warmup: int, repeats: int, min_repeats: int, max_seconds: float) -> list[float]:
     """Wall-clock seconds of each timed call of ``fn`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
@@ -82,7 +78,6 @@ def time_runs(fn: Callable[[], object], warmup: int, repeats: int, min_repeats: 
         fn()
         samples.append(time.perf_counter() - t0)
     return samples
-
 
 
 def interleaved_times(calls: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,

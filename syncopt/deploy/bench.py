@@ -317,4 +317,3 @@ def plot(report: BenchReport, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-

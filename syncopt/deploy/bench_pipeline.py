@@ -19,7 +19,6 @@ class StageTime(BaseModel):
     share: float  # of the summed stage medians
 
 
-
 class PipelineReport(BaseModel):
     video: str
     model: str
@@ -34,10 +33,8 @@ class PipelineReport(BaseModel):
     note: str
 
 
-
 PIPELINE_NOTE = ("the video streams as in syncopt sync: decoded once, faces tracked and cropped in the same pass "
                  "(decode, detect, landmarks and crop timed inside it); the other stages run after it")
-
 
 
 def bench_pipeline(video: str, model: str | None = None, preset: str | None = None, weights: str | None = None,

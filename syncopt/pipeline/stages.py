@@ -201,7 +201,6 @@ def run_gate(cfg: GatesConfig, ctx: StageContext) -> Outcome:
     return Outcome(rows=rows, error=error)
 
 
-
 def _mb(path: Path) -> float:
     files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
     return sum(f.stat().st_size for f in files) / 1e6
