@@ -95,6 +95,27 @@ def test_frame_source_streams_the_same_timeline_on_every_pass(tmp_path):
     assert len(list(FrameSource(path, max_frames=7))) == 7
 
 
+def test_prefetching_decoder_gives_the_same_frames_and_stops_when_closed(tmp_path):
+    import threading
+
+    from syncopt.data.media import FrameSource
+
+    levels = (np.arange(40) * 6).astype(np.uint8)
+    frames = np.repeat(levels[:, None, None, None], 32, 1).repeat(32, 2).repeat(3, 3)
+    path = write_video(tmp_path / "v.mp4", frames, 0.3 * np.sin(np.arange(32000) / 5.0))
+    direct = FrameSource(path, prefetch=0)
+    ahead = FrameSource(path, prefetch=2)
+    np.testing.assert_array_equal(np.stack(list(ahead)), np.stack(list(direct)))
+    assert ahead.num_frames == direct.num_frames == 40 and ahead.notes == direct.notes
+    stream = iter(FrameSource(path, prefetch=2))
+    next(stream)
+    assert any(t.name == "syncopt-decode" for t in threading.enumerate())
+    stream.close()  # the consumer stops early: the decoding thread ends and closes the file
+    assert not any(t.name == "syncopt-decode" for t in threading.enumerate())
+    with pytest.raises(MediaError, match="no decodable video frames"):  # raised in the thread, seen here
+        list(FrameSource(path, max_frames=0))
+
+
 @pytest.mark.parametrize("rate,channels,codec", [(44100, 2, "aac"), (48000, 2, "pcm_s16le"), (8000, 1, "pcm_s16le")])
 def test_audio_is_resampled_to_16k_mono(tmp_path, rate, channels, codec):
     t = np.arange(2 * rate) / rate

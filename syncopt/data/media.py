@@ -15,7 +15,7 @@ import errno
 import functools
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,11 +112,15 @@ class FrameSource:
     ``k / fps`` (the first frame before any; robust to variable frame rate); the clip lasts until
     the last source frame's time plus the median source frame interval. After a full pass,
     ``num_frames`` and ``notes`` (truncation, resampling) are set.
+
+    A background thread decodes up to ``prefetch`` frames ahead (FFmpeg releases the GIL), so
+    decoding overlaps whatever the caller does with each frame (face detection, the face mesh).
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float = 25.0, max_frames: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float = 25.0, max_frames: int | None = None,
+                 prefetch: int = 8) -> None:
         _fixed_mmap_threshold()
-        self.path, self.fps, self.max_frames = Path(path), fps, max_frames
+        self.path, self.fps, self.max_frames, self.prefetch = Path(path), fps, max_frames, prefetch
         with _open(self.path) as container:  # fail early, with one line, on a missing or non-media file
             stream = container.streams.video[0]
             self.source_fps = float(stream.average_rate or stream.guessed_rate or fps)
@@ -124,6 +128,9 @@ class FrameSource:
         self.notes: list[str] = []
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        return _prefetched(self._decode, self.prefetch) if self.prefetch > 0 else self._decode()
+
+    def _decode(self) -> Iterator[np.ndarray]:
         import av
 
         limit = np.inf if self.max_frames is None else self.max_frames
@@ -165,6 +172,46 @@ class FrameSource:
         self.notes = [f"truncated: video decoding stopped at {times[-1]:.2f} s ({truncated})"] if truncated else []
         if abs(self.source_fps - self.fps) > 0.01:
             self.notes.append(f"video resampled from {self.source_fps:.2f} to {self.fps:g} fps")
+
+
+def _prefetched(produce: Callable[[], Iterator[np.ndarray]], depth: int) -> Iterator[np.ndarray]:
+    """``produce()``'s items, made by a daemon thread up to ``depth`` ahead; its exception is raised
+    here, in order, and closing this generator early stops the thread."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in produce():
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    worker = threading.Thread(target=run, name="syncopt-decode", daemon=True)
+    worker.start()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def upright(frame) -> np.ndarray:
