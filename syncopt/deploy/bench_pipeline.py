@@ -3,8 +3,6 @@ MFCC, model, offset decoding) on real videos."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +31,16 @@ class PipelineReport(BaseModel):
     note: str
 
 
-PIPELINE_NOTE = ("the video streams as in syncopt sync: decoded once, faces tracked and cropped in the same pass "
-                 "(decode, detect, landmarks and crop timed inside it); the other stages run after it")
+PIPELINE_NOTE = ("the video streams as in syncopt sync: decoded once, a few frames ahead in its own thread ('decode "
+                 "video' is the time the pass waited for frames), faces tracked and cropped in the same pass; the "
+                 "other stages run after it")
 
 
 def bench_pipeline(video: str, model: str | None = None, preset: str | None = None, weights: str | None = None,
                    crop: str = "detect", repeats: int = 3, chunk: int = 500) -> PipelineReport:
     """Time the ``syncopt sync`` path stage by stage: decode, detect, landmarks, crop (or lip features), MFCC,
     model, offset decoding. ``model`` None: sync's default model and its shipped weights."""
-    from syncopt.data.faces import face_crops
+    from syncopt.data.faces import face_crops, timed
     from syncopt.data.media import FrameSource, decode_audio, fit_audio
     from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
     from syncopt.inference.infer import run_dense
@@ -53,37 +52,29 @@ def bench_pipeline(video: str, model: str | None = None, preset: str | None = No
     net = resolve(model, preset, weights, shipped=True).build()
     spec = net.spec
     pre = spec.preprocessing
-    times: dict[str, list[float]] = {}
-
-    def timed(stage: str, fn: Callable[[], object]) -> object:
-        t0 = time.perf_counter()
-        out = fn()
-        times.setdefault(stage, []).append(time.perf_counter() - t0)
-        return out
-
+    per_repeat: dict[str, list[float]] = {}  # stage -> its seconds in each repeat (summed over tracks)
     for _ in range(repeats):
         source, stages = FrameSource(video, fps=pre.fps), {}
         if pre.video_features == "lips":
             _lip_path(net, video, source, stages, chunk)
-            frames = source.num_frames
-            for stage, seconds in stages.items():
-                times.setdefault(stage, []).append(seconds)
-            continue
-        tracks = face_crops(source, crop, spec, Path(video).name, timings=stages)
-        for stage, seconds in stages.items():
-            times.setdefault(stage, []).append(seconds)
-        frames = source.num_frames
-        track_audio = timed("decode audio", lambda: decode_audio(video, sample_rate=pre.sample_rate))
-        audio = timed("MFCC / audio features", lambda: audio_to_tensor(
-            fit_audio(track_audio.samples, frames, pre.fps, pre.sample_rate), frames, pre))
-        for track, crops in tracks:
-            clip = timed("crops -> tensor", lambda: frames_to_tensor(crops, pre)[None])
+        else:
+            tracks = face_crops(source, crop, spec, Path(video).name, timings=stages)
+            with timed(stages, "decode audio"):
+                samples = decode_audio(video, sample_rate=pre.sample_rate).samples
+            with timed(stages, "MFCC / audio features"):
+                audio = audio_to_tensor(fit_audio(samples, source.num_frames, pre.fps, pre.sample_rate),
+                                        source.num_frames, pre)
             per = pre.audio_per_frame
-            segment = audio[None, ..., per * track.start:per * track.end]
-            outputs = timed("model", lambda: run_dense(net, clip, segment, chunk=chunk))
-            timed("offset decoding", lambda: decode_outputs(outputs, spec))
-    # stages inside the per-track loop ran once per track: sum them per repeat before the median
-    per_repeat = {s: np.asarray(v).reshape(repeats, -1).sum(1) for s, v in times.items()}
+            for track, crops in tracks:
+                with timed(stages, "crops -> tensor"):
+                    clip = frames_to_tensor(crops, pre)[None]
+                with timed(stages, "model"):
+                    outputs = run_dense(net, clip, audio[None, ..., per * track.start:per * track.end], chunk=chunk)
+                with timed(stages, "offset decoding"):
+                    decode_outputs(outputs, spec)
+        frames = source.num_frames
+        for stage, seconds in stages.items():
+            per_repeat.setdefault(stage, []).append(seconds)
     crop = crop if pre.video_features != "lips" else "landmarks"
     medians = {s: float(np.median(v)) * 1000 for s, v in per_repeat.items()}
     total = sum(medians.values())
