@@ -89,9 +89,12 @@ def test_inc_pt2e_tuning_runs_and_saves(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="since this session's merges the QAT artifact decides 1 of the 40 synthetic "
-                   "eval clips differently from fp32 (agreement 0.975 < 0.99, twice in a row); the cause is not found "
-                   "yet (the session note of 2026-12-07)")
+@pytest.mark.xfail(strict=False, reason="QAT INT8 audio embeddings are far from fp32 here: worst cosine 0.869 (row: "
+                   "0.99; ort PTQ of the same model 0.989) and 1 of 40 clips decided unlike fp32 (agreement 0.975, "
+                   "clear_agreement 38/39: a drift clip fp32 decides by 0.339 nats). Not caused by the acc/tts/kd "
+                   "merges: identical at their common parent 8176fea. Unchanged with qat_lr=0 (cosine 0.851) and "
+                   "with BN statistics frozen (0.846), so neither the weight updates nor the BN statistics: "
+                   "suspect the audio path's quantize/convert/export; cause not found yet")
 def test_qat_fallback_gives_int8_qdq_onnx_within_tolerance(tmp_path):
     import onnx
 
@@ -119,9 +122,10 @@ def mobile_2d_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="in this session's last slow run the briefly trained tiny mobile_2d's TFLite "
-                   "INT8 kept a worst embedding cosine of 0.9885 against the 0.99 row (1 run); cause not found yet "
-                   "(the session note of 2026-12-07)")
+@pytest.mark.xfail(strict=False, reason="the briefly trained tiny mobile_2d's TFLite INT8 keeps a worst video "
+                   "embedding cosine of 0.98854 (row: 0.99; one frame of clip 14, the next worst 0.9915), decisions "
+                   "100% and drop 0. Not caused by the acc/tts/kd merges: identical at their common parent 8176fea "
+                   "(docs/compression.md's 0.992 is not reproduced in this environment); cause not found yet")
 def test_tflite_full_integer_builtin_only_within_tolerance(mobile_2d_run, tmp_path, monkeypatch):
     pytest.importorskip("onnx2tf", reason="the tflite extra is not installed")
     import os
