@@ -96,6 +96,7 @@ def main() -> None:
                         + ", self-supervised (audio shifts): ") + ", ".join(
                 f"{n} clips from {folder}" for folder, n in Counter(p.parent.name for p in unique).items()),
             "repeats": {p.name: n for p, n in Counter(p for p, _ in train_entries).items() if n > 1},
+            "offsets": {p.name: o for p, o in dict(train_entries).items() if o},  # the manifest's base offsets (labels)
             "model": "fcn_lips", "preset": args.preset, "weights_sha256": sha256_file(target),
             "synthetic_generator": report.tts_generator, "training_config": config.model_dump(mode="json"),
             "real_clips_sha256": dict(sorted((name, h) for h, name in train_sha.items())),
