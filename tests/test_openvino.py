@@ -49,7 +49,25 @@ def test_ir_is_one_directory_with_dynamic_time_and_a_manifest(x3d_ir):
             assert out[o.name].shape == o.concrete_shape(art.spec.sizes(t, b))
     kept = [dict(key)["video"] for key in session.compiled]
     assert len(kept) == SHAPES_KEPT and kept[-1][:3] == (1, 3, 32) and (2, 3, 41) in [k[:3] for k in kept]
-    assert x3d_ir["bf16"].path.joinpath(BIN).stat().st_size < 0.6 * art.path.joinpath(BIN).stat().st_size
+    # bf16: weights float16-stored except the precise operators' (tiny x3d_s: 68% of the fp32 bytes, its
+    # predictor being a large share of a tiny model)
+    assert x3d_ir["bf16"].path.joinpath(BIN).stat().st_size < 0.75 * art.path.joinpath(BIN).stat().st_size
+
+
+def test_bf16_keeps_the_precision_sensitive_operators_f32(x3d_ir):
+    """The head (predictor) and biases keep f32 constants, marked to keep their precision in the IR; the
+    tower's weights are float16."""
+    root = ET.parse(x3d_ir["bf16"].path / XML).getroot()
+    layers = {layer.get("id"): layer for layer in root.iter("layer")}
+    into = {e.get("from-layer"): layers[e.get("to-layer")] for e in root.iter("edge")}
+    kinds = {}
+    for layer in layers.values():
+        if layer.get("type") == "Const":
+            user = into[layer.get("id")]
+            user = into[user.get("id")] if user.get("type") == "Convert" else user
+            kinds.setdefault(user.get("name").startswith("/predictor/refine"), set()).add(layer.find("data").get("element_type"))
+    assert kinds[True] == {"f32"} and "f16" in kinds[False]
+    assert any(a.get("name") == "DisablePrecisionConversion" for a in root.iter("attribute"))
 
 
 def test_fp32_parity_on_tiny_students(x3d_ir, tmp_path):

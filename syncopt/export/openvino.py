@@ -10,7 +10,17 @@ Precisions (what the runtime does with each, see :mod:`syncopt.runtimes.openvino
 
 - fp32: float32 weights, inferred with ``INFERENCE_PRECISION_HINT=f32`` (the CPU plugin's own
   default on CPUs with AVX-512 BF16 or AMX is bf16, so the hint is always set);
-- bf16: float16-stored weights (``compress_to_fp16``, half the bytes), inferred in bfloat16;
+- bf16: float16-stored weights (``compress_to_fp16``), inferred in bfloat16, except the
+  precision-sensitive operators of :func:`precise_ops` (convolutions reading a model input, the head
+  after the embeddings: correlation normalisation and predictor, softmax, and operators with a scalar
+  or vector constant: biases, scales). They carry OpenVINO's "keep original precision" runtime info
+  (``DisablePrecisionConversion`` in the IR), so their constants stay f32 in ``model.bin``; the CPU
+  plugin also leaves such nodes out of its bf16/f16 enforcement (openvinotoolkit/openvino#21440, not
+  measured here: this project's CPU has no bf16, so its plugin runs the bf16 hint in f32 and only the
+  weights' storage differs from fp32). Measured so (parity inputs, 8 clips), offset_logits max abs
+  every constant float16 -> these kept f32: trained tiny fcn 0.0122 -> 0.0078, fcn_attn 0.0121 ->
+  0.0069 (the fp16 row: 1e-2); ``model.bin`` of tiny fcn 155 kB -> 228 kB (fp32 309 kB: the tiny
+  models' predictor is a large share of their weights; a full model's is not);
 - int8: NNCF post-training quantization (``nncf.quantize``) calibrated on synthetic clips, or on the
   clips :mod:`syncopt.compress.quantize.openvino` passes (``syncopt quantize --method openvino``),
   float parts inferred in f32; layers return to float until the worst embedding cosine to the float
@@ -30,6 +40,11 @@ from syncopt.core.formats import check_precision
 from syncopt.export import require, write_artifact
 
 XML, BIN = "model.xml", "model.bin"
+PRECISE = "precise_0"  # rt_info key of ov::disable_fp16_compression; OpenVINO 2026 serializes it as
+# DisablePrecisionConversion ("dynamic:f16"), honoured by compress_to_fp16 and the CPU plugin once read back
+DATA_MOVEMENT = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "StridedSlice", "Pad", "Convert", "Concat",
+                 "Split", "VariadicSplit")
+WEIGHTED = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
 CALIBRATION_CLIPS = 64  # as the TFLite and TensorRT INT8 exporters
 
 
@@ -69,7 +84,79 @@ def export_openvino(model: nn.Module, out_dir: Path, precision: str = "fp32", ca
                           min_cosine=MIN_COSINE if min_cosine is None else min_cosine)
 
     def write(folder: Path) -> dict:
-        ov.save_model(graph, str(folder / XML), compress_to_fp16=precision == "bf16")
+        if precision == "bf16":
+            _save_bf16(ov, graph, spec, folder / XML)
+        else:
+            ov.save_model(graph, str(folder / XML), compress_to_fp16=False)
         return {"ops": sorted({op.get_type_name() for op in graph.get_ops()})}
 
     return write_artifact(model, "openvino", out_dir, precision, write)
+
+
+def precise_ops(graph, spec) -> list[str]:
+    """The operators a bf16 IR keeps in f32 (friendly names): those with a real constant input that is a
+    scalar or a vector (at most one axis longer than 1: biases, scales; not weights), the weighted operators
+    reading a model input through data movement only (and the bias ``Add`` after each), softmax, and the
+    head: every operator the non-embedding outputs depend on that the embedding outputs do not
+    (correlation normalisation, predictor). Model-agnostic: it reads the graph and the spec's output names."""
+    from syncopt.core.spec import EMBEDDINGS
+
+    def upstream(nodes) -> set[str]:
+        seen, frontier = set(), list(nodes)
+        while frontier:
+            node = frontier.pop()
+            if node.get_friendly_name() not in seen:
+                seen.add(node.get_friendly_name())
+                frontier += [node.input_value(i).get_node() for i in range(node.get_input_size())]
+        return seen
+
+    def reads_input(op) -> bool:
+        frontier = [op.input_value(0).get_node()]
+        while frontier:
+            node = frontier.pop()
+            if node.get_type_name() == "Parameter":
+                return True
+            if node.get_type_name() in DATA_MOVEMENT:
+                frontier += [node.input_value(i).get_node() for i in range(node.get_input_size())]
+        return False
+
+    results = {name: r for r in graph.get_results() for name in r.input_value(0).get_names()}
+    embeddings = upstream(r for name, r in results.items() if name in EMBEDDINGS)
+    head = upstream(r for name, r in results.items() if name in spec.output_names and name not in EMBEDDINGS)
+    head -= embeddings
+    names = set()
+    for op in graph.get_ops():
+        kind = op.get_type_name()
+        if kind in ("Constant", "Parameter", "Result"):
+            continue
+        constants = [op.input_value(i).get_node() for i in range(op.get_input_size())
+                     if op.input_value(i).get_node().get_type_name() == "Constant"]
+        if (op.get_friendly_name() in head or kind == "Softmax"
+                or any(c.get_output_element_type(0).is_real() and sum(d > 1 for d in c.get_output_shape(0)) <= 1
+                       for c in constants)):
+            names.add(op.get_friendly_name())
+        elif kind in WEIGHTED and reads_input(op):
+            names.add(op.get_friendly_name())
+            names |= {t.get_node().get_friendly_name() for t in op.output(0).get_target_inputs()
+                      if t.get_node().get_type_name() == "Add"}
+    return sorted(names)
+
+
+def _save_bf16(ov, graph, spec, path: Path) -> None:
+    """Save ``graph`` with float16-stored constants except those of :func:`precise_ops`, which are marked to
+    keep their precision. ``compress_to_fp16`` honours the mark only as read from an IR (the attribute the
+    serializer writes), not as set from Python, so the marked graph is saved uncompressed, read back and
+    saved compressed."""
+    graph = graph.clone()
+    keep = set(precise_ops(graph, spec))
+    for op in graph.get_ops():
+        if op.get_friendly_name() in keep:
+            op.get_rt_info()[PRECISE] = ""
+            for i in range(op.get_input_size()):
+                source = op.input_value(i).get_node()
+                if source.get_type_name() == "Constant":
+                    source.get_rt_info()[PRECISE] = ""
+    with tempfile.TemporaryDirectory(prefix="syncopt-openvino-bf16-") as tmp:
+        ov.save_model(graph, str(Path(tmp) / XML), compress_to_fp16=False)
+        marked = ov.Core().read_model(str(Path(tmp) / XML))
+        ov.save_model(marked, str(path), compress_to_fp16=True)

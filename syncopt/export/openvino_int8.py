@@ -36,6 +36,7 @@ from syncopt.export import require
 MIN_COSINE = 0.99  # DESIGN.md, INT8 row: worst per-frame embedding cosine
 CHECK_CLIPS = 8  # synthetic val clips of the cosine check (beside two random inputs)
 MAX_FALLBACK = 8  # at most this many layers return to float (as the ort method's --fallback auto)
+RANK_CLIPS = 16  # calibration clips of the fallback's ranking quantizations (its real attempts use all)
 CONVOLUTIONS = ("Convolution", "GroupConvolution")
 DATA_MOVEMENT_TYPES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "StridedSlice", "Pad", "Convert",
                        "Concat", "Split", "VariadicSplit")
@@ -80,7 +81,9 @@ def _fallback(nncf, graph, quantized, data, checks: list[dict], options: dict, m
     The operators the embeddings depend on that read a quantized input in ``quantized`` (the plain INT8
     graph: convolutions, pooling) are first ordered by the error each adds in one pass (:func:`_added_errors`),
     and the ``2 * max_steps`` that add the most are ranked by the mean cosine error with each alone float
-    (one quantization each); they return to float in that order, at most ``max_steps``; the last attempt is
+    (one quantization each, calibrated on the first :data:`RANK_CLIPS` clips: the ranking took 16 of up to 25
+    quantizations, and trained tiny fcn_attn's fallback 1005 s on the loaded 2-core machine); they return
+    to float in that order, at most ``max_steps``; the last attempt is
     returned either way (parity judges it). Ranking every operator by a quantization each took more than
     25 minutes on tiny fcn_attn and syncnet_v2 (the conversion matrix). NNCF's own
     ``quantize_with_accuracy_control`` with this metric (ranking by the outputs' or only the embeddings'
@@ -88,9 +91,9 @@ def _fallback(nncf, graph, quantized, data, checks: list[dict], options: dict, m
     back the float model."""
     scope = list(options["ignored_scope"].names)
 
-    def attempt(kept: list[str]):
+    def attempt(kept: list[str], subset: int | None = None):
         quantized = nncf.quantize(graph, data, **options | {"ignored_scope": nncf.IgnoredScope(
-            names=scope + kept, validate=False)})
+            names=scope + kept, validate=False)} | ({"subset_size": subset} if subset else {}))
         return quantized, cosine_errors(_compile(quantized), checks)
 
     fed = {op.get_friendly_name() for op in quantized.get_ops()
@@ -98,7 +101,7 @@ def _fallback(nncf, graph, quantized, data, checks: list[dict], options: dict, m
     candidates = [name for name in _tower(graph) if name in fed and name not in scope]
     added = _added_errors(graph, quantized, candidates, checks)
     shortlist = sorted(candidates, key=lambda name: -added[name])[:2 * max_steps]
-    ranked = sorted(shortlist, key=lambda name: attempt([name])[1][1])
+    ranked = sorted(shortlist, key=lambda name: attempt([name], min(RANK_CLIPS, options["subset_size"]))[1][1])
     kept: list[str] = []
     for name in ranked[:max_steps]:
         kept.append(name)
