@@ -22,7 +22,7 @@ from syncopt.models.two_tower import TwoTowerSync
 
 
 # The per-frame timeline pools 1 s of frames: one frame's lip motion rarely decides an offset (held-out real
-# clips: 1-s windows follow audio shifts on 75% of windows, whole clips on all; docs/real_video.md).
+# clips: 1-s windows follow audio shifts on 80% of windows, whole clips on all; docs/real_video.md).
 TIMELINE_FRAMES = 25
 
 
