@@ -71,7 +71,7 @@ def stages(args) -> dict[str, Path]:
 
 def speeds(models: dict, artifacts: dict, frames: list[int], runs: int) -> dict:
     """Median batch-1 ms at each clip length, one thread, every model and artifact timed side by side."""
-    from syncopt.deploy.bench import interleaved_times
+    from syncopt.core.timing import interleaved_times
     from syncopt.runtimes import load
 
     torch.set_num_threads(1)

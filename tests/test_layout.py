@@ -118,3 +118,22 @@ def test_import_syncopt_and_the_cli_stay_light():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE.parent / "benchmarks").glob("*.py")), ids=lambda p: p.name)
+def test_benchmark_scripts_import_names_that_exist(path: Path):
+    """Benchmarks are scripts no test runs whole: every ``from syncopt... import name`` in them (module level
+    or inside a function) must resolve under the current layout, without the old-name alias."""
+    import importlib
+    import importlib.util
+    import warnings
+
+    missing = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "syncopt":
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", DeprecationWarning)  # an old module name
+                module = importlib.import_module(node.module)
+            missing += [f"{node.module}.{a.name}" for a in node.names
+                        if not hasattr(module, a.name) and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+    assert not missing, missing
