@@ -93,8 +93,8 @@ def test_inc_pt2e_tuning_runs_and_saves(tmp_path):
                    "0.99; ort PTQ of the same model 0.989) and 1 of 40 clips decided unlike fp32 (agreement 0.975, "
                    "clear_agreement 38/39: a drift clip fp32 decides by 0.339 nats). Not caused by the acc/tts/kd "
                    "merges: identical at their common parent 8176fea. Unchanged with qat_lr=0 (cosine 0.851) and "
-                   "with BN statistics frozen (0.846), so neither the weight updates nor the BN statistics: "
-                   "suspect the audio path's quantize/convert/export; cause not found yet")
+                   "with BN statistics frozen (0.846) or BN folded into the convs before export (0.837), so "
+                   "not the weight updates nor the BN: suspect the audio path's quantize/convert/export; cause not found")
 def test_qat_fallback_gives_int8_qdq_onnx_within_tolerance(tmp_path):
     import onnx
 
