@@ -9,7 +9,7 @@ per frame) and ``syncopt sync --json`` in a child process (wall time, CPU time a
 child) for each ``--models`` entry. The CPU may be shared: the load averages are recorded, and CPU
 seconds per video second show what an idle machine would reach.
 
-Usage: python benchmarks/bench_sync_pipeline.py [--minutes 10] [--models fcn,fcn_lips]
+Usage: python benchmarks/bench_sync_pipeline.py [--minutes 10] [--models default,fcn:tiny]
 Writes benchmarks/results/sync_pipeline.json.
 """
 
@@ -67,7 +67,9 @@ def run_sync(video: Path, model: str) -> dict:
     """``syncopt sync`` in a child: wall and CPU seconds per video second, peak RSS."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "syncopt", "sync", str(video), "--model", model, "--json"],
+    name, _, preset = model.partition(":")  # "default": sync's own default model and weights
+    chosen = [] if name == "default" else ["--model", name] + (["--preset", preset] if preset else [])
+    res = subprocess.run([sys.executable, "-m", "syncopt", "sync", str(video), *chosen, "--json"],
                          capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -88,13 +90,13 @@ def _duration(video: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--models", default="fcn,fcn_lips")
+    parser.add_argument("--models", default="default", help="'default' (sync's own) or name[:preset], comma-separated")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         small = make_640x360(Path(tmp) / f"latentsync_demo1_640x360_{args.minutes:g}min.mp4", int(args.minutes * 60))
         for name, video in (("640x360", small), ("1080x1920", SOURCE)):
-            report = bench_pipeline(str(video), "fcn", "tiny", repeats=1)
+            report = bench_pipeline(str(video), repeats=1)  # sync's default model
             results[name] = {
                 "video": video.name, "frames": report.frames,
                 "pipeline_ms_per_frame": {s.stage: round(s.ms_p50 / report.frames, 3) for s in report.stages},
