@@ -42,8 +42,6 @@ from syncopt.export import require, write_artifact
 XML, BIN = "model.xml", "model.bin"
 PRECISE = "precise_0"  # rt_info key of ov::disable_fp16_compression; OpenVINO 2026 serializes it as
 # DisablePrecisionConversion ("dynamic:f16"), honoured by compress_to_fp16 and the CPU plugin once read back
-DATA_MOVEMENT = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "StridedSlice", "Pad", "Convert", "Concat",
-                 "Split", "VariadicSplit")
 WEIGHTED = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
 CALIBRATION_CLIPS = 64  # as the TFLite and TensorRT INT8 exporters
 
@@ -100,29 +98,11 @@ def precise_ops(graph, spec) -> list[str]:
     head: every operator the non-embedding outputs depend on that the embedding outputs do not
     (correlation normalisation, predictor). Model-agnostic: it reads the graph and the spec's output names."""
     from syncopt.core.spec import EMBEDDINGS
-
-    def upstream(nodes) -> set[str]:
-        seen, frontier = set(), list(nodes)
-        while frontier:
-            node = frontier.pop()
-            if node.get_friendly_name() not in seen:
-                seen.add(node.get_friendly_name())
-                frontier += [node.input_value(i).get_node() for i in range(node.get_input_size())]
-        return seen
-
-    def reads_input(op) -> bool:
-        frontier = [op.input_value(0).get_node()]
-        while frontier:
-            node = frontier.pop()
-            if node.get_type_name() == "Parameter":
-                return True
-            if node.get_type_name() in DATA_MOVEMENT:
-                frontier += [node.input_value(i).get_node() for i in range(node.get_input_size())]
-        return False
+    from syncopt.export.openvino_int8 import reads_model_input, upstream
 
     results = {name: r for r in graph.get_results() for name in r.input_value(0).get_names()}
-    embeddings = upstream(r for name, r in results.items() if name in EMBEDDINGS)
-    head = upstream(r for name, r in results.items() if name in spec.output_names and name not in EMBEDDINGS)
+    embeddings = set(upstream(r for name, r in results.items() if name in EMBEDDINGS))
+    head = set(upstream(r for name, r in results.items() if name in spec.output_names and name not in EMBEDDINGS))
     head -= embeddings
     names = set()
     for op in graph.get_ops():
@@ -135,7 +115,7 @@ def precise_ops(graph, spec) -> list[str]:
                 or any(c.get_output_element_type(0).is_real() and sum(d > 1 for d in c.get_output_shape(0)) <= 1
                        for c in constants)):
             names.add(op.get_friendly_name())
-        elif kind in WEIGHTED and reads_input(op):
+        elif kind in WEIGHTED and reads_model_input(op):
             names.add(op.get_friendly_name())
             names |= {t.get_node().get_friendly_name() for t in op.output(0).get_target_inputs()
                       if t.get_node().get_type_name() == "Add"}

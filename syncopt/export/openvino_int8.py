@@ -157,11 +157,9 @@ def _added_errors(graph, quantized, names: list[str], checks: list[dict]) -> dic
     return {n: total[n] - max((total[u] for u in upstream(n)), default=0.0) if n in total else 0.0 for n in names}
 
 
-def _tower(graph) -> list[str]:
-    """The operators the embedding outputs depend on, nearest first (the head cannot move their cosine)."""
-    frontier = [r.input_value(0).get_node() for r in graph.get_results()
-                if r.input_value(0).get_node().get_friendly_name() in EMBEDDINGS]
-    seen, found = set(), []
+def upstream(nodes) -> list[str]:
+    """Friendly names of ``nodes`` and of every operator they depend on, nearest first."""
+    frontier, seen, found = list(nodes), set(), []
     while frontier:
         node = frontier.pop()
         if node.get_friendly_name() in seen:
@@ -170,6 +168,24 @@ def _tower(graph) -> list[str]:
         found.append(node.get_friendly_name())
         frontier += [node.input_value(i).get_node() for i in range(node.get_input_size())]
     return found
+
+
+def _tower(graph) -> list[str]:
+    """The operators the embedding outputs depend on, nearest first (the head cannot move their cosine)."""
+    return upstream(r.input_value(0).get_node() for r in graph.get_results()
+                    if r.input_value(0).get_node().get_friendly_name() in EMBEDDINGS)
+
+
+def reads_model_input(op) -> bool:
+    """Whether ``op``'s first input comes from a model input through data movement only."""
+    frontier = [op.input_value(0).get_node()]
+    while frontier:
+        node = frontier.pop()
+        if node.get_type_name() == "Parameter":
+            return True
+        if node.get_type_name() in DATA_MOVEMENT_TYPES:
+            frontier += [node.input_value(i).get_node() for i in range(node.get_input_size())]
+    return False
 
 
 def _cosine_checks(graph, spec: ModelSpec, validation: ClipDataset | None) -> list[dict]:
@@ -222,18 +238,8 @@ def float_scope(nncf, graph):
     plugin moved a dequantization onto its rank-3 projection convolution's input and failed shape
     inference), so other operator types keep NNCF's defaults (trained tiny fcn's parity inputs: worst
     video-embedding cosine 0.958 with no scope, 0.966 with this one; the INT8 row wants 0.99)."""
-    names = []
-    for op in graph.get_ops():
-        if op.get_type_name() not in CONVOLUTIONS:
-            continue
-        frontier = [op.input_value(0).get_node()]
-        while frontier:
-            node = frontier.pop()
-            if node.get_type_name() == "Parameter":
-                names.append(op.get_friendly_name())
-                break
-            if node.get_type_name() in DATA_MOVEMENT_TYPES:
-                frontier += [node.input_value(i).get_node() for i in range(node.get_input_size())]
+    names = [op.get_friendly_name() for op in graph.get_ops()
+             if op.get_type_name() in CONVOLUTIONS and reads_model_input(op)]
     return nncf.IgnoredScope(names=names, validate=False)
 
 
