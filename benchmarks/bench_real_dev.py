@@ -14,36 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from syncopt.analysis.shift_eval import Scorer, baseline_scorer, evaluate_data, format_report, shifted
+from syncopt.analysis.shift_eval import baseline_scorer, evaluate_data, format_report, model_scorer
 from syncopt.core.log import status
-from syncopt.data.lipcache import ClipFeatures
-from syncopt.data.lipfeatures import lip_inputs
 from syncopt.models.registry import create
 
 from results_io import write_results
-
-
-def ensemble_scorer(models: list) -> Scorer:
-    """Windows decided by the mean log-probability over ``models`` (one model: ``model_scorer``'s decision)."""
-    k_max = models[0].spec.max_offset
-
-    def score(clip: ClipFeatures, k: int):
-        mfcc, _ = shifted(clip, k)
-        video, audio = lip_inputs(clip.lips, mfcc[:, 4 * clip.start:4 * (clip.start + clip.frames)])
-
-        @torch.no_grad()
-        def decide(lo: int, hi: int) -> int:
-            a_lo, a_hi = max(0, lo - k_max), min(video.shape[-1], hi + k_max)
-            pad = (a_lo - (lo - k_max), (hi + k_max) - a_hi)
-            total = sum(torch.log_softmax(m.forward_context(video[None, :, lo:hi], audio[None, ..., 4 * a_lo:4 * a_hi],
-                                                            pad)["offset_logits"][0].float(), 0).mean(1) for m in models)
-            return int(total.argmax()) - k_max
-
-        return decide
-
-    return score
 
 
 def main() -> None:
@@ -63,10 +38,10 @@ def main() -> None:
         file = Path(path) / "model.safetensors" if Path(path).is_dir() else Path(path)
         weights[name] = str(file)
         models[name] = create("fcn_lips", args.preset, weights=file).eval()
-    scorers = {"lip-geometry baseline": baseline_scorer} | {n: ensemble_scorer([m]) for n, m in models.items()}
+    scorers = {"lip-geometry baseline": baseline_scorer} | {n: model_scorer(m) for n, m in models.items()}
     for group in args.ensemble:
         names = group.split(",")
-        scorers[" + ".join(names)] = ensemble_scorer([models[n] for n in names])
+        scorers[" + ".join(names)] = model_scorer(*(models[n] for n in names))
     report = evaluate_data(args.data, scorers, [int(s) for s in args.shifts.split(",")], args.contexts.split(","),
                            progress=status)
     print(format_report(report))

@@ -68,3 +68,33 @@ def test_contexts_parse_or_fail_in_one_line() -> None:
     for bad in ("", "3", "full,x", "-5"):
         with pytest.raises(UsageError):
             parse_contexts(bad)
+
+
+def test_model_scorer_sums_the_models_log_probabilities() -> None:
+    """One model decides by its own mean log-probability; several (an ensemble) by their sum."""
+    import torch
+
+    from syncopt.analysis.shift_eval import model_scorer
+
+    class Peaked:
+        """Offset logits ``height`` at ``offset``, 0 elsewhere, on every frame of the window."""
+
+        spec = type("Spec", (), {"max_offset": 15})
+
+        def __init__(self, offset: int, height: float) -> None:
+            self.offset, self.height = offset, height
+
+        def forward_context(self, video, audio, pad):
+            logits = torch.zeros(1, 31, video.shape[-1])
+            logits[:, self.offset + 15] = self.height
+            return {"offset_logits": logits}
+
+    rng = np.random.default_rng(0)
+    clip = ClipFeatures(name="c", sha256="0" * 64, start=0, points=rng.normal(size=(60, 468, 3)).astype(np.float32),
+                        opening=np.zeros(60, np.float32), mfcc=np.zeros((13, 240), np.float32),
+                        energy=np.zeros(60, np.float32), num_frames=60)
+    sure, unsure = Peaked(3, 8.0), Peaked(-2, 1.0)
+    assert model_scorer(sure)(clip, 0)(20, 45) == 3
+    assert model_scorer(unsure)(clip, 0)(20, 45) == -2
+    assert model_scorer(sure, unsure)(clip, 0)(20, 45) == 3
+    assert model_scorer(unsure, unsure, Peaked(5, 1.5))(clip, 0)(20, 45) == -2  # 2 x 1.0 beats 1.5 in log-probability

@@ -106,30 +106,31 @@ def baseline_scorer(clip: ClipFeatures, k: int) -> Decider:
     return lambda lo, hi: _pearson_lags(video, audio, lo, hi, clip.start)
 
 
-def model_scorer(model) -> Scorer:
-    """A dense two-tower model on lip features (``fcn_lips``), run on each window alone.
+def model_scorer(*models) -> Scorer:
+    """Dense two-tower models on lip features (``fcn_lips``), run on each window alone.
 
     A window of L frames sees only its L frames of video (the video tower runs on them by
     themselves) and the audio within ±K frames of them, which the offset search needs, as in
-    SyncNet's evaluation; its offset is the argmax of the mean per-frame log-probability.
+    SyncNet's evaluation; its offset is the argmax of the mean per-frame log-probability, summed
+    over the models when there are several (an ensemble).
     """
     import torch
 
-    k_max = model.spec.max_offset
+    k_max = models[0].spec.max_offset
 
     @torch.no_grad()
-    def window_logits(video: torch.Tensor, audio: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    def window_logp(model, video: torch.Tensor, audio: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         a_lo, a_hi = max(0, lo - k_max), min(video.shape[-1], hi + k_max)
         pad = (a_lo - (lo - k_max), (hi + k_max) - a_hi)  # audio frames lo-K .. hi+K-1, zero outside the clip
-        return model.forward_context(video[None, :, lo:hi], audio[None, ..., 4 * a_lo:4 * a_hi], pad)["offset_logits"][0]
+        logits = model.forward_context(video[None, :, lo:hi], audio[None, ..., 4 * a_lo:4 * a_hi], pad)["offset_logits"][0]
+        return torch.log_softmax(logits.float(), 0).mean(1)
 
     def score(clip: ClipFeatures, k: int) -> Decider:
         mfcc, _ = shifted(clip, k)
         video, audio = lip_inputs(clip.lips, mfcc[:, 4 * clip.start:4 * (clip.start + clip.frames)])
 
         def decide(lo: int, hi: int) -> int:
-            logp = torch.log_softmax(window_logits(video, audio, lo, hi).float(), 0)
-            return int(logp.mean(1).argmax()) - k_max
+            return int(sum(window_logp(m, video, audio, lo, hi) for m in models).argmax()) - k_max
 
         return decide
 
