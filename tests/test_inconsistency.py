@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from syncopt.data.synth import SynthConfig, make_clip, split_seed
-from syncopt.models.decode import SyncResult
+from syncopt.models.decode import SyncResult, median_smooth
 from syncopt.inference.inconsistency import find_inconsistency, inconsistent_frames, judged_frames, temporal_iou
 from syncopt.inference.sync import score_faces
 from syncopt.models.sources import resolve
@@ -17,6 +17,31 @@ def _result(per_frame: list[int], offset: int) -> SyncResult:
     n = len(per_frame)
     return SyncResult(offset=offset, confidence=1.0, max_offset=15, offset_scores=[0.0] * 31,
                       per_frame_offset=per_frame, per_frame_confidence=[0.0] * n)
+
+
+@pytest.mark.parametrize("n", [1, 2, 8, 9, 40])
+def test_median_smooth_is_scipy_medfilt(n):
+    """The numpy running median gives scipy.signal.medfilt's answer (zeros beyond the ends), kernel 9
+    shrunk to the largest odd length for clips shorter than it."""
+    from scipy import signal
+
+    values = np.random.default_rng(n).integers(-15, 16, n).astype(float)
+    kernel = min(9, n if n % 2 else n - 1)
+    np.testing.assert_array_equal(median_smooth(values), signal.medfilt(values, kernel_size=kernel))
+
+
+def test_box_smoothing_is_scipy_median_filter():
+    """Face boxes are median-filtered over 13 frames with the ends repeated, as scipy.ndimage's
+    ``median_filter(mode="nearest")`` does (the filter the box smoothing used before)."""
+    from scipy.ndimage import median_filter
+
+    from syncopt.data.faces import smooth_boxes
+
+    corners = np.random.default_rng(1).uniform(0, 100, (30, 2))
+    boxes = np.concatenate([corners, corners + np.random.default_rng(2).uniform(20, 40, (30, 2))], axis=1)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    np.testing.assert_allclose((smooth_boxes(boxes)[:, :2] + smooth_boxes(boxes)[:, 2:]) / 2,
+                               median_filter(centre, size=(13, 1), mode="nearest"), atol=1e-4)
 
 
 def test_segments_from_per_frame_offsets():

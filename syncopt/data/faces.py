@@ -27,10 +27,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.ndimage import median_filter
 
 from syncopt.core.errors import InputFileError, InputSpecError
 from syncopt.core.spec import ModelSpec
+from syncopt.data.signals import running_median
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # cv2.data.haarcascades: OpenCV 4.x wheels; /usr/share/opencv4/haarcascades: Debian's opencv-data.
@@ -173,9 +173,9 @@ def smooth_boxes(boxes: np.ndarray) -> np.ndarray:
     """``(n, 4)`` x1,y1,x2,y2 boxes with centre and size median-filtered over 13 frames -> float32."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     size = boxes[:, 2:] - boxes[:, :2]
-    kernel = min(_SMOOTH_KERNEL, len(boxes))
-    centre = median_filter(centre, size=(kernel, 1), mode="nearest")
-    size = median_filter(size, size=(kernel, 1), mode="nearest")
+    kernel = min(_SMOOTH_KERNEL, len(boxes) - 1 + len(boxes) % 2)  # odd
+    centre = running_median(centre, kernel, ends="edge")
+    size = running_median(size, kernel, ends="edge")
     return np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
 
 

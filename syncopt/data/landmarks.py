@@ -24,7 +24,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from syncopt.core.errors import InputSpecError, MediaError
 from syncopt.data.facemesh import (
@@ -357,6 +356,8 @@ def alignment(points: np.ndarray, size: int, region: str = "face", smooth: float
     Gaussian of ``smooth`` frames (0: none; the track's ends repeated), then ``region`` picks the
     square to cut.
     """
+    from scipy.ndimage import gaussian_filter1d  # lazily: not on sync's path
+
     params = _similarity(points)
     if smooth > 0 and len(params) > 1:
         params = gaussian_filter1d(params, smooth, axis=0, mode="nearest")

@@ -314,18 +314,24 @@ def mfcc(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
 def cepstra(frames: np.ndarray, bank: np.ndarray) -> np.ndarray:
     """``(13, n)`` MFCC columns of pre-emphasised analysis windows ``(n, window)``: power spectrum,
     mel filters ``bank`` (:func:`mel_filterbank`), log, DCT, lifter, c0 as the log frame energy."""
-    from scipy.fft import dct
-
     power = np.abs(np.fft.rfft(frames, MFCC.nfft)) ** 2 / MFCC.nfft
     energy = power.sum(1)
     energy = np.where(energy == 0, np.finfo(float).eps, energy)
     feat = power @ bank.T
     feat = np.where(feat == 0, np.finfo(float).eps, feat)
     k = MFCC.coefficients
-    cep = dct(np.log(feat), type=2, axis=1, norm="ortho")[:, :k]
+    cep = np.log(feat) @ _dct_ortho(bank.shape[0], k).T
     cep *= 1 + (MFCC.lifter / 2.0) * np.sin(np.pi * np.arange(k) / MFCC.lifter)
     cep[:, 0] = np.log(energy)
     return cep.T.astype(np.float32)
+
+
+def _dct_ortho(n: int, k: int) -> np.ndarray:
+    """The first ``k`` rows of the orthonormal DCT-II matrix of size ``n`` (``scipy.fft.dct(x,
+    norm="ortho")`` is ``x @ _dct_ortho(n, n).T``; a matrix here, as scipy.fft costs start-up)."""
+    rows = np.cos(np.pi * np.arange(k)[:, None] * (2 * np.arange(n) + 1) / (2 * n)) * np.sqrt(2.0 / n)
+    rows[0] /= np.sqrt(2.0)
+    return rows
 
 
 def mel_filterbank(sample_rate: int) -> np.ndarray:

@@ -1,13 +1,26 @@
-"""Simple per-frame signals for checking audio-video alignment without a model.
+"""Simple per-frame signals: a running median, and checking audio-video alignment without a model.
 
 Used by tests and diagnostics: the audio loudness envelope against a measure of mouth
 opening peaks at the clip's offset (offset ``o``: video frame ``t`` matches audio ``t - o``).
+scipy.signal and scipy.ndimage are imported lazily or not at all: they cost ``syncopt sync`` a
+second of start-up.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
+
+
+def running_median(values: np.ndarray, kernel: int, ends: str = "constant") -> np.ndarray:
+    """Median of every ``kernel`` (odd) consecutive rows of ``values`` along axis 0, centred;
+    beyond the ends the rows are zero (``ends="constant"``, as ``scipy.signal.medfilt``) or repeat
+    the end row (``"edge"``, as ``scipy.ndimage.median_filter``'s ``nearest``)."""
+    if kernel % 2 == 0:
+        raise ValueError(f"running_median needs an odd kernel, not {kernel}")
+    values = np.asarray(values, dtype=np.float64)
+    pad = [(kernel // 2, kernel // 2)] + [(0, 0)] * (values.ndim - 1)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(values, pad, mode=ends), kernel, axis=0)
+    return np.median(windows, axis=-1)
 
 
 def audio_envelope(audio: np.ndarray, num_frames: int, samples_per_frame: int = 640) -> np.ndarray:
@@ -23,6 +36,8 @@ def lagged_correlation(audio_signal: np.ndarray, video_signal: np.ndarray, max_o
 
     Both signals are high-passed (minus a ``detrend``-frame moving average) and standardised.
     """
+    from scipy.ndimage import uniform_filter1d  # lazily: not on sync's path (see the module docstring)
+
     def prepare(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         x = x - uniform_filter1d(x, detrend, mode="nearest") if detrend else x

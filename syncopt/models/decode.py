@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
+from syncopt.data.signals import running_median
+
 MEDIAN_KERNEL = 9  # per-frame confidence smoothing, as in SyncNetInstance.evaluate
 
 
@@ -28,13 +30,10 @@ class SyncResult(BaseModel):
 
 
 def median_smooth(values: np.ndarray, kernel: int = MEDIAN_KERNEL) -> np.ndarray:
-    """``scipy.signal.medfilt`` with the kernel shrunk (kept odd) for clips shorter than it."""
-    from scipy import (
-        signal,  # lazily: scipy.signal takes seconds to import, a third of sync's start-up
-    )
-
+    """``scipy.signal.medfilt`` (zeros beyond the ends) with the kernel shrunk (kept odd) for clips
+    shorter than it."""
     largest_odd = values.size if values.size % 2 else values.size - 1
-    return signal.medfilt(values, kernel_size=max(1, min(kernel, largest_odd)))
+    return running_median(values, max(1, min(kernel, largest_odd)))
 
 
 def pooled_log_probs(offset_logits: torch.Tensor, frames: int = 1, temperature: float = 1.0) -> torch.Tensor:

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from syncopt.data.datasets import ClipDataset
+from syncopt.models.decode import median_smooth
 from syncopt.training.losses import usable_frames
 
 
@@ -122,10 +123,8 @@ def evaluate_dataset(model: nn.Module, dataset: ClipDataset, batch_size: int = 1
 
 def _segment_iou(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, logp: torch.Tensor,
                  k: int, clip_label: int) -> float:
-    from scipy import signal
-
     decided = int(logp[:, mask].mean(1).argmax()) - k if mask.any() else 0
-    smooth = signal.medfilt(pred.numpy().astype(float), kernel_size=9)
+    smooth = median_smooth(pred.numpy().astype(float))
     detected = (smooth != decided) & mask.numpy()
     truth = (labels.numpy() != clip_label) & mask.numpy()
     union = (detected | truth).sum()
