@@ -69,3 +69,39 @@ def test_bad_input_is_one_line_with_exit_code(bad_inputs, case, code, message):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert "Traceback" not in res.stderr
+
+
+GRID = Path(__file__).parent / "fixtures" / "grid_sbwe5n.mpg"
+
+
+def test_early_meshes_are_the_meshes_sync_would_track():
+    """The first video's face meshes, tracked in a thread while torch loads, equal a plain
+    tracking's; another video's (or other rates') are not handed out."""
+    from syncopt.inference.meshes import EarlyMeshes, mesh_video
+
+    early = EarlyMeshes(GRID)
+    assert early.take(EXAMPLE, 25.0, 16000) is None
+    assert early.take(GRID, 30.0, 16000) is None
+    taken, plain = early.take(GRID, 25.0, 16000), mesh_video(GRID)
+    assert taken.source.num_frames == plain.source.num_frames == 75
+    assert [len(t.points) for t in taken.tracks] == [len(t.points) for t in plain.tracks] == [75]
+    np.testing.assert_array_equal(taken.tracks[0].points, plain.tracks[0].points)
+    np.testing.assert_array_equal(taken.samples, plain.samples)
+
+
+def test_early_meshes_raise_their_error_in_the_taker(bad_inputs):
+    from syncopt.core.errors import MediaError
+    from syncopt.inference.meshes import EarlyMeshes
+
+    early = EarlyMeshes(bad_inputs["not_media"])
+    with pytest.raises(MediaError, match="notes.txt is not a readable media file"):
+        early.take(bad_inputs["not_media"], 25.0, 16000)
+
+
+def test_default_model_answers_as_the_named_one():
+    """`sync` without --model tracks faces before the model loads; naming the same model and weights
+    goes the plain way: the two answers are identical."""
+    early, plain = run_sync(str(GRID), "--json"), run_sync(str(GRID), "--json", "--model", "fcn_lips",
+                                                           "--preset", "full")
+    assert early.returncode == plain.returncode == 0, early.stderr + plain.stderr
+    assert json.loads(early.stdout)[0]["tracks"] == json.loads(plain.stdout)[0]["tracks"]

@@ -38,13 +38,17 @@ def sync_cmd(
 
     Example: syncopt sync clip.mp4 --crop full --json --plot clip.png
     """
+    from syncopt.inference.meshes import EarlyMeshes
+
+    # the default model reads face meshes: track the first video's while torch and the model load
+    early = EarlyMeshes(videos[0]) if model is None and weights is None and crop == "detect" else None
     from syncopt.inference.sync import SyncFailure, sync_videos
     from syncopt.models.sources import resolve
 
     source = resolve(model, preset, weights, shipped=True)
     results, failed = [], []
     for res in sync_videos(videos, source.build(), str(source.weights), source.synthetic, crop, chunk, calibration,
-                           plot, render, keep_going=len(videos) > 1 and not app_state.debug):
+                           plot, render, keep_going=len(videos) > 1 and not app_state.debug, early=early):
         if isinstance(res, SyncFailure):  # one bad file is reported and the batch goes on
             failed.append(res.error)
             results.append({"video": res.video, "error": str(res.error), "exit_code": res.error.exit_code})

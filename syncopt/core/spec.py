@@ -12,17 +12,18 @@ Shapes mix fixed sizes and symbolic expressions over named dimensions: ``"B"`` (
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncopt.core.errors import ClipTooShortError, InputSpecError
 
+if TYPE_CHECKING:  # torch is imported where tensors are made or checked: the face pipeline reads specs without it
+    import torch
+
 Dim = int | str
 _AFFINE = re.compile(r"^\s*(?:(\d+)\s*\*\s*)?([A-Za-z_]\w*)\s*(?:([+-])\s*(\d+))?\s*$")
 EMBEDDINGS = ("video_emb", "audio_emb")  # per-frame embedding outputs (channels along axis 1)
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64, "uint8": torch.uint8}
 
 
 def parse_dim(expr: str) -> tuple[int, str, int]:
@@ -161,6 +162,8 @@ class ModelSpec(BaseModel):
 
     def example_inputs(self, T: int | None = None, batch: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
         """Random named inputs of the right shapes, dtypes and value ranges (reproducible by seed)."""
+        import torch
+
         sizes = self.sizes(T, batch)
         self.check_length(sizes["T"])
         gen = torch.Generator().manual_seed(seed)
@@ -172,7 +175,7 @@ class ModelSpec(BaseModel):
             else:
                 lo, hi = t.value_range
                 x = lo + (hi - lo) * torch.rand(shape, generator=gen)
-            feeds[t.name] = x.to(_DTYPES[t.dtype])
+            feeds[t.name] = x.to(getattr(torch, t.dtype))
         return feeds
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
@@ -211,6 +214,8 @@ class ModelSpec(BaseModel):
 
         Raises :class:`InputSpecError` naming the first problem found.
         """
+        import torch
+
         expected, given = set(self.input_names), set(feeds)
         if expected != given:
             raise InputSpecError(
@@ -221,7 +226,7 @@ class ModelSpec(BaseModel):
             x = feeds[t.name]
             if not isinstance(x, torch.Tensor):
                 raise InputSpecError(f"{self.name}: input '{t.name}' is {type(x).__name__}, not a tensor")
-            if x.dtype != _DTYPES[t.dtype]:
+            if x.dtype != getattr(torch, t.dtype):
                 raise InputSpecError(f"{self.name}: input '{t.name}' has dtype {x.dtype}, expected {t.dtype}")
             want = tuple(_expected_size(d, sizes) for d in t.shape)
             if x.dim() != len(t.shape) or any(w is None or w != a for w, a in zip(want, x.shape)):

@@ -24,13 +24,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from syncopt.core.errors import InputFileError, InputSpecError
-from syncopt.core.spec import ModelSpec
 from syncopt.data.signals import running_median
+
+if TYPE_CHECKING:
+    from syncopt.core.spec import ModelSpec
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # cv2.data.haarcascades: OpenCV 4.x wheels; /usr/share/opencv4/haarcascades: Debian's opencv-data.

@@ -23,6 +23,7 @@ from syncopt.core.errors import (
 )
 from syncopt.inference.calibration import Calibration, apply_calibration
 from syncopt.inference.inconsistency import Inconsistency, find_inconsistency
+from syncopt.inference.meshes import EarlyMeshes, MeshedVideo, mesh_video
 from syncopt.inference.speakers import SpeakerTimeline, active_speaker, frame_scores
 from syncopt.models.decode import SyncResult, decode_dense
 from syncopt.models.sources import training_summary
@@ -70,10 +71,11 @@ class VideoSync(BaseModel):
     calibrated: bool = Field(False, description="probabilities are temperature-scaled (syncopt calibrate)")
 
 
-def track_inputs(path: str | os.PathLike, spec: ModelSpec, crop: str = "detect"
+def track_inputs(path: str | os.PathLike, spec: ModelSpec, crop: str = "detect", early: EarlyMeshes | None = None
                  ) -> tuple[FrameSource, Iterator[tuple[FaceTrack, np.ndarray, torch.Tensor, torch.Tensor]]]:
     """Decode ``path`` and find face tracks (or use whole frames): the frame source and, lazily per
     track, ``(track, crops, video (1,3,T,S,S), audio segment (1,...))``; bad media raise one-line errors.
+    A lip model takes ``early``'s face meshes when they were tracked for this video at its rates.
 
     Frames are streamed (one pass to track faces, one to crop them), so memory grows with the
     face crops, not with the video's resolution.
@@ -83,10 +85,14 @@ def track_inputs(path: str | os.PathLike, spec: ModelSpec, crop: str = "detect"
     from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
 
     pre = spec.preprocessing
+    if pre.video_features == "lips":
+        if crop != "detect":
+            raise UsageError(f"{spec.name} reads face-mesh landmarks: --crop must be 'detect', not '{crop}'")
+        meshed = (early.take(path, pre.fps, pre.sample_rate) if early is not None else None) \
+            or mesh_video(path, pre.fps, pre.sample_rate)
+        return meshed.source, _lip_tracks(meshed, spec)
     source = FrameSource(path, fps=pre.fps)
     track_audio = decode_audio(path, sample_rate=pre.sample_rate)
-    if pre.video_features == "lips":
-        return source, _lip_tracks(source, track_audio.samples, spec, crop)
     with _truncated_is_corrupt(source):
         tracks = face_crops(source, crop, spec, Path(path).name)
     audio = audio_to_tensor(fit_audio(track_audio.samples, source.num_frames, pre.fps, pre.sample_rate, source.notes),
@@ -109,23 +115,20 @@ def _truncated_is_corrupt(source: FrameSource) -> Iterator[None]:
                          f"{exc}") from exc
 
 
-def _lip_tracks(source: FrameSource, samples: np.ndarray, spec: ModelSpec, crop: str
+def _lip_tracks(meshed: MeshedVideo, spec: ModelSpec
                 ) -> Iterator[tuple[FaceTrack, None, torch.Tensor, torch.Tensor]]:
-    """Face-mesh tracks as ``(track, None, lip motion (1,120,n), normalised MFCC (1,1,13,4n))``."""
-    from syncopt.data.landmarks import track_landmarks
+    """The tracks of ``spec.min_frames`` or more as ``(track, None, lip motion (1,120,n), normalised
+    MFCC (1,1,13,4n))``, longest first."""
     from syncopt.data.lipfeatures import lip_inputs, lip_shape
     from syncopt.data.media import fit_audio, mfcc_for_frames
 
-    if crop != "detect":
-        raise UsageError(f"{spec.name} reads face-mesh landmarks: --crop must be 'detect', not '{crop}'")
-    pre = spec.preprocessing
-    tracks = sorted(track_landmarks(source, min_track=spec.min_frames, allow_empty=True),
-                    key=lambda t: -len(t.points))
+    pre, source = spec.preprocessing, meshed.source
+    tracks = [t for t in meshed.tracks if t.end - t.start >= spec.min_frames]
     with _truncated_is_corrupt(source):
         spec.check_length(source.num_frames)
     if not tracks:
         raise MediaError(f"no face found in {source.path.name}")
-    mfcc = mfcc_for_frames(fit_audio(samples, source.num_frames, pre.fps, pre.sample_rate, source.notes),
+    mfcc = mfcc_for_frames(fit_audio(meshed.samples, source.num_frames, pre.fps, pre.sample_rate, source.notes),
                            source.num_frames, pre.sample_rate, pre.fps)
     for track in tracks:
         video, audio = lip_inputs(lip_shape(track.points), mfcc[:, 4 * track.start:4 * track.end])
@@ -133,16 +136,18 @@ def _lip_tracks(source: FrameSource, samples: np.ndarray, spec: ModelSpec, crop:
 
 
 def sync_video(path: str | os.PathLike, model: nn.Module, weights: str = "", synthetic: bool = False,
-               crop: str = "detect", chunk: int = 500, calibration: Calibration | None = None) -> VideoSync:
+               crop: str = "detect", chunk: int = 500, calibration: Calibration | None = None,
+               early: EarlyMeshes | None = None) -> VideoSync:
     """Decode ``path``, find face tracks (or use whole frames), run the model and decode offsets;
-    ``calibration`` temperature-scales the probabilities (:mod:`syncopt.inference.calibration`)."""
+    ``calibration`` temperature-scales the probabilities (:mod:`syncopt.inference.calibration`);
+    ``early``: face meshes already being tracked (:mod:`syncopt.inference.meshes`)."""
     from syncopt.inference.infer import run_dense
 
     spec = model.spec
     if "offset_logits" not in spec.output_names and "video_emb" not in spec.output_names:
         raise UsageError(f"model '{spec.name}' gives neither offset logits nor embeddings")
     pre = spec.preprocessing
-    source, tracks = track_inputs(path, spec, crop)
+    source, tracks = track_inputs(path, spec, crop, early)
     results = []
     for index, (track, _, video, segment) in enumerate(tracks):
         outputs = run_dense(model, video, segment, chunk=chunk)
@@ -192,12 +197,14 @@ class SyncFailure:
 
 def sync_videos(videos: list[str], model: nn.Module, weights: str = "", synthetic: bool = False,
                 crop: str = "detect", chunk: int = 500, calibration: str | None = None, plot: str | None = None,
-                render: str | None = None, keep_going: bool = True) -> Iterator[VideoSync | SyncFailure]:
+                render: str | None = None, keep_going: bool = True, early: EarlyMeshes | None = None
+                ) -> Iterator[VideoSync | SyncFailure]:
     """:func:`sync_video` over ``videos``, each result as it is ready, with its plot (``plot``) and
     annotated video (``render``) when asked (named after the video when there are several). With
     ``keep_going`` a video that fails is a :class:`SyncFailure` and the batch goes on; otherwise its
     error is raised. ``calibration`` defaults to the file that applies to the weights by itself
-    (:func:`~syncopt.inference.calibration.find_calibration`)."""
+    (:func:`~syncopt.inference.calibration.find_calibration`); ``early``: one video's face meshes
+    already being tracked."""
     from syncopt.inference.calibration import find_calibration, load_calibration
 
     calibration = calibration or find_calibration(weights, synthetic)
@@ -208,7 +215,8 @@ def sync_videos(videos: list[str], model: nn.Module, weights: str = "", syntheti
 
     for video in videos:
         try:
-            res = sync_video(video, model, weights, synthetic, crop=crop, chunk=chunk, calibration=temperatures)
+            res = sync_video(video, model, weights, synthetic, crop=crop, chunk=chunk, calibration=temperatures,
+                             early=early)
             if plot:
                 from syncopt.core.plots import plot_sync
 
