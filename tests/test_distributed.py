@@ -199,6 +199,22 @@ def test_manifest_entries_are_held_out_then_sharded(tmp_path):
     assert set(parts[0]).isdisjoint(parts[1]) and sorted(parts[0] + parts[1]) == train
 
 
+def test_a_clip_listed_several_times_is_held_out_whole(tmp_path):
+    """Repeated manifest rows (a clip weighed more) all go to one side: no validating on a clip
+    trained on."""
+    from syncopt.data.datasets import held_out
+
+    names = [f"clip{i:02d}.mp4" for i in range(12)]
+    rows = names + [names[0]] * 3 + [names[1]] * 3 + [names[10]]  # clip00 and clip10 are held out
+    (tmp_path / "m.csv").write_text("path,offset\n" + "".join(f"{n},0\n" for n in rows))
+    train, val = held_out(tmp_path / "m.csv")
+    assert {rows[i] for i in val} == {"clip00.mp4", "clip10.mp4"} and len(val) == 1 + 3 + 1 + 1
+    assert {rows[i] for i in train}.isdisjoint({"clip00.mp4", "clip10.mp4"})
+    assert sorted(train + val) == list(range(len(rows)))
+    (tmp_path / "one.csv").write_text("path\nclip00.mp4\nclip00.mp4\n")
+    assert held_out(tmp_path / "one.csv") == ([0, 1], [0, 1])
+
+
 def test_world_size_without_torchrun_is_a_one_line_error(monkeypatch, tmp_path):
     from syncopt.training.train import TrainConfig, train
 

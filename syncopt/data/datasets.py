@@ -236,12 +236,14 @@ def read_manifest(source: str | os.PathLike) -> list[tuple[Path, int]]:
 
 
 def held_out(source: str | os.PathLike) -> tuple[list[int], list[int]]:
-    """Train and validation entry numbers of a folder or manifest: every 10th entry is held out
-    (with a single entry, it serves both)."""
-    n = len(read_manifest(source))
-    val = list(range(0, n, 10)) if n >= 2 else []
-    train = [i for i in range(n) if i % 10 or not val]
-    return train, val or train
+    """Train and validation entry numbers of a folder or manifest: every 10th distinct video (in
+    order of first listing) is held out with all its entries, so a clip listed several times (to
+    weigh more) is never validated on after training on it (with a single video, it serves both)."""
+    paths = [path.resolve() for path, _ in read_manifest(source)]
+    videos = list(dict.fromkeys(paths))
+    held = set(videos[::10]) if len(videos) >= 2 else set()
+    val = [i for i, path in enumerate(paths) if path in held]
+    return [i for i, path in enumerate(paths) if path not in held], val or list(range(len(paths)))
 
 
 def media_splits(spec: ModelSpec, source: str | os.PathLike, crop: str, train: list[int], val: list[int]
