@@ -38,6 +38,7 @@ CHECK_CLIPS = 8  # synthetic val clips of the cosine check (beside two random in
 MAX_FALLBACK = 8  # at most this many layers return to float (as the ort method's --fallback auto)
 RANK_CLIPS = 16  # calibration clips of the fallback's ranking quantizations (its real attempts use all)
 CONVOLUTIONS = ("Convolution", "GroupConvolution")
+NORMALIZATIONS = ("MVN", "GroupNormalization")  # layer, group and instance norms as OpenVINO reads them from ONNX
 DATA_MOVEMENT_TYPES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "StridedSlice", "Pad", "Convert",
                        "Concat", "Split", "VariadicSplit")
 
@@ -230,16 +231,30 @@ def cosine_errors(compiled, checks: list[dict]) -> tuple[float, float]:
 
 
 def float_scope(nncf, graph):
-    """NNCF's ignored scope: the convolutions that read a model input through data movement only.
+    """NNCF's ignored scope: the convolutions that read a model input through data movement only, and every
+    operator a layer normalization depends on (:data:`NORMALIZATIONS`, with the normalizations themselves).
 
-    Measured on trained tiny fcn (8 synthetic clips, worst frame cosine of video/audio embeddings): NNCF's
-    defaults 0.976/0.990; only convolutions and matrix products quantized, input convolutions float
-    0.985/0.993 — but ignoring every other operator type left tiny x3d_s's INT8 IR uncompilable (the CPU
-    plugin moved a dequantization onto its rank-3 projection convolution's input and failed shape
-    inference), so other operator types keep NNCF's defaults (trained tiny fcn's parity inputs: worst
-    video-embedding cosine 0.958 with no scope, 0.966 with this one; the INT8 row wants 0.99)."""
+    Input convolutions, measured on trained tiny fcn (8 synthetic clips, worst frame cosine of video/audio
+    embeddings): NNCF's defaults 0.976/0.990; only convolutions and matrix products quantized, input
+    convolutions float 0.985/0.993 — but ignoring every other operator type left tiny x3d_s's INT8 IR
+    uncompilable (the CPU plugin moved a dequantization onto its rank-3 projection convolution's input and
+    failed shape inference), so other operator types keep NNCF's defaults (trained tiny fcn's parity inputs:
+    worst video-embedding cosine 0.958 with no scope, 0.966 with this one; the INT8 row wants 0.99).
+
+    Layer normalizations: each rescales its input to unit variance per frame, so it magnifies the
+    quantization noise of everything before it wherever the frame's own variation is small, and a
+    transformer tower (wav2vec 2.0 / HuBERT: GroupNorm feature encoder, LayerNorm after the projection and
+    after every block; Whisper, TimeSformer) normalizes again and again. Tiny i3d_wav2vec, worst per-frame
+    audio-embedding cosine on the check clips: 0.20-0.60 plain; MVN inputs float 0.62; the feature encoder
+    float 0.88, with its MVNs 0.79-0.88; the encoder blocks and MVNs float 0.69; NNCF's
+    ``ModelType.TRANSFORMER`` (its own ignored types and attention patterns) 0.67, with MVNs float 0.42;
+    MIXED preset 0.70; only the whole backbone up to its last normalization float reached 0.992. The
+    convolution, BatchNorm-folded towers have no such operator, so this keeps float only the transformer
+    towers (tiny: i3d_wav2vec and slowfast_hubert audio, 21 of 23 weighted operators; timesformer_whisper,
+    33 of 37) and leaves the others as they were."""
     names = [op.get_friendly_name() for op in graph.get_ops()
              if op.get_type_name() in CONVOLUTIONS and reads_model_input(op)]
+    names += upstream(op for op in graph.get_ops() if op.get_type_name() in NORMALIZATIONS)
     return nncf.IgnoredScope(names=names, validate=False)
 
 
