@@ -29,8 +29,22 @@ def test_shift_moves_audio_by_whole_frames() -> None:
     mfcc, energy = shifted(clip, 3)
     np.testing.assert_array_equal(energy[3:], clip.energy[:-3])
     np.testing.assert_array_equal(mfcc[:, 12:], clip.mfcc[:, :-12])
-    assert valid_range(clip, 3) == (3, clip.frames)
-    assert valid_range(clip, -4) == (0, clip.frames - 4)
+    assert valid_range(clip, 3) == (0, clip.frames - 3)  # audio delayed 3: the last 3 frames' partners are cut off
+    assert valid_range(clip, -4) == (4, clip.frames)  # audio advanced 4: the first 4 frames' partners are gone
+
+
+@pytest.mark.parametrize("k,base", [(10, 0), (-10, 0), (5, 3), (-5, 3), (0, -2)])
+def test_valid_frames_are_those_whose_partner_audio_is_real(k: int, base: int) -> None:
+    """Frame t matches the original audio t - base, which the shifted track holds at t - base + k:
+    inside the range both are real, just outside one of them is not."""
+    clip = _clip()
+    n = clip.num_frames
+    lo, hi = valid_range(clip, k, base)
+
+    def real(t: int) -> bool:
+        return 0 <= t - base < n and 0 <= t - base + k < n
+
+    assert [t for t in range(clip.frames) if real(t)] == list(range(lo, hi))
 
 
 @pytest.mark.parametrize("k", SHIFTS)
@@ -49,7 +63,7 @@ def test_scores_truth_moves_by_minus_k_and_a_constant_scores_one_over_shifts() -
         assert follows.by_context[context].absolute_exact == 1.0
         assert follows.by_context[context].following_exact == 1.0
     assert follows.by_context["25"].windows == sum(
-        (valid_range(c, k)[1] - valid_range(c, k)[0]) // 25 for c in clips for k in SHIFTS)
+        (valid_range(c, k, 2)[1] - valid_range(c, k, 2)[0]) // 25 for c in clips for k in SHIFTS)
 
     constant = evaluate_shifts(clips, bases, {"constant": lambda clip, k: (lambda lo, hi: 2)}, SHIFTS, ["full"])
     score = constant["constant"].by_context["full"]

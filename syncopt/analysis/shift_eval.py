@@ -73,10 +73,13 @@ def shifted(clip: ClipFeatures, k: int) -> tuple[np.ndarray, np.ndarray]:
     return clip.mfcc[:, cols], clip.energy[frames]
 
 
-def valid_range(clip: ClipFeatures, k: int) -> tuple[int, int]:
-    """Track-relative frames whose shifted audio is real (not fill)."""
-    lo = max(0, k - clip.start)
-    hi = min(clip.frames, clip.num_frames + k - clip.start)
+def valid_range(clip: ClipFeatures, k: int, base: int = 0) -> tuple[int, int]:
+    """Track-relative frames whose partner audio is real at shift ``k``: video frame ``t`` of a clip
+    with offset ``base`` matches original audio ``t - base``, which the shifted track holds at
+    ``t - base + k``; both must lie inside the clip (elsewhere the partner is cut off or fill, and
+    no scorer could find the offset from that frame)."""
+    lo = max(0, base + max(0, -k) - clip.start)
+    hi = min(clip.frames, base + min(clip.num_frames, clip.num_frames - k) - clip.start)
     return lo, max(lo, hi)
 
 
@@ -202,7 +205,7 @@ def evaluate_shifts(clips: Sequence[ClipFeatures], bases: dict[str, int], scorer
                 progress(f"{name}: {clip.name}")
             for k in shifts:
                 decide = scorer(clip, k)
-                lo, hi = valid_range(clip, k)
+                lo, hi = valid_range(clip, k, bases[clip.name])
                 for context in contexts:
                     decided[(context, clip.name, k)] = [decide(a, b) for a, b in _windows(lo, hi, context)]
         rows: dict[tuple[str, str, int], list[tuple[int, int, int]]] = {}
