@@ -43,6 +43,8 @@ def run_matrix(out: str | os.PathLike, models: Sequence[str] | None = None, pres
 
     ``update``: keep the cells of other models/presets/formats from the JSON of an earlier run.
     """
+    import torch
+
     from syncopt.models.registry import create, get_entry, model_names
     from syncopt.models.sources import shipped_weights
 
@@ -55,6 +57,7 @@ def run_matrix(out: str | os.PathLike, models: Sequence[str] | None = None, pres
         for preset in presets:
             if preset not in get_entry(name).presets:
                 continue
+            torch.manual_seed(0)  # models without shipped weights start random: the same cells on every run
             try:
                 net = create(name, preset, weights=shipped_weights(name, preset))
             except Exception as exc:  # a model that does not build fails its whole row
@@ -156,9 +159,13 @@ def render(cells: list[Cell], formats: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _line(exc: BaseException) -> str:
+def _line(exc: BaseException, most: int = 240) -> str:
+    """An error as one table-safe line of at most ``most`` characters: its start and its end (OpenVINO
+    and ONNX Runtime put the reason last, after a source location and a stack of checks)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:240].replace("|", "/")
+    if len(text) > most:
+        text = f"{text[:most // 3]} … {text[-(most - most // 3 - 3):]}"
+    return text.replace("|", "/")
 
 
 if __name__ == "__main__":
