@@ -104,6 +104,21 @@ def test_nncf_int8_parity_on_a_tiny_student(tmp_path):
     assert "FakeQuantize" in art.ops  # quantized, not a float IR with an int8 label
 
 
+def test_nncf_int8_calibrates_at_static_shapes_and_keeps_dynamic_time(tmp_path):
+    """Tiny r3d18_vggish: the CPU plugin compiles its dynamic IR for no input shape ('Can not clone with new
+    dims' on its in-model spectrum), so NNCF, which compiles the graph it quantizes, failed. It quantizes a
+    copy at the calibration clips' shapes; the IR keeps dynamic batch and time and meets the INT8 row."""
+    import torch
+
+    torch.manual_seed(0)
+    art = export(syncopt.create("r3d18_vggish", "tiny"), "openvino", tmp_path, "int8", calibration_clips=8)
+    report = check_parity(art.path, synth_clips=2)
+    assert report.passed, report.failures
+    assert "FakeQuantize" in art.ops and art.frames is None
+    ir = ET.parse(art.path / XML)
+    assert [ir.find(f".//layer[@name='{name}']/data").get("shape") for name in ("video", "audio")] == ["?,3,?,48,48", "?,1,?"]
+
+
 def test_nncf_int8_of_a_trained_student_meets_the_int8_row(tmp_path):
     """Trained tiny fcn: plain NNCF INT8 reaches video-embedding cosine 0.96; the cosine check returns
     the most harmful layers to float until it holds (docs/export.md, 'OpenVINO')."""

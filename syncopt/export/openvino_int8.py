@@ -58,25 +58,70 @@ def nncf_int8(graph, spec: ModelSpec, calibration: ClipDataset, validation: Clip
     def feeds(item: dict) -> dict[str, np.ndarray]:
         return {name: item[name][None].numpy() for name in spec.input_names}
 
-    data = nncf.Dataset([calibration[i] for i in range(len(calibration))], feeds)
+    items = [feeds(calibration[i]) for i in range(len(calibration))]
+    data = nncf.Dataset(items)
     options = dict(subset_size=len(calibration), preset=nncf.QuantizationPreset[preset],
                    ignored_scope=float_scope(nncf, graph))
     with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws progress bars on stdout
         if max_drop is not None:
             return _accuracy_controlled(nncf, graph, spec, data, feeds, validation, max_drop, options)
-        quantized = nncf.quantize(graph, data, **options)
+        quantized = _quantize(nncf, graph, data, items, options)
         if min_cosine is None:
             return quantized
         checks = _cosine_checks(graph, spec, validation)
-        worst, _ = cosine_errors(_compile(quantized), checks)
+        worst, _ = cosine_errors(PerShape(quantized), checks)
         if worst >= min_cosine:
             return quantized
         status(f"NNCF INT8: worst embedding cosine {worst:.4f} < {min_cosine}: returning layers to float")
-        return _fallback(nncf, graph, quantized, data, checks, options, min_cosine)
+        return _fallback(nncf, graph, quantized, data, items, checks, options, min_cosine)
 
 
-def _fallback(nncf, graph, quantized, data, checks: list[dict], options: dict, min_cosine: float,
-              max_steps: int = MAX_FALLBACK):
+def _quantize(nncf, graph, data, items: list[dict], options: dict):
+    """``nncf.quantize`` of a copy of ``graph`` fixed at the calibration inputs' shapes (where they share
+    them), with ``graph``'s dynamic input shapes restored. NNCF compiles the graph it is given, and the CPU
+    plugin compiles some dynamic graphs for no input shape: tiny r3d18_vggish's, whose in-model spectrum
+    (two 257-bin DFT convolutions on the waveform) it gave a lower time bound of 92 and then a 16-step
+    tensor ('ParameterMismatch: Can not clone with new dims'); the runtime compiles static shapes only."""
+    shapes = {tuple((name, value.shape) for name, value in item.items()) for item in items}
+    if len(shapes) > 1:
+        return nncf.quantize(graph, data, **options)
+    dynamic = {p.get_friendly_name(): p.get_partial_shape() for p in graph.get_parameters()}
+    quantized = nncf.quantize(at_shapes(graph, dict(shapes.pop())), data, **options)
+    quantized.reshape(dynamic)
+    return quantized
+
+
+def at_shapes(graph, shapes: dict):
+    """A copy of ``graph`` with its inputs fixed at ``shapes`` (name -> shape)."""
+    graph = graph.clone()
+    graph.reshape({name: list(shape) for name, shape in shapes.items()})
+    return graph
+
+
+class PerShape:
+    """``graph`` compiled on the CPU as the runtime compiles fp32 and int8 IRs (f32 inference), static at
+    each set of input shapes it is fed (see :func:`_quantize`); called with feeds, its outputs in order."""
+
+    def __init__(self, graph) -> None:
+        self.graph, self.compiled = graph, {}
+        self.names = [set(output.get_names()) for output in graph.outputs]
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        import openvino as ov
+
+        key = tuple((name, value.shape) for name, value in feeds.items())
+        if key not in self.compiled:
+            self.compiled[key] = ov.Core().compile_model(at_shapes(self.graph, dict(key)), "CPU",
+                                                         {"INFERENCE_PRECISION_HINT": "f32"})
+        return self.compiled[key](feeds).to_tuple()
+
+    def index(self, name: str) -> int:
+        """The position of output ``name``."""
+        return next(i for i, names in enumerate(self.names) if name in names)
+
+
+def _fallback(nncf, graph, quantized, data, items: list[dict], checks: list[dict], options: dict,
+              min_cosine: float, max_steps: int = MAX_FALLBACK):
     """Quantize again with the most harmful weighted layers float, until the cosine check holds.
 
     The operators the embeddings depend on that read a quantized input in ``quantized`` (the plain INT8
@@ -93,9 +138,9 @@ def _fallback(nncf, graph, quantized, data, checks: list[dict], options: dict, m
     scope = list(options["ignored_scope"].names)
 
     def attempt(kept: list[str], subset: int | None = None):
-        quantized = nncf.quantize(graph, data, **options | {"ignored_scope": nncf.IgnoredScope(
+        quantized = _quantize(nncf, graph, data, items, options | {"ignored_scope": nncf.IgnoredScope(
             names=scope + kept, validate=False)} | ({"subset_size": subset} if subset else {}))
-        return quantized, cosine_errors(_compile(quantized), checks)
+        return quantized, cosine_errors(PerShape(quantized), checks)
 
     fed = {op.get_friendly_name() for op in quantized.get_ops()
            if any(op.input_value(i).get_node().get_type_name() == "FakeQuantize" for i in range(op.get_input_size()))}
@@ -124,9 +169,9 @@ def _added_errors(graph, quantized, names: list[str], checks: list[dict]) -> dic
         ops = {op.get_friendly_name(): op for op in model.get_ops() if op.get_friendly_name() in names}
         model.add_outputs([op.output(0) for op in ops.values()])
         sources = [r.get_node().input_value(0).get_node().get_friendly_name() for r in model.outputs]
-        compiled = _compile(model)
+        compiled = PerShape(model)
         runs = [compiled(check["feeds"]) for check in checks]
-        return {name: [np.asarray(run[compiled.outputs[i]], np.float32) for run in runs]
+        return {name: [np.asarray(run[i], np.float32) for run in runs]
                 for i, name in enumerate(sources) if name in ops}
 
     def error(got: np.ndarray, want: np.ndarray) -> float:
@@ -203,26 +248,19 @@ def _cosine_checks(graph, spec: ModelSpec, validation: ClipDataset | None) -> li
     inputs = [{n: validation[i][n][None].numpy() for n in spec.input_names} for i in range(len(validation))]
     inputs += [] if reads_lips(spec) else [{k: v.numpy() for k, v in spec.example_inputs(T=t, batch=1, seed=seed).items()}
                                            for t, seed in ((spec.min_frames, 7), (41, 8))]
-    reference = _compile(graph)
+    reference = PerShape(graph)
     names = [e for e in EMBEDDINGS if e in spec.output_names]
-    return [{"feeds": f, "reference": {e: reference(f)[reference.output(e)] for e in names}} for f in inputs]
-
-
-def _compile(graph):
-    """``graph`` compiled on the CPU as the runtime compiles fp32 and int8 IRs (f32 inference)."""
-    import openvino as ov
-
-    return ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return [{"feeds": f, "reference": {e: reference(f)[reference.index(e)] for e in names}} for f in inputs]
 
 
 def cosine_errors(compiled, checks: list[dict]) -> tuple[float, float]:
-    """A compiled model's embeddings against the checks' references: the worst per-frame cosine, and
+    """A :class:`PerShape` model's embeddings against the checks' references: the worst per-frame cosine, and
     the mean of 1 - cosine over frames, checks and embeddings (which ranks layers: the worst alone ties)."""
     worst, errors = 1.0, []
     for check in checks:
         out = compiled(check["feeds"])
         for name, want in check["reference"].items():
-            got = out[compiled.output(name)]
+            got = out[compiled.index(name)]
             a, b = np.moveaxis(got, 1, -1).reshape(-1, got.shape[1]), np.moveaxis(want, 1, -1).reshape(-1, got.shape[1])
             cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
             worst = min(worst, float(cos.min()))
