@@ -176,9 +176,8 @@ def smooth_boxes(boxes: np.ndarray) -> np.ndarray:
     """``(n, 4)`` x1,y1,x2,y2 boxes with centre and size median-filtered over 13 frames -> float32."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     size = boxes[:, 2:] - boxes[:, :2]
-    kernel = min(_SMOOTH_KERNEL, len(boxes) - 1 + len(boxes) % 2)  # odd
-    centre = running_median(centre, kernel, ends="edge")
-    size = running_median(size, kernel, ends="edge")
+    centre = running_median(centre, _SMOOTH_KERNEL, ends="edge")
+    size = running_median(size, _SMOOTH_KERNEL, ends="edge")
     return np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
 
 

@@ -12,12 +12,14 @@ import numpy as np
 
 
 def running_median(values: np.ndarray, kernel: int, ends: str = "constant") -> np.ndarray:
-    """Median of every ``kernel`` (odd) consecutive rows of ``values`` along axis 0, centred;
-    beyond the ends the rows are zero (``ends="constant"``, as ``scipy.signal.medfilt``) or repeat
-    the end row (``"edge"``, as ``scipy.ndimage.median_filter``'s ``nearest``)."""
+    """Median of every ``kernel`` (odd) consecutive rows of ``values`` along axis 0, centred, the
+    kernel shrunk to the largest odd row count for shorter ``values``; beyond the ends the rows are
+    zero (``ends="constant"``, as ``scipy.signal.medfilt``) or repeat the end row (``"edge"``, as
+    ``scipy.ndimage.median_filter``'s ``nearest``)."""
     if kernel % 2 == 0:
         raise ValueError(f"running_median needs an odd kernel, not {kernel}")
     values = np.asarray(values, dtype=np.float64)
+    kernel = max(1, min(kernel, len(values) - 1 + len(values) % 2))
     pad = [(kernel // 2, kernel // 2)] + [(0, 0)] * (values.ndim - 1)
     windows = np.lib.stride_tricks.sliding_window_view(np.pad(values, pad, mode=ends), kernel, axis=0)
     return np.median(windows, axis=-1)

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from syncopt.data.landmarks import LandmarkTrack, track_landmarks
+from syncopt.data.lipcache import FPS, SAMPLE_RATE  # the lip models' timeline (EarlyMeshes.take checks the model's)
 from syncopt.data.media import FrameSource, decode_audio
-
-FPS, SAMPLE_RATE = 25.0, 16000  # the lip models' preprocessing (EarlyMeshes.take checks the model's)
 
 
 @dataclass

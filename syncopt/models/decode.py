@@ -32,8 +32,7 @@ class SyncResult(BaseModel):
 def median_smooth(values: np.ndarray, kernel: int = MEDIAN_KERNEL) -> np.ndarray:
     """``scipy.signal.medfilt`` (zeros beyond the ends) with the kernel shrunk (kept odd) for clips
     shorter than it."""
-    largest_odd = values.size if values.size % 2 else values.size - 1
-    return running_median(values, max(1, min(kernel, largest_odd)))
+    return running_median(values, kernel)
 
 
 def pooled_log_probs(offset_logits: torch.Tensor, frames: int = 1, temperature: float = 1.0) -> torch.Tensor:
