@@ -29,20 +29,12 @@ from syncopt.core.formats import artifact_bytes
 from syncopt.core.log import status
 from syncopt.models.registry import create
 from syncopt.analysis.shift_eval import (artifact_scorer, baseline_scorer, evaluate_data, format_report, model_scorer,
-                                session_scorer)
+                                         torch_run)
 from syncopt.models.sources import shipped_weights
 
 from results_io import write_results
 
 HERE = Path(__file__).parent
-
-
-def torch_run(model):
-    """The model as a runtime session's ``run``: numpy feeds in, numpy outputs out."""
-    @torch.no_grad()
-    def run(feeds):
-        return {k: v.numpy() for k, v in model(**{n: torch.as_tensor(x) for n, x in feeds.items()}).items()}
-    return run
 
 
 def stages(args) -> dict[str, Path]:
@@ -126,15 +118,12 @@ def main() -> None:
                  "pruned fp32 IR (openvino)": int8 / "fcn_lips_tiny_fp32.openvino",
                  "pruned INT8 IR (openvino)": int8 / "fcn_lips_tiny_int8.openvino"}
 
-    # Two protocols (syncopt.analysis.shift_eval): torch models with the video tower on each window alone (the
-    # docs' real-clip table), and every model and artifact as one graph on the window +-15 frames.
     scorers = {"lip-geometry baseline": baseline_scorer}
     for name, model in (("teacher fcn_lips full", teacher), ("student fcn_lips tiny (distilled)", student),
                         ("pruned student", pruned)):
-        scorers[f"{name} [torch, tower on window]"] = model_scorer(model)
-        scorers[f"{name} [torch, whole graph]"] = session_scorer(torch_run(model), 15, model.spec.min_frames)
+        scorers[f"{name} [torch]"] = model_scorer(model)
     for name, path in artifacts.items():
-        scorers[f"{name} [whole graph]"] = artifact_scorer(load_artifact(path), threads=2)[1]
+        scorers[name] = artifact_scorer(load_artifact(path), threads=2)[1]
     shifts = [int(s) for s in args.shifts.split(",")]
     result = evaluate_data(args.eval, scorers, shifts, args.contexts.split(","), progress=status)
     print(format_report(result))

@@ -155,19 +155,15 @@ def test_session_scorer_matches_the_torch_model_through_onnx(cache: Path, tmp_pa
     from syncopt.data.lipcache import load_or_extract
     from syncopt.export.onnx import export_onnx
     from syncopt.runtimes import load
-    from syncopt.analysis.shift_eval import _windows, session_scorer, valid_range
+    from syncopt.analysis.shift_eval import _windows, model_scorer, session_scorer, valid_range
 
     torch.manual_seed(1)
     model = syncopt.create("fcn_lips", "tiny")
     artifact = export_onnx(model, tmp_path, "fp32")
     session = load(artifact, threads=1)
 
-    def torch_run(feeds):
-        with torch.no_grad():
-            return {k: v.numpy() for k, v in model(**{n: torch.from_numpy(x) for n, x in feeds.items()}).items()}
-
     clip = load_or_extract(FIXTURES / CLIPS[1])
-    scorers = [session_scorer(run, 15, model.spec.min_frames) for run in (session.run, torch_run)]
+    scorers = [session_scorer(session.run, max_offset=15, min_frames=model.spec.min_frames), model_scorer(model)]
     for k in (-5, 0, 5):
         lo, hi = valid_range(clip, k)
         decide = [s(clip, k) for s in scorers]

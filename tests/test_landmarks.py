@@ -131,6 +131,24 @@ def test_lip_geometry_ignores_size_and_rotation(tracks):
     assert (0 < opening).all() and (opening < width).all() and (0.3 < width).all() and (width < 0.8).all()
 
 
+def test_on_timeline_moves_a_30fps_track_to_its_true_times():
+    from syncopt.data.landmarks import LandmarkTrack, on_timeline
+
+    times = np.arange(90) / 30  # 3 s at 30 fps; the track covers source frames 6 .. 65 (0.2 s .. 2.167 s)
+    x = 100 * times[6:66]  # every point moves at 100 px/s
+    points = np.repeat(np.stack([x, -x, 0 * x], 1)[:, None], 468, 1).astype(np.float32)
+    n = len(points)
+    track = LandmarkTrack(start=6, boxes=np.zeros((n, 4), np.float32), scores=np.ones(n, np.float32), points=points)
+    moved = on_timeline(track, times, 25.0, 75)
+    assert moved.start == 5 and moved.end == 55  # 25 fps frames within 0.2 .. 2.167 s
+    np.testing.assert_allclose(moved.points[:, 0, 0], 100 * np.arange(5, 55) / 25, atol=1e-3)
+    np.testing.assert_allclose(moved.points[:, 0, 1], -100 * np.arange(5, 55) / 25, atol=1e-3)
+    same = on_timeline(track, np.arange(90) / 25, 25.0, 90)  # a source already at 25 fps: unchanged
+    assert same.start == 6
+    np.testing.assert_array_equal(same.points, points)
+    assert on_timeline(track, times + 10, 25.0, 75) is None  # no timeline frame within the track
+
+
 def test_two_faces_side_by_side_give_two_tracks(clips):
     from syncopt.data.landmarks import track_landmarks
 

@@ -95,6 +95,22 @@ def test_frame_source_streams_the_same_timeline_on_every_pass(tmp_path):
     assert len(list(FrameSource(path, max_frames=7))) == 7
 
 
+def test_native_frame_source_yields_every_frame_with_its_time(tmp_path):
+    from syncopt.data.media import FrameSource
+
+    levels = (np.arange(60) * 4).astype(np.uint8)
+    frames = np.repeat(levels[:, None, None, None], 32, 1).repeat(32, 2).repeat(3, 3)
+    path = write_video(tmp_path / "v30.mp4", frames, 0.3 * np.sin(np.arange(32000) / 5.0), fps=30)
+    source = FrameSource(path, native=True)
+    got = np.stack(list(source))[:, 8:24, 8:24].mean((1, 2, 3))
+    assert len(got) == 60 and np.abs(got - levels).max() < 3  # every source frame once, in order
+    np.testing.assert_allclose(source.times, np.arange(60) / 30, atol=1e-6)
+    assert source.num_frames == 50  # the 25 fps timeline's length, as the resampling source counts it
+    capped = FrameSource(path, max_frames=10, native=True)
+    assert len(list(capped)) == 12  # the frames before 10 / 25 s
+    assert not any(n.startswith("truncated") for n in capped.notes)
+
+
 def test_prefetching_decoder_gives_the_same_frames_and_stops_when_closed(tmp_path):
     import threading
 

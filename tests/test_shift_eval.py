@@ -93,12 +93,12 @@ def test_model_scorer_sums_the_models_log_probabilities() -> None:
     class Peaked:
         """Offset logits ``height`` at ``offset``, 0 elsewhere, on every frame of the window."""
 
-        spec = type("Spec", (), {"max_offset": 15})
+        spec = type("Spec", (), {"max_offset": 15, "min_frames": 5})
 
         def __init__(self, offset: int, height: float) -> None:
             self.offset, self.height = offset, height
 
-        def forward_context(self, video, audio, pad):
+        def __call__(self, video, audio):
             logits = torch.zeros(1, 31, video.shape[-1])
             logits[:, self.offset + 15] = self.height
             return {"offset_logits": logits}

@@ -109,48 +109,17 @@ def baseline_scorer(clip: ClipFeatures, k: int) -> Decider:
     return lambda lo, hi: _pearson_lags(video, audio, lo, hi, clip.start)
 
 
-def model_scorer(*models) -> Scorer:
-    """Dense two-tower models on lip features (``fcn_lips``), run on each window alone.
-
-    A window of L frames sees only its L frames of video (the video tower runs on them by
-    themselves) and the audio within ±K frames of them, which the offset search needs, as in
-    SyncNet's evaluation; its offset is the argmax of the mean per-frame log-probability, summed
-    over the models when there are several (an ensemble).
-    """
-    import torch
-
-    k_max = models[0].spec.max_offset
-
-    @torch.no_grad()
-    def window_logp(model, video: torch.Tensor, audio: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        a_lo, a_hi = max(0, lo - k_max), min(video.shape[-1], hi + k_max)
-        pad = (a_lo - (lo - k_max), (hi + k_max) - a_hi)  # audio frames lo-K .. hi+K-1, zero outside the clip
-        logits = model.forward_context(video[None, :, lo:hi], audio[None, ..., 4 * a_lo:4 * a_hi], pad)["offset_logits"][0]
-        return torch.log_softmax(logits.float(), 0).mean(1)
-
-    def score(clip: ClipFeatures, k: int) -> Decider:
-        mfcc, _ = shifted(clip, k)
-        video, audio = lip_inputs(clip.lips, mfcc[:, 4 * clip.start:4 * (clip.start + clip.frames)])
-
-        def decide(lo: int, hi: int) -> int:
-            return int(sum(window_logp(m, video, audio, lo, hi) for m in models).argmax()) - k_max
-
-        return decide
-
-    return score
-
-
-def session_scorer(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], max_offset: int,
+def session_scorer(*runs: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], max_offset: int,
                    min_frames: int) -> Scorer:
-    """Any runner of the whole model (an exported artifact's runtime session, or a torch model), one
-    pass per window.
+    """Runners of a whole dense model (an exported artifact's runtime session, or :func:`torch_run`),
+    one pass per window; several runners (an ensemble) add their log-probabilities.
 
     A window of frames ``[lo, hi)`` is run with the video and audio of ``[lo - K, hi + K)`` (within the
-    track; the audio the offset search needs, as :func:`model_scorer` gives it) and decided from the
-    mean per-frame log-probability over its own frames. Unlike :func:`model_scorer`, whose video tower
-    sees the window alone, the frames next to the window reach its edge frames through the video
-    tower's receptive field (``(min_frames - 1) / 2`` frames each side): a whole graph takes one
-    length for both streams.
+    track) and decided by the argmax of the mean per-frame offset log-probability over its own frames.
+    Each frame's output is what ``syncopt sync`` computes for it on the whole clip: its video features
+    see the tower's receptive field around it, as SyncNet's evaluation computes each frame's feature from
+    the 5 frames around it before averaging a context window (Chung & Zisserman 2016), and its audio the
+    +-K frames the offset search needs.
     """
     def score(clip: ClipFeatures, k: int) -> Decider:
         mfcc, _ = shifted(clip, k)
@@ -163,14 +132,34 @@ def session_scorer(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
                 a, b = max(0, min(a, b - min_frames)), min(n, max(b, a + min_frames))
             if b - a < min_frames:
                 return 0
-            logits = np.asarray(run({"video": video[..., a:b], "audio": audio[..., 4 * a:4 * b]})["offset_logits"])
-            window = logits[0, :, lo - a:hi - a].astype(np.float64)
-            logp = window - window.max(0) - np.log(np.exp(window - window.max(0)).sum(0))
-            return int(logp.mean(1).argmax()) - max_offset
+            total = 0.0
+            for run in runs:
+                logits = np.asarray(run({"video": video[..., a:b], "audio": audio[..., 4 * a:4 * b]})["offset_logits"])
+                window = logits[0, :, lo - a:hi - a].astype(np.float64)
+                peak = window.max(0)
+                total = total + (window - peak - np.log(np.exp(window - peak).sum(0))).mean(1)
+            return int(np.argmax(total)) - max_offset
 
         return decide
 
     return score
+
+
+def torch_run(model) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """A torch model as a runtime session's ``run``: numpy feeds in, numpy outputs out."""
+    import torch
+
+    @torch.no_grad()
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.float().numpy() for k, v in model(**{n: torch.from_numpy(x) for n, x in feeds.items()}).items()}
+
+    return run
+
+
+def model_scorer(*models) -> Scorer:
+    """Dense torch models (``fcn_lips``) scored as :func:`session_scorer` scores an exported one."""
+    spec = models[0].spec
+    return session_scorer(*(torch_run(m) for m in models), max_offset=spec.max_offset, min_frames=spec.min_frames)
 
 
 def _windows(lo: int, hi: int, context: str) -> list[tuple[int, int]]:
@@ -334,4 +323,4 @@ def artifact_scorer(artifact: Artifact, threads: int | None = None) -> tuple[str
                          "every length: export it with a dynamic time axis")
     session = load(artifact, threads=threads)
     name = f"{artifact.file} ({session.name} {artifact.precision})"
-    return name, session_scorer(session.run, artifact.spec.max_offset, artifact.spec.min_frames), artifact.spec
+    return name, session_scorer(session.run, max_offset=artifact.spec.max_offset, min_frames=artifact.spec.min_frames), artifact.spec

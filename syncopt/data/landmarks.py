@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -43,6 +44,9 @@ from syncopt.data.faces import (
     timed,
 )
 from syncopt.data.lipfeatures import EYE_OUTER, INNER_LIP_MIDDLE, MOUTH_CORNERS
+
+if TYPE_CHECKING:
+    from syncopt.data.media import FrameSource
 
 NOSE_TIP = 1
 EYE_INNER = (133, 362)  # inner eye corners: subject's right, left
@@ -268,6 +272,41 @@ def _finish(tr: _Live) -> LandmarkTrack:
     xy = points[..., :2]
     boxes = smooth_boxes(np.concatenate([xy.min(1), xy.max(1)], axis=1))
     return LandmarkTrack(start=int(known[0]), boxes=boxes, scores=scores, points=points)
+
+
+def on_timeline(track: LandmarkTrack, times: np.ndarray, fps: float, num_frames: int) -> LandmarkTrack | None:
+    """``track``, tracked on a video's own frames (decoded at ``times`` seconds), linearly interpolated onto
+    the ``fps`` timeline of ``num_frames`` frames: the frames whose time lies within the track's span.
+
+    A 30 fps video's lips then move at their true times on the 25 fps timeline instead of at the
+    latest frame's (up to 27 ms late, in a saw-tooth); on a video already at ``fps`` it is the identity.
+    None when no timeline frame falls within the track.
+    """
+    t = np.asarray(times, np.float64)[track.start:track.end]
+    frames = np.arange(num_frames)
+    inside = frames[(frames / fps >= t[0] - 1e-6) & (frames / fps <= t[-1] + 1e-6)]
+    if not len(inside):
+        return None
+    at = inside / fps
+    right = np.clip(np.searchsorted(t, at - 1e-6), 1, max(len(t) - 1, 1)) if len(t) > 1 else np.zeros_like(inside)
+    left = np.maximum(right - 1, 0)
+    gap = t[right] - t[left]
+    w = np.where(gap > 0, (at - t[left]) / np.where(gap > 0, gap, 1), 0.0).clip(0, 1)
+    points = ((1 - w)[:, None, None] * track.points[left] + w[:, None, None] * track.points[right]).astype(np.float32)
+    scores = np.minimum(track.scores[left], track.scores[right])
+    xy = points[..., :2]
+    boxes = smooth_boxes(np.concatenate([xy.min(1), xy.max(1)], axis=1))
+    return LandmarkTrack(start=int(inside[0]), boxes=boxes, scores=scores, points=points)
+
+
+def track_video(source: FrameSource, *, detect_every: int = 5, min_track: int = 10) -> list[LandmarkTrack]:
+    """Face-mesh tracks of a ``native`` frame source, tracked on the video's own frames and interpolated
+    onto the source's ``fps`` timeline (:func:`on_timeline`), longest first."""
+    if not source.native:
+        raise InputSpecError("track_video needs a FrameSource(..., native=True): it interpolates from frame times")
+    tracks = track_landmarks(source, detect_every=detect_every, min_track=min_track, allow_empty=True)
+    timed = (on_timeline(t, source.times, source.fps, source.num_frames) for t in tracks)
+    return sorted((t for t in timed if t is not None), key=lambda t: (-len(t.points), t.start))
 
 
 def _distance(points: np.ndarray, pair: tuple[int, int]) -> np.ndarray:

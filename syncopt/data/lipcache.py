@@ -21,7 +21,7 @@ from syncopt.core.atomic import atomic_path, sha256_file
 from syncopt.core.errors import MediaError
 from syncopt.data.lipfeatures import lip_shape, mouth_opening, speech_energy
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: meshes tracked on the video's own frames, interpolated onto 25 fps
 FPS, SAMPLE_RATE = 25.0, 16000
 
 
@@ -52,14 +52,14 @@ class ClipFeatures:
 
 def extract(path: str | os.PathLike, detect_every: int = 5) -> ClipFeatures:
     """Decode ``path``, track faces with the face mesh and compute the signals of its longest track."""
-    from syncopt.data.landmarks import track_landmarks
+    from syncopt.data.landmarks import track_video
     from syncopt.data.media import FrameSource, decode_audio, fit_audio, mfcc_for_frames
 
-    source = FrameSource(path, fps=FPS)
-    tracks = track_landmarks(source, detect_every=detect_every, allow_empty=True)
+    source = FrameSource(path, fps=FPS, native=True)
+    tracks = track_video(source, detect_every=detect_every)
     if not tracks:
         raise MediaError(f"no face found in {Path(path).name}")
-    track = max(tracks, key=lambda t: len(t.points))
+    track = tracks[0]
     audio = fit_audio(decode_audio(path, sample_rate=SAMPLE_RATE).samples, source.num_frames, FPS, SAMPLE_RATE)
     return ClipFeatures(
         name=Path(path).name, sha256=sha256_file(path), start=track.start,

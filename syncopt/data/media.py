@@ -113,14 +113,20 @@ class FrameSource:
     the last source frame's time plus the median source frame interval. After a full pass,
     ``num_frames`` and ``notes`` (truncation, resampling) are set.
 
+    With ``native=True`` every decoded frame is yielded once, on the source's own timeline, and ``times``
+    (seconds from the first frame) is set after a full pass; ``num_frames`` still counts the ``fps``
+    timeline, so per-frame signals can be interpolated onto it (:func:`syncopt.data.landmarks.on_timeline`).
+
     A background thread decodes up to ``prefetch`` frames ahead (FFmpeg releases the GIL), so
     decoding overlaps whatever the caller does with each frame (face detection, the face mesh).
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = 25.0, max_frames: int | None = None,
-                 prefetch: int = 8) -> None:
+                 prefetch: int = 8, native: bool = False) -> None:
         _fixed_mmap_threshold()
         self.path, self.fps, self.max_frames, self.prefetch = Path(path), fps, max_frames, prefetch
+        self.native = native
+        self.times: np.ndarray | None = None
         with _open(self.path) as container:  # fail early, with one line, on a missing or non-media file
             stream = container.streams.video[0]
             self.source_fps = float(stream.average_rate or stream.guessed_rate or fps)
@@ -135,7 +141,7 @@ class FrameSource:
 
         limit = np.inf if self.max_frames is None else self.max_frames
         times: list[float] = []
-        emitted, previous, truncated = 0, None, ""
+        emitted, previous, truncated, capped = 0, None, "", False
         with _open(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame and slice threads: 1080p HEVC decodes about 1.3x faster on 2 cores
@@ -143,10 +149,11 @@ class FrameSource:
                 for frame in container.decode(stream):
                     t = float(frame.time) if frame.time is not None else len(times) / self.fps
                     t = max(t - times[0], times[-1]) if times else 0.0  # relative, never going back
-                    while previous is not None and emitted < limit and emitted / self.fps < t - 1e-6:
+                    while not self.native and previous is not None and emitted < limit and emitted / self.fps < t - 1e-6:
                         yield previous
                         emitted += 1
-                    if emitted >= limit:
+                    if (t * self.fps if self.native else emitted) >= limit - 1e-6:
+                        capped = True
                         break
                     image = upright(frame)
                     if previous is not None and image.shape != previous.shape:
@@ -156,19 +163,22 @@ class FrameSource:
                         break
                     times.append(t)
                     previous = image
+                    if self.native:
+                        yield image
             except (av.error.FFmpegError, ValueError) as exc:
                 truncated = _reason(exc)
             declared = int(stream.frames or 0)  # the container header's frame count (0: unknown)
-        if not truncated and emitted < limit and len(times) < 0.98 * declared - 1:  # ended early, no decode error
+        if not truncated and not capped and len(times) < 0.98 * declared - 1:  # ended early, no decode error
             truncated = f"{len(times)} of the {declared} frames its header declares"
         if previous is None:
             raise MediaError(f"{self.path.name}: no decodable video frames (corrupt or truncated)")
         step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / self.fps
         count = min(limit, max(1, int(np.floor((times[-1] + step) * self.fps + 1e-6))))
-        while emitted < count:
+        while not self.native and emitted < count:
             yield previous
             emitted += 1
-        self.num_frames = emitted
+        self.num_frames = count if self.native else emitted
+        self.times = np.asarray(times)
         self.notes = [f"truncated: video decoding stopped at {times[-1]:.2f} s ({truncated})"] if truncated else []
         if abs(self.source_fps - self.fps) > 0.01:
             self.notes.append(f"video resampled from {self.source_fps:.2f} to {self.fps:g} fps")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from syncopt.data.landmarks import LandmarkTrack, track_landmarks
+from syncopt.data.landmarks import LandmarkTrack, track_video
 from syncopt.data.lipcache import FPS, SAMPLE_RATE  # the lip models' timeline (EarlyMeshes.take checks the model's)
 from syncopt.data.media import FrameSource, decode_audio
 
@@ -31,10 +31,9 @@ class MeshedVideo:
 def mesh_video(path: str | os.PathLike, fps: float = FPS, sample_rate: int = SAMPLE_RATE) -> MeshedVideo:
     """Open ``path`` (one-line errors for missing or non-media files, or no audio), decode its audio
     and track every face with the face mesh; a video without faces has no tracks."""
-    source = FrameSource(path, fps=fps)
+    source = FrameSource(path, fps=fps, native=True)
     samples = decode_audio(path, sample_rate=sample_rate).samples
-    tracks = track_landmarks(source, min_track=1, allow_empty=True)
-    return MeshedVideo(source, samples, sorted(tracks, key=lambda t: -len(t.points)))
+    return MeshedVideo(source, samples, track_video(source, min_track=1))
 
 
 class EarlyMeshes:

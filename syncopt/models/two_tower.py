@@ -56,10 +56,9 @@ class TwoTowerSync(nn.Module):
                         audio_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Video of ``T`` frames with audio of context: the audio embeds to ``T + 2K`` frames (after
         ``audio_pad`` frames of zero embedding before and after it: a window at a clip's end), covering
-        video frames ``-K .. T + K``, so every offset of every frame has a real partner, as evaluation
-        gives a window (:func:`syncopt.analysis.shift_eval.model_scorer`). Audio frames where
-        ``audio_valid (B, T + 2K)`` is false embed as zero (training batches with clip ends). Training
-        and evaluation only: ``forward`` is what exports (no shape-dependent branch in it)."""
+        video frames ``-K .. T + K``, so every offset of every frame has a real partner (``train
+        --audio-context``). Audio frames where ``audio_valid (B, T + 2K)`` is false embed as zero (training
+        batches with clip ends). Training only: ``forward`` is what exports (no shape-dependent branch in it)."""
         if self.fusion is not None:
             raise UsageError(f"{self.spec.name}: audio with context needs a model without cross-modal fusion")
         v = self.video_encoder(video)
