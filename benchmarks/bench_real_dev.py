@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", required=True, help="NAME=RUN_DIR_OR_WEIGHTS")
     parser.add_argument("--ensemble", action="append", default=[], help="comma-separated run names, repeatable")
     parser.add_argument("--soup", action="append", default=[], help="comma-separated run names, repeatable")
-    parser.add_argument("--preset", default="full")
+    parser.add_argument("--preset", default="full", help="of weights files (a run directory's config.json names its own)")
     parser.add_argument("--shifts", default="-10,-5,0,5,10")
     parser.add_argument("--contexts", default="25,50,full")
     parser.add_argument("--name", default="real_sync_dev")
@@ -41,9 +42,11 @@ def main() -> None:
     models, weights = {}, {}
     for item in args.runs:
         name, _, path = item.partition("=")
-        file = Path(path) / "model.safetensors" if Path(path).is_dir() else Path(path)
+        run = Path(path)
+        file = run / "model.safetensors" if run.is_dir() else run
+        preset = json.loads((run / "config.json").read_text())["preset"] if (run / "config.json").is_file() else args.preset
         weights[name] = str(file)
-        models[name] = create("fcn_lips", args.preset, weights=file).eval()
+        models[name] = create("fcn_lips", preset, weights=file).eval()
     scorers = {"lip-geometry baseline": baseline_scorer} | {n: model_scorer(m) for n, m in models.items()}
     for group in args.ensemble:
         names = group.split(",")

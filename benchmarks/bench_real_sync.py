@@ -82,8 +82,10 @@ def main() -> None:
     summary = {
         "train": {"data": str(args.train), "clips": len(train_idx), "val_clips": len(val_idx),
                   "epochs": report.epochs_done, "train_minutes": report.train_time_s / 60,
-                  "params": report.params, "val_last": report.history[-1].val.model_dump(mode="json"),
-                  "config": config.model_dump(mode="json")},
+                  "params": report.params,
+                  "val_last": report.history[-1].val.model_dump(mode="json") if report.history else None,
+                  "config": config.model_dump(mode="json"),
+                  "averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []]},
         "eval": result.model_dump(mode="json"),
     }
     write_results("real_sync", summary)
@@ -99,6 +101,7 @@ def main() -> None:
             "offsets": {p.name: o for p, o in dict(train_entries).items() if o},  # the manifest's base offsets (labels)
             "model": "fcn_lips", "preset": args.preset, "weights_sha256": sha256_file(target),
             "synthetic_generator": report.tts_generator, "training_config": config.model_dump(mode="json"),
+            "averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []],
             "real_clips_sha256": dict(sorted((name, h) for h, name in train_sha.items())),
             "held_out_evaluation": {"clips_sha256": result.clip_sha256, "results": "benchmarks/results/real_sync.json"},
         }

@@ -1,4 +1,4 @@
-"""``syncopt train`` and ``syncopt evaluate``."""
+"""``syncopt train``, ``syncopt average`` and ``syncopt evaluate``."""
 
 from __future__ import annotations
 
@@ -78,6 +78,33 @@ def train_cmd(
     typer.echo(f"trained {model} ({preset}) for {report.epochs_done} epochs in {report.wall_time_s / 60:.1f} min: "
                f"val offset accuracy (15 frames) {last.context_accuracy[15]:.3f}, ±1 {last.context_accuracy_pm1[15]:.3f}, "
                f"per-frame {last.per_frame_accuracy:.3f}; weights {report.weights}")
+
+
+@app.command("average")
+def average_cmd(
+    runs: Annotated[list[str], typer.Argument(help="Finished run directories of one model, preset, --seed and --data.")],
+    out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Run directory to write (weights, config, report).")
+                   ] = "runs/soup",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the soup's report as JSON.")] = False,
+) -> None:
+    """Average the weights of finished training runs into one model (a "model soup").
+
+    Runs from one initialisation (the same --seed) that then trained differently (window, audio
+    context) average into a model usually at least as good as each, at one model's cost; runs of
+    other seeds, presets or data are refused. OUT is a run directory: evaluate, export and distill
+    take it. Score the soup against its runs on development clips before keeping it.
+
+    Example:
+      syncopt average runs/lips_w40 runs/lips_w40_ctx runs/lips_w32 --out runs/lips_soup
+      syncopt evaluate runs/lips_soup --data dev.csv
+    """
+    from syncopt.training.soup import average_runs
+
+    report = average_runs(runs, out)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    typer.echo(f"averaged {len(runs)} runs of {report.config.model} ({report.config.preset}) into {report.weights}")
 
 
 @app.command("evaluate")

@@ -86,6 +86,8 @@ class TrainReport(BaseModel):
     history: list[EpochStats]
     weights: str
     tts_generator: dict | None = None  # syncopt.data.ttsclips.generator_settings when TTS clips were trained on
+    averaged_from: list[TrainConfig] | None = Field(None, description="a weight average (syncopt.training.soup): "
+                                                                      "the configurations of the runs averaged")
 
 
 @distributed.process_group

@@ -1,0 +1,68 @@
+"""``syncopt average``: one model whose weights are the mean of finished runs' ("model soups").
+
+Runs of one model that start from the same initialisation (the same ``--seed``) and differ in what
+they then saw (training window, audio context, augmentation draws) stay in one basin of the loss, so
+the mean of their weights is a model at least as good as the runs, at one model's cost (Wortsman et
+al. 2022, "Model soups", ICML). BatchNorm statistics are averaged with the weights. The soup is a run
+directory like ``syncopt train``'s, so everything that reads runs (evaluate, export, distill, the
+shipped-weights manifest) takes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from syncopt.core.atomic import atomic_dir, write_json
+from syncopt.core.errors import UsageError
+from syncopt.models.registry import create
+from syncopt.models.weights import load_state_dict, save_state_dict
+from syncopt.training.train import TrainReport
+
+# What runs must share to be averaged: one architecture, one initialisation, one training set.
+SHARED = ("model", "preset", "seed", "data", "video_weights", "audio_weights")
+
+
+def read_run(run: str | os.PathLike) -> TrainReport:
+    """A finished run's report (one-line error when ``run`` is not a finished training run)."""
+    path = Path(run)
+    if not (path / "report.json").is_file() or not (path / "model.safetensors").is_file():
+        raise UsageError(f"{run} is not a finished training run (no report.json and model.safetensors)")
+    return TrainReport.model_validate_json((path / "report.json").read_text())
+
+
+def average_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> TrainReport:
+    """Write ``out``, a run directory holding the mean of ``runs``' weights, and return its report."""
+    if len(runs) < 2:
+        raise UsageError(f"averaging needs at least two runs, got {len(runs)}")
+    reports = [read_run(r) for r in runs]
+    first = reports[0].config
+    for run, report in zip(runs[1:], reports[1:]):
+        for key in SHARED:
+            if getattr(report.config, key) != getattr(first, key):
+                raise UsageError(f"{run} differs from {runs[0]} in {key} ({getattr(report.config, key)!r} against "
+                                 f"{getattr(first, key)!r}): average runs of one model, initialisation and data")
+        if report.tts_generator != reports[0].tts_generator:
+            raise UsageError(f"{run} differs from {runs[0]} in its TTS training clips")
+    states = [load_state_dict(Path(r) / "model.safetensors") for r in runs]
+    model = create(first.model, first.preset)
+    if any(s.keys() != states[0].keys() for s in states) or states[0].keys() != model.state_dict().keys():
+        raise UsageError(f"the runs' weights do not all fit {first.model} ({first.preset}) (a pruned run?)")
+    mean = {k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
+            for k, v in states[0].items()}
+    model.load_state_dict(mean)
+    target = Path(out)
+    report = TrainReport(config=first, epochs_done=max(r.epochs_done for r in reports),
+                         wall_time_s=sum(r.wall_time_s for r in reports),
+                         train_time_s=sum(r.train_time_s for r in reports),
+                         data_time_s=sum(r.data_time_s for r in reports), params=reports[0].params, history=[],
+                         weights=str(target / "model.safetensors"), tts_generator=reports[0].tts_generator,
+                         averaged_from=[r.config for r in reports])
+    with atomic_dir(target) as tmp:
+        save_state_dict(model, tmp / "model.safetensors")
+        write_json(tmp / "config.json", {"model": first.model, "preset": first.preset})
+        write_json(tmp / "report.json", report.model_dump(mode="json"))
+    return report

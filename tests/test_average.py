@@ -1,0 +1,68 @@
+"""``syncopt average``: a weight average ("model soup") of finished runs is one run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import syncopt
+from syncopt.cli import main
+from syncopt.core.atomic import write_json
+from syncopt.core.errors import UsageError
+from syncopt.models.weights import load_state_dict, save_state_dict
+from syncopt.training.train import TrainConfig, TrainReport
+
+
+def fake_run(folder: Path, step: float, **config) -> Path:
+    """A finished fcn_lips tiny run: the seed-0 initialisation with every float tensor moved by ``step``."""
+    torch.manual_seed(0)
+    model = syncopt.create("fcn_lips", "tiny")
+    with torch.no_grad():
+        for v in model.state_dict().values():
+            if v.is_floating_point():
+                v.add_(step)
+    folder.mkdir()
+    save_state_dict(model, folder / "model.safetensors")
+    cfg = TrainConfig(model="fcn_lips", preset="tiny", data="clips.csv", seed=0, **config)
+    write_json(folder / "config.json", {"model": "fcn_lips", "preset": "tiny"})
+    report = TrainReport(config=cfg, epochs_done=3, wall_time_s=10.0, train_time_s=8.0, data_time_s=1.0,
+                         params=sum(p.numel() for p in model.parameters()), history=[],
+                         weights=str(folder / "model.safetensors"))
+    write_json(folder / "report.json", report.model_dump(mode="json"))
+    return folder
+
+
+def test_the_soup_is_the_mean_of_the_runs_weights(tmp_path, capsys):
+    a = fake_run(tmp_path / "a", 0.0, window=40)
+    b = fake_run(tmp_path / "b", 1.0, window=25, audio_context=True)
+    c = fake_run(tmp_path / "c", 5.0, window=32)
+    with pytest.raises(SystemExit) as done:
+        main(["average", str(a), str(b), str(c), "--out", str(tmp_path / "soup")])
+    assert done.value.code == 0
+    soup, states = load_state_dict(tmp_path / "soup" / "model.safetensors"), [load_state_dict(r / "model.safetensors")
+                                                                             for r in (a, b, c)]
+    for k, v in soup.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, states[0][k] + 2.0)  # (0 + 1 + 5) / 3
+        else:
+            assert torch.equal(v, states[0][k])
+    report = TrainReport.model_validate_json((tmp_path / "soup" / "report.json").read_text())
+    assert [c.window for c in report.averaged_from] == [40, 25, 32] and report.train_time_s == 24.0
+    syncopt.create("fcn_lips", "tiny", weights=tmp_path / "soup" / "model.safetensors")  # loads as the model it is
+    assert "averaged 3 runs of fcn_lips (tiny)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("field,value", [("seed", 1), ("data", "other.csv")])
+def test_runs_of_another_initialisation_or_data_are_refused(tmp_path, field, value):
+    from syncopt.training.soup import average_runs
+
+    a = fake_run(tmp_path / "a", 0.0)
+    b = fake_run(tmp_path / "b", 1.0)
+    report = TrainReport.model_validate_json((b / "report.json").read_text())
+    write_json(b / "report.json", report.model_copy(update={"config": report.config.model_copy(
+        update={field: value})}).model_dump(mode="json"))
+    with pytest.raises(UsageError, match=f"differs from .* in {field}"):
+        average_runs([a, b], tmp_path / "soup")
+    assert not (tmp_path / "soup").exists()
