@@ -721,6 +721,17 @@ def test_closed_stdout_and_a_broken_pipe_are_one_line_exit_15(clip):
     assert broken.stderr == "error: cannot print the results to standard output (Broken pipe)\n"
 
 
+
+def test_help_cut_off_by_a_closed_pipe_is_not_an_error():
+    read, write = os.pipe()
+    os.close(read)  # `syncopt train --help | head -0`: the reader has gone before the help is written
+    try:
+        cut = _syncopt(["train", "--help"], stdout=write)
+    finally:
+        os.close(write)
+    assert cut.returncode == 0 and cut.stderr == ""
+
+
 @pytest.fixture(scope="module")
 def portrait(tmp_path_factory) -> tuple[Path, np.ndarray]:
     """example.avi's first frames padded to portrait (320x224), stored turned a quarter clockwise as a

@@ -56,7 +56,8 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: a :class:`SyncoptError` becomes one line and its exit code, and so
     do a malformed command line (unknown command or option, bad value, missing argument: exit 2), an
-    interrupt (SIGINT 130, SIGTERM 143) and results that standard output cannot take (exit 15).
+    interrupt (SIGINT 130, SIGTERM 143) and results that standard output cannot take (exit 15; help
+    text cut off by a closed pipe, as `| head` does, is not an error).
     Scratch files live in a folder of this process (:func:`syncopt.core.atomic.process_temp_dir`),
     removed however the command ends; without --debug, back-ends' warnings are not shown."""
     args = sys.argv[1:] if argv is None else argv
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     except SyncoptError as exc:
         if debug:
             raise
+        if isinstance(exc.__cause__, BrokenPipeError) and "--help" in args:  # `syncopt train --help | head`
+            sys.exit(0)  # help is read in part by design; only results lost in a pipe are an error
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except Interrupted as exc:
