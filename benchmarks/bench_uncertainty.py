@@ -46,12 +46,13 @@ def verdict(model, clip: ClipFeatures, mfcc: np.ndarray, lo: int, hi: int, timel
 
 
 def collect(model, manifest: str, shifts: list[int], timeline: int) -> dict:
-    clips = [load_or_extract(p) for p, _ in read_manifest(manifest)]
+    listed = read_manifest(manifest)
+    clips = [load_or_extract(p) for p, _ in listed]
     own = []
-    for clip in clips:
+    for clip, (_, base) in zip(clips, listed):
         answers = []
         for k in shifts:
-            lo, hi = valid_range(clip, k)
+            lo, hi = valid_range(clip, k, base)  # the frames whose audio at the clip's own offset is in the clip
             answers.append((k, *verdict(model, clip, shifted(clip, k)[0], lo, hi, timeline)))
         base = int(np.median([o + k for k, o, _ in answers]))
         own += [{"clip": clip.name, "shift": k, "offset": o, "probability": p, "right": abs(o + k - base) <= 1}
