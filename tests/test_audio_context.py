@@ -77,3 +77,33 @@ def test_lip_model_takes_audio_with_context_and_trains_on_it() -> None:
     assert model.video_encoder.features[0].weight.grad.abs().sum() > 0
     same = model.eval()(batch["video"], batch["audio"][..., :100])  # same-length audio: the usual forward
     assert tuple(same["offset_logits"].shape) == (4, 2 * K + 1, 25)
+
+
+def test_context_loss_skips_the_frames_whose_video_tower_reaches_past_the_window() -> None:
+    from syncopt.training.train import context_loss
+
+    torch.manual_seed(0)
+    model = create("fcn_lips", "tiny").eval()
+    margin = (model.spec.min_frames - 1) // 2
+    augment = Augment(window=25, max_shift=K, max_offset=K, lips=True, audio_context=K, rng=np.random.default_rng(1))
+    clip = {"video": torch.randn(120, 80), "audio": torch.randn(1, 13, 320), "labels": torch.zeros(80, dtype=torch.int64),
+            "valid": torch.ones(80, dtype=torch.bool)}
+    items = [augment(clip) for _ in range(4)]
+    batch = {k: torch.stack([it[k] for it in items]) for k in ("video", "audio", "labels", "valid", "audio_valid")}
+    forward = model.forward_context
+
+    def noisy(frames: list[int]):
+        def run(*args, **kwargs):
+            out = dict(forward(*args, **kwargs))
+            out["offset_logits"] = out["offset_logits"].clone()
+            out["offset_logits"][..., frames] += 10 * torch.randn_like(out["offset_logits"][..., frames])
+            return out
+        return run
+
+    with torch.no_grad():
+        clean = context_loss(model, batch)[0]
+        model.forward_context = noisy([*range(margin), *range(25 - margin, 25)])
+        edges = context_loss(model, batch)[0]
+        model.forward_context = noisy([12])
+        middle = context_loss(model, batch)[0]
+    assert margin > 0 and torch.equal(clean, edges) and not torch.equal(clean, middle)

@@ -135,9 +135,15 @@ LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict
 
 
 def context_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """:func:`supervised_loss` on windows whose audio reaches K frames beyond the video on both sides."""
+    """:func:`supervised_loss` on windows whose audio reaches K frames beyond the video on both sides,
+    scored on the frames whose video tower stays inside the window (the first and last
+    ``(min_frames - 1) / 2`` frames see zero padding): every scored frame then has real video and audio
+    around it, as ``syncopt sync`` and ``evaluate --data`` compute frames."""
     outputs = model.forward_context(batch["video"], batch["audio"], audio_valid=batch["audio_valid"])
-    mask = context_frames(batch["labels"], batch["valid"], batch["audio_valid"])
+    margin = (model.spec.min_frames - 1) // 2
+    t = torch.arange(batch["labels"].shape[1], device=batch["labels"].device)
+    inside = (t >= margin) & (t < batch["labels"].shape[1] - margin)
+    mask = context_frames(batch["labels"], batch["valid"], batch["audio_valid"]) & inside[None]
     return sync_losses(outputs, batch["labels"], batch["valid"], mask=mask)["loss"], outputs
 
 
