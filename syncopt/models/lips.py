@@ -49,8 +49,6 @@ PRESETS = {
     "full": LipsConfig(video_blocks=((128, 5), (128, 5), (128, 3), (128, 3)),
                        audio_maps=((16, 1, 1), (32, 1, 2), (64, 2, 2), (64, 2, 1)),
                        audio_blocks=((128, 5), (128, 3)), hidden=128, embed_dim=64),
-    "large": LipsConfig(video_blocks=((128, 5),) * 6, audio_maps=((16, 1, 1), (32, 1, 2), (64, 2, 2), (64, 2, 1)),
-                        audio_blocks=((128, 5),) * 3, hidden=128, embed_dim=64),
     "tiny": LipsConfig(video_blocks=((32, 5), (32, 3)), audio_maps=((8, 1, 1), (16, 1, 2), (32, 2, 2), (32, 2, 1)),
                        audio_blocks=((32, 3),), hidden=64, embed_dim=32),
 }
@@ -124,8 +122,7 @@ def lips_spec(preset: str, cfg: LipsConfig) -> ModelSpec:
     )
 
 
-@register_model("fcn_lips", "dense sync on face-mesh lip motion and MFCC (transfers from few speakers to real video)",
-                presets=tuple(PRESETS))
+@register_model("fcn_lips", "dense sync on face-mesh lip motion and MFCC (transfers from few speakers to real video)")
 def build_fcn_lips(preset: str) -> TwoTowerSync:
     cfg = PRESETS[preset]
     return TwoTowerSync(lips_spec(preset, cfg), LipEncoder(cfg), MfccEncoder(cfg), predictor_hidden=64)
