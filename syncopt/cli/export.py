@@ -98,9 +98,7 @@ def parity_cmd(
         typer.echo(to_json([r.model_dump(mode="json") | {"passed": r.passed} for r in reports]))
     else:
         print_parity(reports)
-    failed = [f"{Path(r.artifact).name}: {'; '.join(r.failures)}" for r in reports if not r.passed]
-    if failed:
-        raise ParityError("parity breached — " + " | ".join(failed))
+    _raise_breaches([(r.artifact, r.failures) for r in reports if not r.passed])
 
 
 def _parity_locate(artifacts: list[str], clips: int, against: str | None, reference: str | None,
@@ -117,9 +115,13 @@ def _parity_locate(artifacts: list[str], clips: int, against: str | None, refere
         typer.echo(to_json([r.model_dump(mode="json") | {"passed": r.passed} for r in reports]))
     else:
         print_locate(reports)
-    failed = [f"{Path(r.artifact).name}: {'; '.join(r.parity.failures)}" for r in reports if not r.passed]
+    _raise_breaches([(r.artifact, r.parity.failures) for r in reports if not r.passed])
+
+
+def _raise_breaches(failed: list[tuple[str, list[str]]]) -> None:
+    """Exit 9 naming every artifact that breached parity, and how (nothing when none did)."""
     if failed:
-        raise ParityError("parity breached — " + " | ".join(failed))
+        raise ParityError("parity breached — " + " | ".join(f"{Path(a).name}: {'; '.join(f)}" for a, f in failed))
 
 
 @app.command("matrix")
