@@ -9,8 +9,9 @@ import numpy as np
 
 
 def write_video(path: Path, frames: np.ndarray | None, audio: np.ndarray | None, fps: int = 25,
-                sample_rate: int = 16000, audio_codec: str = "pcm_s16le") -> Path:
-    """``frames`` (T,H,W,3) uint8 RGB; ``audio`` (samples,) or (channels, samples) float32."""
+                sample_rate: int = 16000, audio_codec: str = "pcm_s16le", rotation: int = 0) -> Path:
+    """``frames`` (T,H,W,3) uint8 RGB, stored as they are with a display matrix turning them ``rotation``
+    degrees counter-clockwise; ``audio`` (samples,) or (channels, samples) float32."""
     with av.open(str(path), "w") as container:
         vstream = None
         if frames is not None:
@@ -18,6 +19,8 @@ def write_video(path: Path, frames: np.ndarray | None, audio: np.ndarray | None,
             vstream.height, vstream.width = frames.shape[1:3]
             vstream.pix_fmt = "yuv420p"
             vstream.bit_rate = 4_000_000
+            if rotation:
+                vstream.set_display_rotation(rotation)
         astream = None
         if audio is not None:
             audio = np.atleast_2d(audio).astype(np.float32)

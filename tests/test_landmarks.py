@@ -173,6 +173,25 @@ def test_clip_without_a_face_is_one_line_error(tmp_path):
     assert track_landmarks(noise, allow_empty=True) == []
 
 
+def test_lazy_frames_track_the_same_points(clips, tracks, tmp_path):
+    """A lazy FrameSource converts only each face's region to RGB (and whole frames for detection):
+    the mesh sees the same pixels, also in a clip stored turned with a display matrix."""
+    from mediautil import write_video
+    from syncopt.data.landmarks import track_landmarks
+    from syncopt.data.media import FrameSource
+
+    def same(lazy: list, eager: list) -> None:
+        assert [(t.start, t.end) for t in lazy] == [(t.start, t.end) for t in eager] != []
+        for a, b in zip(lazy, eager):
+            assert np.abs(a.points - b.points).max() < 0.01  # pixels; measured identical
+
+    name = "grid_brbk7n.mpg"
+    same(track_landmarks(FrameSource(FIXTURES / name, lazy=True)), tracks[name])
+    stored = np.ascontiguousarray(np.rot90(clips[name][:30], -1, axes=(1, 2)))  # as a phone stores portrait
+    turned = write_video(tmp_path / "turned.mp4", stored, None, rotation=90)
+    same(track_landmarks(FrameSource(turned, lazy=True)), track_landmarks(FrameSource(turned)))
+
+
 def test_missing_runtime_is_one_line_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)

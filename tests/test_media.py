@@ -176,3 +176,66 @@ def test_truncated_file_gives_its_prefix_or_a_media_error(tmp_path):
     else:
         assert 0 < media.num_frames < 317  # a decodable prefix, shorter than the whole
         assert media.audio.shape == (media.num_frames * 640,)
+
+
+# -- lazy frames: RGB only where asked -------------------------------------------------------------
+
+def _random_boxes(rng: np.random.Generator, width: int, height: int, count: int) -> list[tuple[int, int, int, int]]:
+    """Boxes of any offset and size (odd ones included) inside a ``width`` x ``height`` frame."""
+    boxes = []
+    for _ in range(count):
+        x0, x1 = sorted(rng.choice(width + 1, 2, replace=False))
+        y0, y1 = sorted(rng.choice(height + 1, 2, replace=False))
+        boxes.append((int(x0), int(y0), int(x1), int(y1)))
+    return boxes + [(0, 0, width, height), (width - 1, height - 1, width, height)]
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_lazy_frame_regions_are_exactly_the_whole_conversion(tmp_path, rotation):
+    import av
+
+    from syncopt.data.media import FrameSource, LazyFrame, upright
+
+    # example.avi (4:2:0, range and matrix unspecified) stored at 224x160 with a display matrix
+    stored = load_media(EXAMPLE, max_frames=6).frames[:, 32:192]
+    clip = write_video(tmp_path / f"turned{rotation}.mp4", stored, None, rotation=rotation)
+    rng = np.random.default_rng(rotation)
+    with av.open(str(clip)) as container:
+        for frame in container.decode(video=0):
+            assert frame.rotation % 360 == rotation and frame.format.name == "yuv420p"
+            whole, lazy = upright(frame), LazyFrame(frame)
+            assert lazy.shape == whole.shape
+            np.testing.assert_array_equal(lazy.rgb(), whole)
+            for x0, y0, x1, y1 in _random_boxes(rng, whole.shape[1], whole.shape[0], 40):
+                np.testing.assert_array_equal(lazy.region(x0, y0, x1, y1), whole[y0:y1, x0:x1])  # tolerance 0
+    eager, lazy_frames = list(FrameSource(clip)), list(FrameSource(clip, lazy=True))
+    assert all(isinstance(f, LazyFrame) for f in lazy_frames)
+    np.testing.assert_array_equal(np.stack([f.rgb() for f in lazy_frames]), np.stack(eager))
+    with pytest.raises(ValueError, match="not inside"):
+        lazy_frames[0].region(0, 0, eager[0].shape[1] + 1, 10)
+
+
+def _smooth_noise(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """RGB noise blurred a little: colours vary as in video, though not all from pixel to pixel."""
+    import cv2
+
+    return cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (5, 5), 1.0)
+
+
+# AVColorSpace 1: BT.709; AVColorRange 1: limited (MPEG), 2: full (JPEG)
+@pytest.mark.parametrize("fmt,colorspace,color_range", [("yuv420p", 1, 1), ("yuvj420p", None, 2),
+                                                        ("yuv444p", None, None), ("rgb24", None, None)])
+def test_lazy_frames_keep_matrix_and_range_and_convert_other_formats_whole(fmt, colorspace, color_range):
+    import av
+
+    from syncopt.data.media import LazyFrame, upright
+
+    rng = np.random.default_rng(1)
+    frame = av.VideoFrame.from_ndarray(_smooth_noise(rng, 48, 64), format="rgb24").reformat(format=fmt)
+    if colorspace is not None:  # as a 1080p HEVC phone video says (BT.709, limited range)
+        frame.colorspace = colorspace
+    if color_range is not None:
+        frame.color_range = color_range
+    whole, lazy = upright(frame), LazyFrame(frame)
+    for x0, y0, x1, y1 in _random_boxes(rng, 64, 48, 40):
+        np.testing.assert_array_equal(lazy.region(x0, y0, x1, y1), whole[y0:y1, x0:x1])

@@ -23,6 +23,7 @@ import numpy as np
 from syncopt.data.blazeface import LEFT_EYE, RIGHT_EYE
 from syncopt.data.lipfeatures import EYE_OUTER
 from syncopt.data.litert import shared_model
+from syncopt.data.media import LazyFrame
 
 MODEL_FILE = "face_landmark.tflite"
 INPUT_SIZE = 192
@@ -78,17 +79,25 @@ def roi_from_points(points: np.ndarray) -> Roi:
 
 
 class FaceMesh:
-    """``mesh(frame, roi) -> (points (468, 3) float32 in frame pixels, face presence in [0, 1])``."""
+    """``mesh(frame, roi) -> (points (468, 3) float32 in frame pixels, face presence in [0, 1])`` of an
+    RGB ``(H, W, 3)`` uint8 frame or a :class:`~syncopt.data.media.LazyFrame`."""
 
     def __init__(self, num_threads: int | None = None) -> None:
         self.model = shared_model(MODEL_FILE, num_threads)
 
-    def __call__(self, frame: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
+    def __call__(self, frame: np.ndarray | LazyFrame, roi: Roi) -> tuple[np.ndarray, float]:
         to_frame = roi.to_frame()
+        # only the ROI's box is read (a lazy frame converts only it): two pixels more each way for the
+        # bilinear neighbours, clipped to the frame but never empty, so the replicated border is the frame's
+        height, width = frame.shape[:2]
+        bx0, by0, bx1, by1 = roi.box()
+        x0, y0 = min(max(math.floor(bx0) - 2, 0), width - 1), min(max(math.floor(by0) - 2, 0), height - 1)
+        x1, y1 = min(max(math.ceil(bx1) + 2, x0 + 1), width), min(max(math.ceil(by1) + 2, y0 + 1), height)
+        pixels = frame.region(x0, y0, x1, y1) if isinstance(frame, LazyFrame) else frame[y0:y1, x0:x1]
         # cv2 maps output pixel indices to input indices: shift both ends by half a pixel
         sampler = to_frame.copy()
-        sampler[:, 2] += to_frame[:, :2].sum(1) * 0.5 - 0.5
-        patch = cv2.warpAffine(frame, sampler, (INPUT_SIZE, INPUT_SIZE),
+        sampler[:, 2] += to_frame[:, :2].sum(1) * 0.5 - 0.5 - np.array([x0, y0])
+        patch = cv2.warpAffine(pixels, sampler, (INPUT_SIZE, INPUT_SIZE),
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
         out = self.model(patch[None].astype(np.float32) * (1.0 / 255.0))
         raw = out["conv2d_21"].reshape(NUM_POINTS, 3).astype(np.float64)

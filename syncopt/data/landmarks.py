@@ -44,6 +44,7 @@ from syncopt.data.faces import (
     timed,
 )
 from syncopt.data.lipfeatures import EYE_OUTER, INNER_LIP_MIDDLE, MOUTH_CORNERS
+from syncopt.data.media import LazyFrame
 
 if TYPE_CHECKING:
     from syncopt.data.media import FrameSource
@@ -167,12 +168,14 @@ class _Tracker:
         self.redetect = False
         self.t = -1
 
-    def push(self, frame: np.ndarray) -> None:
-        check_frame(frame)
+    def push(self, frame: np.ndarray | LazyFrame) -> None:
+        lazy = isinstance(frame, LazyFrame)
+        if not lazy:
+            check_frame(frame)
         self.t = t = self.t + 1
         if t % self.detect_every == 0 or self.redetect:
             with timed(self.timings, "detect"):
-                dets = np.asarray(self.detector(frame), np.float32)
+                dets = np.asarray(self.detector(frame.rgb() if lazy else frame), np.float32)  # the whole frame
             _assign(dets, self.live, t, self.max_gap, self.iou_threshold)
         self.redetect = False
         with timed(self.timings, "landmarks"):
@@ -195,12 +198,13 @@ class _Tracker:
         return sorted((tr for tr in self.done + self.live if tr.frames), key=lambda tr: tr.serial)
 
 
-def track_landmarks(frames: Iterable[np.ndarray], detect_every: int = 5, *, max_gap: int = 10, min_track: int = 10,
-                    iou_threshold: float = 0.3, min_presence: float = MIN_PRESENCE, num_threads: int | None = None,
-                    detector: Callable[[np.ndarray], np.ndarray] | None = None, mesh: FaceMesh | None = None,
-                    timings: dict[str, float] | None = None, allow_empty: bool = False) -> list[LandmarkTrack]:
-    """Face-mesh tracks in RGB uint8 ``(H, W, 3)`` ``frames`` (an array or a stream, read once),
-    longest first.
+def track_landmarks(frames: Iterable[np.ndarray | LazyFrame], detect_every: int = 5, *, max_gap: int = 10,
+                    min_track: int = 10, iou_threshold: float = 0.3, min_presence: float = MIN_PRESENCE,
+                    num_threads: int | None = None, detector: Callable[[np.ndarray], np.ndarray] | None = None,
+                    mesh: FaceMesh | None = None, timings: dict[str, float] | None = None,
+                    allow_empty: bool = False) -> list[LandmarkTrack]:
+    """Face-mesh tracks in RGB uint8 ``(H, W, 3)`` ``frames`` (an array or a stream, read once; a
+    ``FrameSource(..., lazy=True)`` converts only the face regions), longest first.
 
     ``detector`` (default :class:`~syncopt.data.blazeface.BlazeFace`) runs every ``detect_every``
     frames and on the frame after a track is lost. ``timings``, if given, accumulates seconds

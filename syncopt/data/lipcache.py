@@ -55,7 +55,7 @@ def extract(path: str | os.PathLike, detect_every: int = 5) -> ClipFeatures:
     from syncopt.data.landmarks import track_video
     from syncopt.data.media import FrameSource, decode_audio, fit_audio, mfcc_for_frames
 
-    source = FrameSource(path, fps=FPS, native=True)
+    source = FrameSource(path, fps=FPS, native=True, lazy=True)
     tracks = track_video(source, detect_every=detect_every)
     if not tracks:
         raise MediaError(f"no face found in {Path(path).name}")

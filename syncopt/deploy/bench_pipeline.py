@@ -54,7 +54,7 @@ def bench_pipeline(video: str, model: str | None = None, preset: str | None = No
     pre = spec.preprocessing
     per_repeat: dict[str, list[float]] = {}  # stage -> its seconds in each repeat (summed over tracks)
     for _ in range(repeats):
-        source, stages = FrameSource(video, fps=pre.fps), {}
+        source, stages = FrameSource(video, fps=pre.fps, lazy=pre.video_features == "lips"), {}  # lips: face boxes only
         if pre.video_features == "lips":
             _lip_path(net, video, source, stages, chunk)
         else:

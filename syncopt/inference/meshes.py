@@ -21,7 +21,8 @@ from syncopt.data.media import FrameSource, decode_audio
 
 @dataclass
 class MeshedVideo:
-    """A video's frame source, its audio at ``sample_rate`` and every face-mesh track, longest first."""
+    """A video's frame source (of :class:`~syncopt.data.media.LazyFrame`), its audio at ``sample_rate``
+    and every face-mesh track, longest first."""
 
     source: FrameSource
     samples: np.ndarray
@@ -31,7 +32,7 @@ class MeshedVideo:
 def mesh_video(path: str | os.PathLike, fps: float = FPS, sample_rate: int = SAMPLE_RATE) -> MeshedVideo:
     """Open ``path`` (one-line errors for missing or non-media files, or no audio), decode its audio
     and track every face with the face mesh; a video without faces has no tracks."""
-    source = FrameSource(path, fps=fps, native=True)
+    source = FrameSource(path, fps=fps, native=True, lazy=True)  # only the faces' regions become RGB
     samples = decode_audio(path, sample_rate=sample_rate).samples
     return MeshedVideo(source, samples, track_video(source, min_track=1))
 
