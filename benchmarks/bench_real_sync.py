@@ -3,7 +3,7 @@ known audio shifts beside the lip-geometry baseline, and optionally ship the wei
 
 Usage: python benchmarks/bench_real_sync.py --train DIR [--epochs 60] [--eval benchmarks/realclips/test.csv]
        [--out runs/fcn_lips_real] [--window 25] [--audio-context] [--tts N] [--ship]
-       python benchmarks/bench_real_sync.py --train CSV --run runs/chosen [--ship]   # score a finished run
+       python benchmarks/bench_real_sync.py --run runs/chosen [--ship]   # score a finished run (or a soup of runs)
 Writes benchmarks/results/real_sync.json (+ .png). The training folder's clips and the evaluation clips
 must not overlap: the script refuses when a sha256 appears in both. ``--ship`` copies the weights to
 syncopt/assets/fcn_lips_<preset>_real.safetensors with a manifest listing every training clip's sha256
@@ -32,7 +32,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "syncopt" / "assets"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", required=True, help="folder of in-sync training videos (or a manifest .csv)")
+    parser.add_argument("--train", help="folder of in-sync training videos (or a manifest .csv) to train on")
     parser.add_argument("--eval", default=str(Path(__file__).parent / "realclips" / "test.csv"))
     parser.add_argument("--preset", default="full")
     parser.add_argument("--epochs", type=int, default=60)
@@ -45,13 +45,22 @@ def main() -> None:
     parser.add_argument("--audio-context", action="store_true",
                         help="train with audio reaching 15 frames beyond each window, as windows are evaluated")
     parser.add_argument("--out", default="runs/fcn_lips_real")
-    parser.add_argument("--run", help="a finished training run of --train (its report.json and weights): "
-                                      "score and ship it instead of training")
+    parser.add_argument("--run", help="a finished training run or soup (syncopt average): score and ship it "
+                                      "instead of training; its report names the data it trained on")
     parser.add_argument("--ship", action="store_true")
     parser.add_argument("--tts", type=int, default=0, help="also train on this many TTS clips (syncopt.data.ttsclips)")
     args = parser.parse_args()
+    if args.run:  # a run (or a soup of runs) names what it trained on: every real source of its --data
+        if args.train:
+            raise SystemExit("--run scores a finished run on the data it names; give no --train")
+        report = TrainReport.model_validate_json((Path(args.run) / "report.json").read_text())
+        sources = [part for part in report.config.data.split("+") if not part.startswith("tts:")]
+    elif args.train:
+        sources = [args.train]
+    else:
+        raise SystemExit("give --train (training data) or --run (a finished run)")
 
-    train_entries = read_manifest(args.train)
+    train_entries = [entry for source in sources for entry in read_manifest(source)]
     unique = list(dict.fromkeys(p for p, _ in train_entries))  # a manifest may list a clip more than once
     train_sha = {sha256_file(p): p.name for p in unique}
     eval_sha = {sha256_file(p): p.name for p, _ in read_manifest(args.eval)}
@@ -59,10 +68,7 @@ def main() -> None:
         raise SystemExit(f"evaluation clips used in training: {sorted(eval_sha[h] for h in overlap)}")
 
     if args.run:
-        report = TrainReport.model_validate_json((Path(args.run) / "report.json").read_text())
         config = report.config
-        if Path(config.data).resolve() != Path(args.train).resolve():
-            raise SystemExit(f"--run {args.run} trained on {config.data}, not on --train {args.train}")
         args.preset, weights = config.preset, Path(args.run) / "model.safetensors"
     else:
         data = f"tts:{args.tts}+{args.train}" if args.tts else args.train
@@ -78,9 +84,9 @@ def main() -> None:
                            shifts, contexts, progress=status)
     print(format_report(result))
     plot_shift_eval(result, RESULTS / "real_sync.png")
-    train_idx, val_idx = held_out(args.train)
+    split = [held_out(source) for source in sources]
     summary = {
-        "train": {"data": str(args.train), "clips": len(train_idx), "val_clips": len(val_idx),
+        "train": {"data": config.data, "clips": sum(len(t) for t, _ in split), "val_clips": sum(len(v) for _, v in split),
                   "epochs": report.epochs_done, "train_minutes": report.train_time_s / 60,
                   "params": report.params,
                   "val_last": report.history[-1].val.model_dump(mode="json") if report.history else None,
@@ -97,7 +103,7 @@ def main() -> None:
                                          if report.tts_generator else ", no synthetic data")
                         + ", self-supervised (audio shifts): ") + ", ".join(
                 f"{n} clips from {folder}" for folder, n in Counter(p.parent.name for p in unique).items()),
-            "repeats": {p.name: n for p, n in Counter(p for p, _ in train_entries).items() if n > 1},
+            "repeats": {p.name: n for p, n in Counter(p for p, _ in train_entries).items() if n > 1},  # over all sources
             "offsets": {p.name: o for p, o in dict(train_entries).items() if o},  # the manifest's base offsets (labels)
             "model": "fcn_lips", "preset": args.preset, "weights_sha256": sha256_file(target),
             "synthetic_generator": report.tts_generator, "training_config": config.model_dump(mode="json"),

@@ -25,7 +25,7 @@ def fake_run(folder: Path, step: float, **config) -> Path:
                 v.add_(step)
     folder.mkdir()
     save_state_dict(model, folder / "model.safetensors")
-    cfg = TrainConfig(model="fcn_lips", preset="tiny", data="clips.csv", seed=0, **config)
+    cfg = TrainConfig(**{"model": "fcn_lips", "preset": "tiny", "data": "clips.csv", "seed": 0, **config})
     write_json(folder / "config.json", {"model": "fcn_lips", "preset": "tiny"})
     report = TrainReport(config=cfg, epochs_done=3, wall_time_s=10.0, train_time_s=8.0, data_time_s=1.0,
                          params=sum(p.numel() for p in model.parameters()), history=[],
@@ -37,7 +37,7 @@ def fake_run(folder: Path, step: float, **config) -> Path:
 def test_the_soup_is_the_mean_of_the_runs_weights(tmp_path, capsys):
     a = fake_run(tmp_path / "a", 0.0, window=40)
     b = fake_run(tmp_path / "b", 1.0, window=25, audio_context=True)
-    c = fake_run(tmp_path / "c", 5.0, window=32)
+    c = fake_run(tmp_path / "c", 5.0, window=32, data="clips.csv+more.csv")
     with pytest.raises(SystemExit) as done:
         main(["average", str(a), str(b), str(c), "--out", str(tmp_path / "soup")])
     assert done.value.code == 0
@@ -50,12 +50,13 @@ def test_the_soup_is_the_mean_of_the_runs_weights(tmp_path, capsys):
             assert torch.equal(v, states[0][k])
     report = TrainReport.model_validate_json((tmp_path / "soup" / "report.json").read_text())
     assert [c.window for c in report.averaged_from] == [40, 25, 32] and report.train_time_s == 24.0
+    assert report.config.data == "clips.csv+more.csv"  # what the soup has seen: every run's data
     syncopt.create("fcn_lips", "tiny", weights=tmp_path / "soup" / "model.safetensors")  # loads as the model it is
     assert "averaged 3 runs of fcn_lips (tiny)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("field,value", [("seed", 1), ("data", "other.csv")])
-def test_runs_of_another_initialisation_or_data_are_refused(tmp_path, field, value):
+@pytest.mark.parametrize("field,value", [("seed", 1), ("preset", "full")])
+def test_runs_of_another_initialisation_are_refused(tmp_path, field, value):
     from syncopt.training.soup import average_runs
 
     a = fake_run(tmp_path / "a", 0.0)

@@ -82,7 +82,7 @@ def train_cmd(
 
 @app.command("average")
 def average_cmd(
-    runs: Annotated[list[str], typer.Argument(help="Finished run directories of one model, preset, --seed and --data.")],
+    runs: Annotated[list[str], typer.Argument(help="Finished run directories of one model, preset and --seed.")],
     out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Run directory to write (weights, config, report).")
                    ] = "runs/soup",
     as_json: Annotated[bool, typer.Option("--json", help="Print the soup's report as JSON.")] = False,
@@ -90,9 +90,10 @@ def average_cmd(
     """Average the weights of finished training runs into one model (a "model soup").
 
     Runs from one initialisation (the same --seed) that then trained differently (window, audio
-    context) average into a model usually at least as good as each, at one model's cost; runs of
-    other seeds, presets or data are refused. OUT is a run directory: evaluate, export and distill
-    take it. Score the soup against its runs on development clips before keeping it.
+    context, data) average into a model usually at least as good as each, at one model's cost; runs
+    of other seeds or presets are refused. OUT is a run directory whose report names every run's data
+    and configuration: evaluate, export and distill take it. Score the soup against its runs on
+    development clips before keeping it.
 
     Example:
       syncopt average runs/lips_w40 runs/lips_w40_ctx runs/lips_w32 --out runs/lips_soup

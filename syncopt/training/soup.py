@@ -1,7 +1,7 @@
 """``syncopt average``: one model whose weights are the mean of finished runs' ("model soups").
 
 Runs of one model that start from the same initialisation (the same ``--seed``) and differ in what
-they then saw (training window, audio context, augmentation draws) stay in one basin of the loss, so
+they then saw (training window, audio context, data) stay in one basin of the loss, so
 the mean of their weights is a model at least as good as the runs, at one model's cost (Wortsman et
 al. 2022, "Model soups", ICML). BatchNorm statistics are averaged with the weights. The soup is a run
 directory like ``syncopt train``'s, so everything that reads runs (evaluate, export, distill, the
@@ -22,8 +22,8 @@ from syncopt.models.registry import create
 from syncopt.models.weights import load_state_dict, save_state_dict
 from syncopt.training.train import TrainReport
 
-# What runs must share to be averaged: one architecture, one initialisation, one training set.
-SHARED = ("model", "preset", "seed", "data", "video_weights", "audio_weights")
+# What runs must share to be averaged: one architecture and one initialisation.
+SHARED = ("model", "preset", "seed", "video_weights", "audio_weights")
 
 
 def read_run(run: str | os.PathLike) -> TrainReport:
@@ -44,7 +44,7 @@ def average_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> T
         for key in SHARED:
             if getattr(report.config, key) != getattr(first, key):
                 raise UsageError(f"{run} differs from {runs[0]} in {key} ({getattr(report.config, key)!r} against "
-                                 f"{getattr(first, key)!r}): average runs of one model, initialisation and data")
+                                 f"{getattr(first, key)!r}): average runs of one model and initialisation")
         if report.tts_generator != reports[0].tts_generator:
             raise UsageError(f"{run} differs from {runs[0]} in its TTS training clips")
     states = [load_state_dict(Path(r) / "model.safetensors") for r in runs]
@@ -55,7 +55,9 @@ def average_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> T
             for k, v in states[0].items()}
     model.load_state_dict(mean)
     target = Path(out)
-    report = TrainReport(config=first, epochs_done=max(r.epochs_done for r in reports),
+    # the soup has seen every run's data: their sources joined as one --data ('+' mixes sources)
+    data = "+".join(dict.fromkeys(part for r in reports for part in r.config.data.split("+")))
+    report = TrainReport(config=first.model_copy(update={"data": data}), epochs_done=max(r.epochs_done for r in reports),
                          wall_time_s=sum(r.wall_time_s for r in reports),
                          train_time_s=sum(r.train_time_s for r in reports),
                          data_time_s=sum(r.data_time_s for r in reports), params=reports[0].params, history=[],
