@@ -1,5 +1,5 @@
 """``python -m syncopt`` is the ``syncopt`` command."""
 
-from syncopt.cli import main
+from syncopt.cli import run
 
-main()
+run()

@@ -2,11 +2,11 @@
 library's stage functions and print (:mod:`syncopt.cli.output`); the process around them is
 :mod:`syncopt.cli.app`."""
 
-from syncopt.cli.app import app, main
+from syncopt.cli.app import app, main, run
 
 # isort: off
 # The verbs register on import, in --help's order: the pipeline's.
 from syncopt.cli import models, training, compress, export, inference, analysis, deploy, pipeline  # noqa: F401, E402
 # isort: on
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]
