@@ -1,9 +1,10 @@
 """``syncopt average``: one model whose weights are the mean of finished runs' ("model soups").
 
 Runs of one model that start from the same initialisation (the same ``--seed``) and differ in what
-they then saw (training window, audio context, data) stay in one basin of the loss, so
-the mean of their weights is a model at least as good as the runs, at one model's cost (Wortsman et
-al. 2022, "Model soups", ICML). BatchNorm statistics are averaged with the weights. The soup is a run
+they then saw (training window, audio context, data) stay in one basin of the loss, so the mean of
+their weights is a working model, usually better than the runs' average, at one model's cost
+(Wortsman et al. 2022, "Model soups", ICML; on this project's real-clip runs 1-3 points above the
+average run at 1-s windows, docs/real_video.md). BatchNorm statistics are averaged with the weights. The soup is a run
 directory like ``syncopt train``'s, so everything that reads runs (evaluate, export, distill, the
 shipped-weights manifest) takes it.
 """
