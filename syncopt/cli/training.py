@@ -90,8 +90,8 @@ def average_cmd(
     """Average the weights of finished training runs into one model (a "model soup").
 
     Runs from one initialisation (the same --seed) that then trained differently (window, audio
-    context, data) average into a model usually at least as good as each, at one model's cost; runs
-    of other seeds or presets are refused. OUT is a run directory whose report names every run's data
+    context, data) average into one model, usually better than their average run, at one model's
+    cost; runs of other seeds or presets are refused. OUT is a run directory whose report names every run's data
     and configuration: evaluate, export and distill take it. Score the soup against its runs on
     development clips before keeping it.
 
