@@ -42,6 +42,7 @@ from syncopt.data.faces import (
     iou,
     smooth_boxes,
     timed,
+    timed_decode,
 )
 from syncopt.data.lipfeatures import EYE_OUTER, INNER_LIP_MIDDLE, MOUTH_CORNERS
 from syncopt.data.media import LazyFrame
@@ -303,12 +304,15 @@ def on_timeline(track: LandmarkTrack, times: np.ndarray, fps: float, num_frames:
     return LandmarkTrack(start=int(inside[0]), boxes=boxes, scores=scores, points=points)
 
 
-def track_video(source: FrameSource, *, detect_every: int = 5, min_track: int = 10) -> list[LandmarkTrack]:
+def track_video(source: FrameSource, *, detect_every: int = 5, min_track: int = 10,
+                timings: dict[str, float] | None = None) -> list[LandmarkTrack]:
     """Face-mesh tracks of a ``native`` frame source, tracked on the video's own frames and interpolated
-    onto the source's ``fps`` timeline (:func:`on_timeline`), longest first."""
+    onto the source's ``fps`` timeline (:func:`on_timeline`), longest first. ``timings``, if given,
+    accumulates the seconds of ``decode video``, ``detect`` and ``landmarks``."""
     if not source.native:
         raise InputSpecError("track_video needs a FrameSource(..., native=True): it interpolates from frame times")
-    tracks = track_landmarks(source, detect_every=detect_every, min_track=min_track, allow_empty=True)
+    frames = timed_decode(source, timings) if timings is not None else source
+    tracks = track_landmarks(frames, detect_every=detect_every, min_track=min_track, timings=timings, allow_empty=True)
     timed = (on_timeline(t, source.times, source.fps, source.num_frames) for t in tracks)
     return sorted((t for t in timed if t is not None), key=lambda t: (-len(t.points), t.start))
 

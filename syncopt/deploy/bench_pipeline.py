@@ -54,7 +54,8 @@ def bench_pipeline(video: str, model: str | None = None, preset: str | None = No
     pre = spec.preprocessing
     per_repeat: dict[str, list[float]] = {}  # stage -> its seconds in each repeat (summed over tracks)
     for _ in range(repeats):
-        source, stages = FrameSource(video, fps=pre.fps, lazy=pre.video_features == "lips"), {}  # lips: face boxes only
+        lips = pre.video_features == "lips"  # sync's lip path: the video's own frames, face boxes only
+        source, stages = FrameSource(video, fps=pre.fps, native=lips, lazy=lips), {}
         if pre.video_features == "lips":
             _lip_path(net, video, source, stages, chunk)
         else:
@@ -89,8 +90,8 @@ def bench_pipeline(video: str, model: str | None = None, preset: str | None = No
 def _lip_path(net, video: str, source, stages: dict[str, float], chunk: int) -> None:
     """The lip models' sync path (face mesh tracks, lip motion, clip-normalised MFCC), as
     :func:`syncopt.inference.sync.track_inputs` runs it, every stage's seconds added to ``stages``."""
-    from syncopt.data.faces import timed, timed_decode
-    from syncopt.data.landmarks import track_landmarks
+    from syncopt.data.faces import timed
+    from syncopt.data.landmarks import track_video
     from syncopt.data.lipfeatures import lip_inputs, lip_shape
     from syncopt.data.media import decode_audio, fit_audio, mfcc_for_frames
     from syncopt.inference.infer import run_dense
@@ -98,8 +99,7 @@ def _lip_path(net, video: str, source, stages: dict[str, float], chunk: int) -> 
 
     spec, pre = net.spec, net.spec.preprocessing
 
-    tracks = track_landmarks(timed_decode(source, stages), min_track=spec.min_frames, timings=stages,
-                             allow_empty=True)
+    tracks = track_video(source, min_track=spec.min_frames, timings=stages)
     frames = source.num_frames
     with timed(stages, "decode audio"):
         samples = decode_audio(video, sample_rate=pre.sample_rate).samples
