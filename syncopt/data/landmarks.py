@@ -274,9 +274,13 @@ def _finish(tr: _Live) -> LandmarkTrack:
         if b - a > 1:
             w = ((np.arange(a + 1, b) - a) / (b - a))[:, None, None].astype(np.float32)
             points[a + 1 - known[0]:b - known[0]] = (1 - w) * pa + w * pb
+    return LandmarkTrack(start=int(known[0]), boxes=_mesh_boxes(points), scores=scores, points=points)
+
+
+def _mesh_boxes(points: np.ndarray) -> np.ndarray:
+    """Per-frame bounding boxes of ``(n, 468, >=2)`` meshes, centre and size median-smoothed."""
     xy = points[..., :2]
-    boxes = smooth_boxes(np.concatenate([xy.min(1), xy.max(1)], axis=1))
-    return LandmarkTrack(start=int(known[0]), boxes=boxes, scores=scores, points=points)
+    return smooth_boxes(np.concatenate([xy.min(1), xy.max(1)], axis=1))
 
 
 def on_timeline(track: LandmarkTrack, times: np.ndarray, fps: float, num_frames: int) -> LandmarkTrack | None:
@@ -299,9 +303,7 @@ def on_timeline(track: LandmarkTrack, times: np.ndarray, fps: float, num_frames:
     w = np.where(gap > 0, (at - t[left]) / np.where(gap > 0, gap, 1), 0.0).clip(0, 1)
     points = ((1 - w)[:, None, None] * track.points[left] + w[:, None, None] * track.points[right]).astype(np.float32)
     scores = np.minimum(track.scores[left], track.scores[right])
-    xy = points[..., :2]
-    boxes = smooth_boxes(np.concatenate([xy.min(1), xy.max(1)], axis=1))
-    return LandmarkTrack(start=int(inside[0]), boxes=boxes, scores=scores, points=points)
+    return LandmarkTrack(start=int(inside[0]), boxes=_mesh_boxes(points), scores=scores, points=points)
 
 
 def track_video(source: FrameSource, *, detect_every: int = 5, min_track: int = 10,

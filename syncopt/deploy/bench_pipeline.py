@@ -53,10 +53,10 @@ def bench_pipeline(video: str, model: str | None = None, preset: str | None = No
     spec = net.spec
     pre = spec.preprocessing
     per_repeat: dict[str, list[float]] = {}  # stage -> its seconds in each repeat (summed over tracks)
+    lips = pre.video_features == "lips"  # sync's lip path: the video's own frames, face boxes only
     for _ in range(repeats):
-        lips = pre.video_features == "lips"  # sync's lip path: the video's own frames, face boxes only
         source, stages = FrameSource(video, fps=pre.fps, native=lips, lazy=lips), {}
-        if pre.video_features == "lips":
+        if lips:
             _lip_path(net, video, source, stages, chunk)
         else:
             tracks = face_crops(source, crop, spec, Path(video).name, timings=stages)
@@ -76,7 +76,7 @@ def bench_pipeline(video: str, model: str | None = None, preset: str | None = No
         frames = source.num_frames
         for stage, seconds in stages.items():
             per_repeat.setdefault(stage, []).append(seconds)
-    crop = crop if pre.video_features != "lips" else "landmarks"
+    crop = "landmarks" if lips else crop
     medians = {s: float(np.median(v)) * 1000 for s, v in per_repeat.items()}
     total = sum(medians.values())
     return PipelineReport(
