@@ -113,6 +113,18 @@ def test_validate_rejects_nan_and_dtype(fcn_spec):
         fcn_spec.validate_inputs(feeds)
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_finiteness_by_sum_is_exact(fcn_spec, value):
+    """The finiteness test sums the input: values whose sum overflows are still finite, and one Inf among
+    huge values of the other sign (a sum of NaN or of Inf either way) is still caught."""
+    feeds = fcn_spec.example_inputs(T=10)
+    feeds["video"][0, 0, :2] = 3e38  # the float32 sum overflows to Inf
+    assert fcn_spec.validate_inputs(feeds)["T"] == 10
+    feeds["video"][0, 0, 2, 0, 0] = value
+    with pytest.raises(InputSpecError, match="'video' contains NaN or Inf"):
+        fcn_spec.validate_inputs(feeds)
+
+
 def test_too_short_clip(fcn_spec):
     with pytest.raises(ClipTooShortError, match="clip of 3 frames is shorter than .* 5 frames"):
         fcn_spec.example_inputs(T=3)

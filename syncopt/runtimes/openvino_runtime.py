@@ -61,5 +61,5 @@ class OpenVINOSession(Session):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         request, outputs = self._request(feeds)
-        result = request.infer(feeds)
+        result = request.infer(feeds, share_inputs=True, share_outputs=True)  # no copy in; one copy out (below)
         return {name: np.array(result[port]) for name, port in zip(self.spec.output_names, outputs)}
