@@ -301,7 +301,7 @@ def main() -> None:
     vs_teacher = {c.name: ratio(teacher_times, "i3d_wav2vec fp32 torch @2s", c.name) for c in teacher[1:]}
     rows = summarise(clip_group, clip_times, peaks) | summarise(teacher, teacher_times, peaks)
     result = {
-        "machine": machine,
+        "platform": machine,
         "threads": args.threads,
         "peak_gflops": peaks,
         "peak_formula": {p: f"{machine['cores']} cores x {f} per cycle ({why}) x {machine['mhz']} MHz (the highest "

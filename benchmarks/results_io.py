@@ -12,10 +12,26 @@ from syncopt.core.atomic import atomic_path
 RESULTS = Path(__file__).parent / "results"
 
 
+ISA = ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")  # what the runtimes use
+
+
+def cpu() -> dict[str, str | list[str]]:
+    """The CPU's model name and which of :data:`ISA` it has (Linux; empty elsewhere): figures from one
+    machine do not carry to another, and the runtimes pick their kernels by these."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"cpu": fields.get("model name", ""), "cpu_isa": [f for f in ISA if f in flags]}
+
+
 def write_results(name: str, summary: dict) -> Path:
-    """Add the machine it ran on, and how busy it was (load averages over 1, 5 and 15 minutes at the
-    end of the run: the CPU may be shared), to ``summary`` and write it to ``results/NAME.json``."""
-    summary |= {"cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+    """Add the machine it ran on (:func:`cpu`), and how busy it was (load averages over 1, 5 and 15 minutes
+    at the end of the run: the CPU may be shared), to ``summary`` and write it to ``results/NAME.json``."""
+    summary |= {"cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(), **cpu(),
                 "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()]}
     path = RESULTS / f"{name}.json"
     with atomic_path(path) as tmp:
