@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from results_io import write_results
+from results_io import cpu, write_results
 
 from syncopt.core.timing import interleaved_times, machine_info
 from syncopt.models.complexity import count_macs
@@ -240,11 +239,10 @@ def teacher_group(threads: int) -> list[Contender]:
     return out
 
 
-def peak_per_cycle(cpuinfo: str | None = None) -> dict[str, tuple[int, str]]:
-    """FLOP (int8: operations) per core and cycle at each precision, with the reason, from PEAK_TABLE."""
-    text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
-    flags = set(re.search(r"^flags\s*:(.*)$", text, re.M).group(1).split()) if "flags" in text else set()
-    zen4 = "AuthenticAMD" in text and re.search(r"^cpu family\s*:\s*25$", text, re.M) is not None
+def peak_per_cycle(cpu: dict) -> dict[str, tuple[int, str]]:
+    """FLOP (int8: operations) per core and cycle at each precision, with the reason, from PEAK_TABLE and
+    ``cpu`` (:func:`results_io.cpu`)."""
+    flags, zen4 = set(cpu.get("cpu_isa", ())), cpu.get("cpu_family") == "AuthenticAMD 25"
     out = {}
     for precision, rows in PEAK_TABLE.items():  # fp32 first: the rate of a precision with no unit
         row = next((r for r in rows if r[0] in flags), None)
@@ -279,7 +277,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     machine = machine_info()
-    per_cycle = peak_per_cycle()
+    per_cycle = peak_per_cycle(cpu())
     peaks = {p: (machine["cores"] or 1) * f * (machine["mhz"] or 0) / 1000 for p, (f, _) in per_cycle.items()}  # GFLOP/s
     start = time.perf_counter()
 

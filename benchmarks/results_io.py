@@ -12,20 +12,21 @@ from syncopt.core.atomic import atomic_path
 RESULTS = Path(__file__).parent / "results"
 
 
-ISA = ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")  # what the runtimes use
+# the vector and matrix units the runtimes choose kernels by (and bench_runtimes' peaks)
+ISA = ("sse2", "fma", "avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
 def cpu() -> dict[str, str | list[str]]:
-    """The CPU's model name and which of :data:`ISA` it has (Linux; empty elsewhere): figures from one
-    machine do not carry to another, and the runtimes pick their kernels by these."""
+    """The CPU's model name, vendor and family, and which of :data:`ISA` it has (Linux; empty elsewhere):
+    figures from one machine do not carry to another."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return {}
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines() if ":" in line)}
     flags = set(fields.get("flags", "").split())
-    return {"cpu": fields.get("model name", ""), "cpu_isa": [f for f in ISA if f in flags]}
+    return {"cpu": fields.get("model name", ""), "cpu_family": f"{fields.get('vendor_id', '')} {fields.get('cpu family', '')}",
+            "cpu_isa": [f for f in ISA if f in flags]}
 
 
 def write_results(name: str, summary: dict) -> Path:
