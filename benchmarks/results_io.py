@@ -8,25 +8,14 @@ import platform
 from pathlib import Path
 
 from syncopt.core.atomic import atomic_path
+from syncopt.core.timing import cpu_info
 
 RESULTS = Path(__file__).parent / "results"
 
 
-# the vector and matrix units the runtimes choose kernels by (and bench_runtimes' peaks)
-ISA = ("sse2", "fma", "avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
 def cpu() -> dict[str, str | list[str]]:
-    """The CPU's model name, vendor and family, and which of :data:`ISA` it has (Linux; empty elsewhere):
-    figures from one machine do not carry to another."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines() if ":" in line)}
-    flags = set(fields.get("flags", "").split())
-    return {"cpu": fields.get("model name", ""), "cpu_family": f"{fields.get('vendor_id', '')} {fields.get('cpu family', '')}",
-            "cpu_isa": [f for f in ISA if f in flags]}
+    """The CPU's model name, vendor and family and instruction sets (:func:`syncopt.core.timing.cpu_info`)."""
+    return {k: v for k, v in cpu_info().items() if k in ("cpu", "cpu_family", "cpu_isa")}
 
 
 def write_results(name: str, summary: dict) -> Path:

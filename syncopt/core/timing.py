@@ -16,21 +16,34 @@ import numpy as np
 MEMORY_METHOD = "peak RSS growth during the passes (VmHWM reset via /proc/self/clear_refs)"
 
 
+# the vector and matrix units the runtimes choose kernels by (and benchmarks/bench_runtimes.py's peaks)
+ISA = ("sse2", "fma", "avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_info() -> dict[str, str | float | list[str]]:
+    """From /proc/cpuinfo (Linux; empty elsewhere): the model name, vendor and family, the highest clock in
+    MHz, and which of :data:`ISA` the CPU has. Figures from one machine do not carry to another."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines() if ":" in line)}
+    flags = set(fields.get("flags", "").split())
+    mhz = [float(x) for x in re.findall(r"^cpu MHz\s*:\s*([\d.]+)$", text, re.M)]
+    return {"cpu": fields.get("model name", ""), "cpu_family": f"{fields.get('vendor_id', '')} {fields.get('cpu family', '')}",
+            "mhz": max(mhz, default=None), "cpu_isa": [f for f in ISA if f in flags]}
+
+
 def machine_info() -> dict[str, str | int | float | None]:
     """CPU model, core count, clock (MHz, from /proc/cpuinfo) and library versions."""
     import torch
 
+    cpu = cpu_info()
     info: dict[str, str | int | float | None] = {
-        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "mhz": None,
-        "system": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-        "torch": torch.__version__,
+        "cpu": cpu.get("cpu") or platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "mhz": cpu.get("mhz"), "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(), "torch": torch.__version__,
     }
-    with contextlib.suppress(OSError):
-        text = Path("/proc/cpuinfo").read_text()
-        if m := re.search(r"^model name\s*:\s*(.+)$", text, re.M):
-            info["cpu"] = m.group(1).strip()
-        if mhz := re.findall(r"^cpu MHz\s*:\s*([\d.]+)$", text, re.M):
-            info["mhz"] = max(float(x) for x in mhz)
     with contextlib.suppress(ImportError):
         import onnxruntime
 
