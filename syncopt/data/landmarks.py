@@ -3,7 +3,8 @@
 :func:`track_landmarks` runs as MediaPipe's face-landmark pipeline does
 (``face_landmark_front_cpu.pbtxt``): BlazeFace (:mod:`syncopt.data.blazeface`) finds faces every
 ``detect_every`` frames, and between detections each face is followed by running the mesh
-(:mod:`syncopt.data.facemesh`) on a region derived from its previous frame's mesh. Detections that
+(:mod:`syncopt.data.facemesh`) on a region derived from its previous frame's mesh, averaged over
+frames (:func:`~syncopt.data.facemesh.follow_roi`). Detections that
 overlap a followed face are ignored; others revive a recently lost track they overlap (IoU) or start
 a new one. A track is lost when the mesh's face-presence score drops below 0.5; gaps up to
 ``max_gap`` frames are filled by linear interpolation, and short tracks are dropped.
@@ -32,6 +33,7 @@ from syncopt.data.facemesh import (
     NUM_POINTS,
     FaceMesh,
     Roi,
+    follow_roi,
     roi_from_detection,
     roi_from_points,
 )
@@ -188,7 +190,7 @@ class _Tracker:
                     tr.roi, self.redetect = None, True
                     continue
                 tr.add(t, points, presence)
-                tr.roi = roi_from_points(points)
+                tr.roi = follow_roi(tr.roi, roi_from_points(points))
         _drop_duplicates(self.live, t)
         ended = [tr for tr in self.live if tr.roi is None and (not tr.frames or t - tr.frames[-1] > self.max_gap)]
         self.done += [tr for tr in ended if tr.frames]

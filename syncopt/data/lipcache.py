@@ -21,7 +21,7 @@ from syncopt.core.atomic import atomic_path, sha256_file
 from syncopt.core.errors import MediaError
 from syncopt.data.lipfeatures import lip_shape, mouth_opening, speech_energy
 
-CACHE_VERSION = 3  # 3: meshes tracked on the video's own frames, interpolated onto 25 fps
+CACHE_VERSION = 4  # 3: meshes tracked on the video's own frames, interpolated onto 25 fps; 4: followed regions averaged
 FPS, SAMPLE_RATE = 25.0, 16000
 
 
