@@ -55,8 +55,9 @@ def test_the_soup_is_the_mean_of_the_runs_weights(tmp_path, capsys):
     assert "averaged 3 runs of fcn_lips (tiny)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("field,value", [("seed", 1), ("preset", "full")])
-def test_runs_of_another_initialisation_are_refused(tmp_path, field, value):
+@pytest.mark.parametrize("field,value,why", [("seed", 1, "its initialisation"), ("preset", "full", "preset"),
+                                             ("init", "runs/x", "its initialisation")])
+def test_runs_of_another_initialisation_are_refused(tmp_path, field, value, why):
     from syncopt.training.soup import average_runs
 
     a = fake_run(tmp_path / "a", 0.0)
@@ -64,6 +65,18 @@ def test_runs_of_another_initialisation_are_refused(tmp_path, field, value):
     report = TrainReport.model_validate_json((b / "report.json").read_text())
     write_json(b / "report.json", report.model_copy(update={"config": report.config.model_copy(
         update={field: value})}).model_dump(mode="json"))
-    with pytest.raises(UsageError, match=f"differs from .* in {field}"):
+    with pytest.raises(UsageError, match=f"differs from .* in {why}"):
         average_runs([a, b], tmp_path / "soup")
     assert not (tmp_path / "soup").exists()
+
+
+def test_fine_tunes_of_one_init_average_whatever_their_seeds(tmp_path):
+    from syncopt.training.soup import average_runs
+
+    a = fake_run(tmp_path / "a", 0.0, init="shipped", seed=0)
+    b = fake_run(tmp_path / "b", 2.0, init="shipped", seed=7)
+    report = average_runs([a, b], tmp_path / "soup")
+    assert [c.seed for c in report.averaged_from] == [0, 7]
+    soup, first = load_state_dict(tmp_path / "soup" / "model.safetensors"), load_state_dict(a / "model.safetensors")
+    key = next(k for k, v in first.items() if v.is_floating_point())
+    torch.testing.assert_close(soup[key], first[key] + 1.0)

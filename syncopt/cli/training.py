@@ -46,6 +46,9 @@ def train_cmd(
     audio_context: Annotated[bool, typer.Option(help="Real data: each window's audio reaches the largest offset "
                                                      "beyond it on both sides, as evaluate --data decides windows.")
                              ] = False,
+    init: Annotated[str | None, typer.Option(help="Fine-tune: start from these whole-model weights (a .safetensors "
+                                                  "file, a run directory, or 'shipped'); --seed then draws only the "
+                                                  "data order and augmentation.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON.")] = False,
 ) -> None:
     """Train a dense sync model with per-frame offset cross-entropy, InfoNCE and in-sync BCE.
@@ -58,6 +61,7 @@ def train_cmd(
       syncopt train fcn --epochs 12 --out runs/fcn_tiny
       syncopt train i3d_wav2vec --preset full --video-weights rgb_imagenet.pt --audio-weights ./wav2vec2-base \
           --unfreeze-schedule audio=2,video=4 --backbone-lr-scale 0.1
+      syncopt train fcn_lips --preset full --init shipped --data my_clips/ --epochs 10 --lr 1e-3 --out runs/mine
     """
     from syncopt.training.distributed import current as current_rank
     from syncopt.training.train import TrainConfig, train
@@ -67,7 +71,7 @@ def train_cmd(
                          time_budget_min=time_budget,
                          video_weights=video_weights, audio_weights=audio_weights,
                          unfreeze_schedule=unfreeze_schedule, backbone_lr_scale=backbone_lr_scale,
-                         window=window, audio_context=audio_context)
+                         window=window, audio_context=audio_context, init=init)
     report = train(config, out, resume=resume)
     if not current_rank().main:  # under torchrun, rank 0 alone prints
         return
@@ -82,16 +86,16 @@ def train_cmd(
 
 @app.command("average")
 def average_cmd(
-    runs: Annotated[list[str], typer.Argument(help="Finished run directories of one model, preset and --seed.")],
+    runs: Annotated[list[str], typer.Argument(help="Finished run directories of one model, preset and initialisation (--seed or --init).")],
     out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Run directory to write (weights, config, report).")
                    ] = "runs/soup",
     as_json: Annotated[bool, typer.Option("--json", help="Print the soup's report as JSON.")] = False,
 ) -> None:
     """Average the weights of finished training runs into one model (a "model soup").
 
-    Runs from one initialisation (the same --seed) that then trained differently (window, audio
-    context, data) average into one model, usually better than their average run, at one model's
-    cost; runs of other seeds or presets are refused. OUT is a run directory whose report names every run's data
+    Runs from one initialisation (the same --seed, or the same --init weights whatever the seed) that
+    then trained differently (window, audio context, data, data order) average into one model, usually
+    better than their average run, at one model's cost; runs of other initialisations or presets are refused. OUT is a run directory whose report names every run's data
     and configuration: evaluate, export and distill take it. Score the soup against its runs on
     development clips before keeping it.
 

@@ -1,6 +1,7 @@
 """``syncopt average``: one model whose weights are the mean of finished runs' ("model soups").
 
-Runs of one model that start from the same initialisation (the same ``--seed``) and differ in what
+Runs of one model that start from the same initialisation (the same ``--seed``, or the same ``--init``
+weights whatever their seeds) and differ in what
 they then saw (training window, audio context, data) stay in one basin of the loss, so the mean of
 their weights is a working model, usually better than the runs' average, at one model's cost
 (Wortsman et al. 2022, "Model soups", ICML; on this project's real-clip runs 1-3 points above the
@@ -21,10 +22,15 @@ from syncopt.core.atomic import atomic_dir, write_json
 from syncopt.core.errors import UsageError
 from syncopt.models.registry import create
 from syncopt.models.weights import load_state_dict, save_state_dict
-from syncopt.training.train import TrainReport
+from syncopt.training.train import TrainConfig, TrainReport
 
-# What runs must share to be averaged: one architecture and one initialisation.
-SHARED = ("model", "preset", "seed", "video_weights", "audio_weights")
+# What runs must share to be averaged: one architecture and one initialisation (the --init weights, or the
+# --seed that drew the initial weights when there are none).
+SHARED = ("model", "preset", "video_weights", "audio_weights")
+
+
+def _initialisation(config: TrainConfig) -> str:
+    return f"--init {config.init}" if config.init else f"--seed {config.seed}"
 
 
 def read_run(run: str | os.PathLike) -> TrainReport:
@@ -46,6 +52,9 @@ def average_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> T
             if getattr(report.config, key) != getattr(first, key):
                 raise UsageError(f"{run} differs from {runs[0]} in {key} ({getattr(report.config, key)!r} against "
                                  f"{getattr(first, key)!r}): average runs of one model and initialisation")
+        if _initialisation(report.config) != _initialisation(first):
+            raise UsageError(f"{run} differs from {runs[0]} in its initialisation ({_initialisation(report.config)} "
+                             f"against {_initialisation(first)}): average runs of one model and initialisation")
         if report.tts_generator != reports[0].tts_generator:
             raise UsageError(f"{run} differs from {runs[0]} in its TTS training clips")
     states = [load_state_dict(Path(r) / "model.safetensors") for r in runs]

@@ -66,6 +66,9 @@ class TrainConfig(BaseModel):
     backbone_lr_scale: float = Field(1.0, description="backbones learn at this multiple of the head's rate")
     audio_context: bool = Field(False, description="real-data training: the audio reaches K frames beyond each "
                                                    "video window on both sides, as windows are evaluated")
+    init: str | None = Field(None, description="whole-model weights to start from (fine-tuning): a weights file, a "
+                                               "run directory, or 'shipped'; the seed then draws data order and "
+                                               "augmentation only")
 
 
 class EpochStats(BaseModel):
@@ -90,6 +93,24 @@ class TrainReport(BaseModel):
                                                                       "the configurations of the runs averaged")
 
 
+def init_weights(config: TrainConfig) -> Path | None:
+    """The weights file ``config.init`` names (one-line error when there is none)."""
+    if config.init is None:
+        return None
+    if config.init == "shipped":
+        from syncopt.models.sources import shipped_weights
+
+        path = shipped_weights(config.model, config.preset)
+        if path is None:
+            raise UsageError(f"--init shipped: no shipped weights for {config.model} ({config.preset})")
+        return path
+    path = Path(config.init)
+    path = path / "model.safetensors" if path.is_dir() else path
+    if not path.is_file():
+        raise UsageError(f"--init {config.init}: no weights file there (a .safetensors file, a run directory, or 'shipped')")
+    return path
+
+
 @distributed.process_group
 def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> TrainReport:
     """Train ``config.model`` and write the run directory; resumes from its checkpoint if present.
@@ -101,7 +122,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     me = distributed.current()
     micro_batch(config, me)  # a batch that does not split fails before any data is made
     torch.manual_seed(config.seed)
-    model = create(config.model, config.preset, video_weights=config.video_weights,
+    model = create(config.model, config.preset, weights=init_weights(config), video_weights=config.video_weights,
                    audio_weights=config.audio_weights).train()
     schedule = parse_schedule(config.unfreeze_schedule)
     spec = model.spec
