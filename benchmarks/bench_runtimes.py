@@ -27,8 +27,10 @@ Usage: python benchmarks/bench_runtimes.py [--rounds 3] [--work runs/bench_runti
    instruction on 256-bit units over two cycles (AMD, Software Optimization Guide for Family 19h
    Processors): its AVX-512 rows count half. The fraction against the fp32 peak is kept beside it.
 
-The CPU may be shared with other jobs, so absolute times drift: every round runs each contender once,
-in a rotated order, and a ratio is the median over rounds of the per-round ratio. Weights are
+The CPU may be shared with other jobs, so absolute times drift: every round runs each contender for
+at least ROUND_SECONDS (the median of its calls; the windowed SyncNet's one call takes 7 s), in a rotated
+order, and a ratio is the median over rounds of the per-round ratio. With one call per round, a 0.11-0.15 s
+contender swung by a third between rounds of one idle run (x3d_s INT8: 49x-74x the windowed SyncNet). Weights are
 random (speed does not depend on their values). Exports are cached under --work.
 Writes benchmarks/results/runtimes.json.
 """
@@ -54,6 +56,7 @@ from syncopt.models.registry import create
 from syncopt.models.syncnet import WINDOW_FRAMES, windowed_embeddings, windowed_offset
 
 CLIP = 250  # 10 s at 25 fps
+ROUND_SECONDS = 1.0
 TEACHER_CLIP = 50
 # FLOP (int8: operations) per core and cycle at each precision: the first row whose /proc/cpuinfo flag the
 # CPU has (module docstring, 4); a precision with no row runs at the fp32 rate
@@ -82,12 +85,13 @@ class Contender:
 
 
 def interleaved(contenders: list[Contender], rounds: int) -> dict[str, list[float]]:
-    """Seconds per call of each contender: one warm-up each, then ``rounds`` rotated rounds."""
+    """Seconds per call of each contender: one warm-up each, then ``rounds`` rotated rounds of at least
+    :data:`ROUND_SECONDS` each (the median call of a round)."""
     def progress(times: dict[str, list[float]]) -> None:
         print(f"  round {len(next(iter(times.values())))}/{rounds}: "
               + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
 
-    return interleaved_times({c.name: c.run for c in contenders}, rounds, on_round=progress)
+    return interleaved_times({c.name: c.run for c in contenders}, rounds, on_round=progress, min_seconds=ROUND_SECONDS)
 
 
 def ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:

@@ -155,3 +155,23 @@ def test_interleaved_times_rotates_the_order_each_round():
     assert calls == list("aabbcc") + list("abc") + list("bca") + list("cab")
     assert seen == [1, 2, 3] and {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert all(x >= 0 for v in times.values() for x in v)
+
+
+def test_interleaved_times_repeat_short_calls_and_keep_their_median():
+    import itertools
+    import time as clock
+
+    naps = itertools.cycle([0.001, 0.001, 0.03])  # one slow call in three: a moment's load
+    counts = {"short": 0, "long": 0}
+
+    def short() -> None:
+        counts["short"] += 1
+        clock.sleep(next(naps))
+
+    def long() -> None:
+        counts["long"] += 1
+        clock.sleep(0.06)
+
+    times = interleaved_times({"short": short, "long": long}, rounds=2, warmup=0, min_seconds=0.05)
+    assert counts["long"] == 2 and counts["short"] >= 6  # the long call fills the time alone
+    assert all(t < 0.02 for t in times["short"]) and all(t >= 0.06 for t in times["long"])

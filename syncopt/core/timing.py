@@ -94,10 +94,15 @@ def time_runs(fn: Callable[[], object], warmup: int, repeats: int, min_repeats: 
 
 
 def interleaved_times(calls: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
-                      on_round: Callable[[dict[str, list[float]]], None] | None = None) -> dict[str, list[float]]:
+                      on_round: Callable[[dict[str, list[float]]], None] | None = None,
+                      min_seconds: float = 0.0) -> dict[str, list[float]]:
     """Seconds per call of each of ``calls``, measured side by side: ``warmup`` untimed calls each, then
     ``rounds`` rounds that call each once in an order rotated per round, so load on the machine hits all
-    alike (ratios: the median over rounds of per-round ratios). ``on_round`` sees the times so far."""
+    alike (ratios: the median over rounds of per-round ratios). ``on_round`` sees the times so far.
+
+    With ``min_seconds``, a round calls each again until that long has passed and records the median
+    of its calls: a call of 0.1 s is otherwise one sample per round, at the mercy of any moment's load,
+    beside a 7-s contender that averages the load over its own length."""
     names = list(calls)
     for name in names:
         for _ in range(warmup):
@@ -105,9 +110,12 @@ def interleaved_times(calls: dict[str, Callable[[], object]], rounds: int, warmu
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - t0)
+            samples, start = [], time.perf_counter()
+            while not samples or time.perf_counter() - start < min_seconds:
+                t0 = time.perf_counter()
+                calls[name]()
+                samples.append(time.perf_counter() - t0)
+            times[name].append(float(np.median(samples)))
         if on_round:
             on_round(times)
     return times
