@@ -54,6 +54,9 @@ def main() -> None:
         if args.train:
             raise SystemExit("--run scores a finished run on the data it names; give no --train")
         report = TrainReport.model_validate_json((Path(args.run) / "report.json").read_text())
+        if args.ship and (report.config.init or any(c.init for c in report.averaged_from or [])):
+            raise SystemExit("--ship: a fine-tune (--init) saw its initial weights' data too, which its manifest "
+                             "would not list; ship a run trained from scratch")
         sources = [part for part in report.config.data.split("+") if not part.startswith("tts:")]
     elif args.train:
         sources = [args.train]

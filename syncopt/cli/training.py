@@ -86,7 +86,8 @@ def train_cmd(
 
 @app.command("average")
 def average_cmd(
-    runs: Annotated[list[str], typer.Argument(help="Finished run directories of one model, preset and initialisation (--seed or --init).")],
+    runs: Annotated[list[str], typer.Argument(help="Finished run directories of one model, preset and "
+                                                   "initialisation (--seed or --init).")],
     out: Annotated[str, typer.Option(parser=OUTPUT_FOLDER, help="Run directory to write (weights, config, report).")
                    ] = "runs/soup",
     as_json: Annotated[bool, typer.Option("--json", help="Print the soup's report as JSON.")] = False,
@@ -95,8 +96,9 @@ def average_cmd(
 
     Runs from one initialisation (the same --seed, or the same --init weights whatever the seed) that
     then trained differently (window, audio context, data, data order) average into one model, usually
-    better than their average run, at one model's cost; runs of other initialisations or presets are refused. OUT is a run directory whose report names every run's data
-    and configuration: evaluate, export and distill take it. Score the soup against its runs on
+    better than their average run, at one model's cost; runs of other initialisations or presets are
+    refused. OUT is a run directory whose report names every run's data and configuration: evaluate,
+    export and distill take it. Score the soup against its runs on
     development clips before keeping it.
 
     Example:

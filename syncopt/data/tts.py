@@ -102,9 +102,9 @@ def speak_many(texts: list[str], voice: str = "flite_slt", rate: float | list[fl
         raise UsageError(f"{len(rates)} speaking rates for {len(texts)} sentences")
     if any(not 0.3 <= r <= 3.0 for r in rates):
         raise UsageError(f"speaking rate outside 0.3..3 in {rates}")
+    texts = [_clean(t) for t in texts]  # bad text is a usage error with or without the engine installed
     engine, name, package = VOICES[voice]
     require(engine, ENGINE_PACKAGE[engine])
-    texts = [_clean(t) for t in texts]
     with tempfile.TemporaryDirectory(prefix="syncopt_tts_") as tmp:
         if engine == "flite":
             return [_flite(t, voice, name, r, pitch, Path(tmp), timeout) for t, r in zip(texts, rates)]

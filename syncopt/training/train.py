@@ -107,7 +107,8 @@ def init_weights(config: TrainConfig) -> Path | None:
     path = Path(config.init)
     path = path / "model.safetensors" if path.is_dir() else path
     if not path.is_file():
-        raise UsageError(f"--init {config.init}: no weights file there (a .safetensors file, a run directory, or 'shipped')")
+        raise UsageError(f"--init {config.init}: no weights file there (a .safetensors file, a run directory, "
+                         "or 'shipped')")
     return path
 
 
