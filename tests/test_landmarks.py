@@ -91,15 +91,19 @@ def test_face_mesh_on_every_frame(clips, tracks):
         assert 80 < x2 - x1 < 200 and 90 < (x1 + x2) / 2 < 270 and 60 < (y1 + y2) / 2 < 250
 
 
-def test_stable_point_jitter_is_small(tracks):
+def stable_point_accel(track) -> float:
+    """Mean frame-to-frame acceleration of the points that do not move with speech, in eye-corner distances."""
     from syncopt.data.landmarks import STABLE_POINTS
 
+    xy = track.points[:, list(STABLE_POINTS), :2].astype(np.float64)
+    iod = np.linalg.norm(track.points[:, 33, :2] - track.points[:, 263, :2], axis=1).mean()
+    return float((np.linalg.norm(xy[2:] - 2 * xy[1:-1] + xy[:-2], axis=2) / iod).mean())
+
+
+def test_stable_point_jitter_is_small(tracks):
     for [track] in tracks.values():
-        xy = track.points[:, list(STABLE_POINTS), :2].astype(np.float64)
-        iod = np.linalg.norm(track.points[:, 33, :2] - track.points[:, 263, :2], axis=1).mean()
-        accel = np.linalg.norm(xy[2:] - 2 * xy[1:-1] + xy[:-2], axis=2) / iod
         # measured 0.003-0.006 of the eye-corner distance on these two clips (about 0.3 px)
-        assert accel.mean() < 0.01
+        assert stable_point_accel(track) < 0.01
 
 
 def test_lip_opening_follows_speech(clips, tracks):
@@ -314,15 +318,10 @@ def test_followed_region_moves_part_way_and_takes_jumps():
 
 def test_following_the_region_steadies_the_points(monkeypatch, clips, tracks):
     from syncopt.data import facemesh, landmarks
-    from syncopt.data.landmarks import STABLE_POINTS, track_landmarks
-
-    def accel(track) -> float:
-        xy = track.points[:, list(STABLE_POINTS), :2].astype(np.float64)
-        iod = np.linalg.norm(track.points[:, 33, :2] - track.points[:, 263, :2], axis=1).mean()
-        return float((np.linalg.norm(xy[2:] - 2 * xy[1:-1] + xy[:-2], axis=2) / iod).mean())
+    from syncopt.data.landmarks import track_landmarks
 
     monkeypatch.setattr(landmarks, "follow_roi", lambda previous, current: facemesh.follow_roi(previous, current, 1.0))
-    redrawn = [accel(track_landmarks(frames)[0]) for frames in clips.values()]
-    followed = [accel(tracks[name][0]) for name in clips]
+    redrawn = [stable_point_accel(track_landmarks(frames)[0]) for frames in clips.values()]
+    followed = [stable_point_accel(tracks[name][0]) for name in clips]
     # measured: 0.0041 / 0.0043 of the eye-corner distance followed, 0.0043 / 0.0048 redrawn every frame
     assert all(f < r for f, r in zip(followed, redrawn)), (followed, redrawn)
