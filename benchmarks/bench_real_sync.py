@@ -100,7 +100,8 @@ def main() -> None:
     write_results("real_sync", summary)
     if args.ship:
         target = ASSETS / f"fcn_lips_{args.preset}_real.safetensors"
-        shutil.copyfile(weights, target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(weights, tmp)
         manifest = {
             "summary": ("real video" + (f" and {report.tts_generator['train_clips']} TTS clips (syncopt.data.ttsclips)"
                                          if report.tts_generator else ", no synthetic data")

@@ -87,3 +87,20 @@ def test_lip_model_trains_only_on_real_video(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="trains on real video"):
         train(TrainConfig(model="fcn_lips", epochs=1), tmp_path / "run")
+
+
+def test_lip_model_ranks_offsets_by_cosine_alone() -> None:
+    """fcn_lips's offset logits are the scaled correlation whatever its refinement learned; the refinement
+    still drives the in-sync probability."""
+    import torch
+
+    from syncopt.models.registry import create
+
+    torch.manual_seed(0)
+    net = create("fcn_lips", "tiny").eval()
+    torch.nn.init.normal_(net.predictor.refine[-1].weight, std=0.5)  # as training would move it
+    torch.nn.init.normal_(net.predictor.refine[-1].bias, std=0.5)
+    with torch.no_grad():
+        out = net(torch.randn(1, LIP_CHANNELS, 40), torch.randn(1, 1, 13, 160))
+    assert torch.allclose(out["offset_logits"], net.predictor.scale * out["correlation"], atol=1e-6)
+    assert out["sync_prob"].std() > 1e-3

@@ -71,8 +71,9 @@ def calibrate_cmd(
     clips: Annotated[int, typer.Option(parser=bounds.CLIPS, help="Synthetic clips to fit on (validation split) and to measure on "
                                             "(held-out test split).")] = 200,
     frames: Annotated[int, typer.Option(parser=bounds.FRAMES, help="Frames per clip (25 fps).")] = 50,
-    uncertain_below: Annotated[float, typer.Option(parser=bounds.PROBABILITY, help="Flag sync tracks whose calibrated offset probability "
-                                                        "is below this.")] = 0.4,
+    uncertain_below: Annotated[float | None, typer.Option(parser=bounds.PROBABILITY, help="Flag sync tracks whose calibrated offset "
+                                                               "probability is below this (default: the package's, "
+                                                               "chosen on real development clips: docs/real_video.md).")] = None,
     out: Annotated[str | None, typer.Option(parser=OUTPUT_FILE, help="Calibration JSON to write (default: calibration.json in the run "
                                                  "directory, <weights>.calibration.json beside other weights, "
                                                  "./calibration.json for shipped weights).")] = None,
@@ -86,6 +87,7 @@ def calibrate_cmd(
     Example: syncopt calibrate runs/fcn_tiny --clips 200
     """
     from syncopt.inference.calibration import (
+        UNCERTAIN_BELOW,
         calibrate_model,
         default_path,
         save_calibration,
@@ -94,7 +96,8 @@ def calibrate_cmd(
 
     source = resolve(model, preset, weights, shipped=True)
     net, used, synthetic = source.build(), str(source.weights), source.synthetic
-    result = calibrate_model(net, used, clips=clips, frames=frames, uncertain_below=uncertain_below)
+    result = calibrate_model(net, used, clips=clips, frames=frames,
+                             uncertain_below=UNCERTAIN_BELOW if uncertain_below is None else uncertain_below)
     path = save_calibration(result, out or default_path(used, synthetic))
     if as_json:
         typer.echo(result.model_dump_json(indent=2))

@@ -133,26 +133,32 @@ class SyncPredictor(nn.Module):
     """Correlation volume ``(B, 2K+1, T)`` -> per-frame offset logits and in-sync logit.
 
     Offset logits are ``scale * correlation`` plus a learned temporal refinement initialised
-    to zero, so an untrained predictor already ranks offsets by similarity.
+    to zero, so an untrained predictor already ranks offsets by similarity. With
+    ``refine_offsets=False`` the refinement yields only the in-sync logit and the offsets are ranked
+    by similarity alone.
     """
 
-    def __init__(self, max_offset: int, hidden: int = 64, kernel: int = 5, init_scale: float = 10.0) -> None:
+    def __init__(self, max_offset: int, hidden: int = 64, kernel: int = 5, init_scale: float = 10.0,
+                 refine_offsets: bool = True) -> None:
         super().__init__()
         n = 2 * max_offset + 1
+        self.refine_offsets = refine_offsets
         self.scale = nn.Parameter(torch.tensor(float(init_scale)))
         self.refine = nn.Sequential(
             nn.Conv1d(n, hidden, kernel, padding=kernel // 2),
             nn.ReLU(),
             nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2),
             nn.ReLU(),
-            nn.Conv1d(hidden, n + 1, 1),
+            nn.Conv1d(hidden, n + 1 if refine_offsets else 1, 1),
         )
         nn.init.zeros_(self.refine[-1].weight)
         nn.init.zeros_(self.refine[-1].bias)
 
     def forward(self, correlation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         refined = self.refine(correlation)
-        offset_logits = self.scale * correlation + refined[:, :-1]
+        offset_logits = self.scale * correlation
+        if self.refine_offsets:
+            offset_logits = offset_logits + refined[:, :-1]
         return offset_logits, refined[:, -1]
 
 

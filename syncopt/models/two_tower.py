@@ -34,6 +34,7 @@ class TwoTowerSync(nn.Module):
         audio_encoder: nn.Module,
         fusion: CrossModalAttention | None = None,
         predictor_hidden: int = 64,
+        refine_offsets: bool = True,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -41,7 +42,7 @@ class TwoTowerSync(nn.Module):
         self.audio_encoder = audio_encoder
         self.fusion = fusion
         self.correlation = TemporalCorrelation(spec.max_offset)
-        self.predictor = SyncPredictor(spec.max_offset, hidden=predictor_hidden)
+        self.predictor = SyncPredictor(spec.max_offset, hidden=predictor_hidden, refine_offsets=refine_offsets)
 
     def forward(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         if not torch.jit.is_tracing():  # a clip too long for the encoders (Whisper) fails here, in one line
