@@ -80,3 +80,23 @@ def test_fine_tunes_of_one_init_average_whatever_their_seeds(tmp_path):
     soup, first = load_state_dict(tmp_path / "soup" / "model.safetensors"), load_state_dict(a / "model.safetensors")
     key = next(k for k, v in first.items() if v.is_floating_point())
     torch.testing.assert_close(soup[key], first[key] + 1.0)
+
+
+@pytest.mark.parametrize("inits,refused", [(("shipped", "shipped"), True), (("shipped", "runs/na0"), False)])
+def test_fine_tunes_are_matched_by_their_init_file_not_its_name(tmp_path, inits, refused):
+    """``--init shipped`` of two package versions names two files: the recorded sha256 tells them apart,
+    and one file reached by two names (``shipped``, a run directory) is one initialisation."""
+    from syncopt.training.soup import average_runs
+
+    shas = ("a" * 64, "b" * 64) if refused else ("c" * 64, "c" * 64)
+    runs = []
+    for name, init, sha, step in zip("ab", inits, shas, (0.0, 2.0)):
+        run = fake_run(tmp_path / name, step, init=init)
+        report = TrainReport.model_validate_json((run / "report.json").read_text())
+        write_json(run / "report.json", report.model_copy(update={"init_sha256": sha}).model_dump(mode="json"))
+        runs.append(run)
+    if refused:
+        with pytest.raises(UsageError, match="in its initialisation .*sha256 bbbbbbbbbbbb against .*sha256 aaaaaaaaaaaa"):
+            average_runs(runs, tmp_path / "soup")
+    else:
+        assert average_runs(runs, tmp_path / "soup").init_sha256 == "c" * 64

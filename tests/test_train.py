@@ -91,6 +91,11 @@ def test_fine_tuning_starts_from_the_init_weights(tmp_path):
     assert tuned.history[0].val.context_accuracy_pm1[15] > 0.9 > fresh.history[0].val.context_accuracy_pm1[15]
     run = train(config.model_copy(update={"init": str(tmp_path / "tuned")}), tmp_path / "again")
     assert run.history[0].val.context_accuracy_pm1[15] > 0.9  # a run directory works too
+    from syncopt.core.atomic import sha256_file
+    from syncopt.models.sources import shipped_weights
+
+    assert tuned.init_sha256 == sha256_file(shipped_weights("fcn", "tiny")) and fresh.init_sha256 is None
+    assert run.init_sha256 == sha256_file(tmp_path / "tuned" / "model.safetensors")
 
 
 def test_missing_init_weights_are_a_one_line_error(tmp_path):

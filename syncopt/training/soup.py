@@ -29,8 +29,13 @@ from syncopt.training.train import TrainConfig, TrainReport
 SHARED = ("model", "preset", "video_weights", "audio_weights")
 
 
-def _initialisation(config: TrainConfig) -> str:
-    return f"--init {config.init}" if config.init else f"--seed {config.seed}"
+def _initialisation(report: TrainReport) -> str:
+    """The ``--seed``, or the ``--init`` weights: by their sha256 where the run recorded it (``shipped`` names
+    whichever weights the installed package ships), else by the name given."""
+    config = report.config
+    if not config.init:
+        return f"--seed {config.seed}"
+    return f"--init weights of sha256 {report.init_sha256[:12]}" if report.init_sha256 else f"--init {config.init}"
 
 
 def read_run(run: str | os.PathLike) -> TrainReport:
@@ -52,9 +57,9 @@ def average_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> T
             if getattr(report.config, key) != getattr(first, key):
                 raise UsageError(f"{run} differs from {runs[0]} in {key} ({getattr(report.config, key)!r} against "
                                  f"{getattr(first, key)!r}): average runs of one model and initialisation")
-        if _initialisation(report.config) != _initialisation(first):
-            raise UsageError(f"{run} differs from {runs[0]} in its initialisation ({_initialisation(report.config)} "
-                             f"against {_initialisation(first)}): average runs of one model and initialisation")
+        if _initialisation(report) != _initialisation(reports[0]):
+            raise UsageError(f"{run} differs from {runs[0]} in its initialisation ({_initialisation(report)} "
+                             f"against {_initialisation(reports[0])}): average runs of one model and initialisation")
         if report.tts_generator != reports[0].tts_generator:
             raise UsageError(f"{run} differs from {runs[0]} in its TTS training clips")
     states = [load_state_dict(Path(r) / "model.safetensors") for r in runs]
@@ -72,7 +77,7 @@ def average_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> T
                          train_time_s=sum(r.train_time_s for r in reports),
                          data_time_s=sum(r.data_time_s for r in reports), params=reports[0].params, history=[],
                          weights=str(target / "model.safetensors"), tts_generator=reports[0].tts_generator,
-                         averaged_from=[r.config for r in reports])
+                         averaged_from=[r.config for r in reports], init_sha256=reports[0].init_sha256)
     with atomic_dir(target) as tmp:
         save_state_dict(model, tmp / "model.safetensors")
         write_json(tmp / "config.json", {"model": first.model, "preset": first.preset})

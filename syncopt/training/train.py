@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from syncopt.core.atomic import atomic_path, write_json
+from syncopt.core.atomic import atomic_path, sha256_file, write_json
 from syncopt.core.errors import UsageError, WeightsError
 from syncopt.core.log import status
 from syncopt.data.datasets import (
@@ -91,6 +91,8 @@ class TrainReport(BaseModel):
     tts_generator: dict | None = None  # syncopt.data.ttsclips.generator_settings when TTS clips were trained on
     averaged_from: list[TrainConfig] | None = Field(None, description="a weight average (syncopt.training.soup): "
                                                                       "the configurations of the runs averaged")
+    init_sha256: str | None = Field(None, description="sha256 of the --init weights file ('shipped' names a "
+                                                      "package version's weights, this the very file)")
 
 
 def init_weights(config: TrainConfig) -> Path | None:
@@ -123,7 +125,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     me = distributed.current()
     micro_batch(config, me)  # a batch that does not split fails before any data is made
     torch.manual_seed(config.seed)
-    model = create(config.model, config.preset, weights=init_weights(config), video_weights=config.video_weights,
+    init = init_weights(config)
+    model = create(config.model, config.preset, weights=init, video_weights=config.video_weights,
                    audio_weights=config.audio_weights).train()
     schedule = parse_schedule(config.unfreeze_schedule)
     spec = model.spec
@@ -148,7 +151,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
         report = TrainReport(config=config, epochs_done=len(history), wall_time_s=time.perf_counter() - t0,
                              train_time_s=sum(h.seconds for h in history), data_time_s=data_time,
                              params=sum(p.numel() for p in model.parameters()), history=history, weights=str(weights),
-                             tts_generator=_tts_settings(config) if tts_sources else None)
+                             tts_generator=_tts_settings(config) if tts_sources else None,
+                             init_sha256=sha256_file(init) if init is not None else None)
         write_json(out / "report.json", report.model_dump(mode="json"))
     return distributed.from_main(report)
 
