@@ -58,8 +58,9 @@ from syncopt.data.datasets import EVAL_SHIFTS, ClipDataset, media_dataset, read_
 
 @dataclass(frozen=True)
 class Method:
-    """One quantize method: ``run(model, calibration clips, config, out) -> Quantized``, imported when used.
-    ``paired``: its fp32 reference is an artifact of the same runtime (compared and timed there);
+    """One quantize method: ``run(model, calibration clips, evaluation clips, config, out) -> Quantized``,
+    imported when used (the evaluation clips are those the report judges on; a method that checks itself
+    may use them). ``paired``: its fp32 reference is an artifact of the same runtime (compared and timed there);
     ``runtime``: the runtime that runs its INT8 artifact."""
 
     name: str
@@ -199,7 +200,7 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
     test = evaluation_set(spec, config)
     method = METHODS[config.method]
     module, _, name = method.run.partition(":")
-    result: Quantized = getattr(importlib.import_module(module), name)(model, calib, config, out)
+    result: Quantized = getattr(importlib.import_module(module), name)(model, calib, test, config, out)
     int8, fallback_report = result.int8, None
     if method.paired:
         if config.method == "ort" and config.fallback == "auto":
