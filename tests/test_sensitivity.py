@@ -54,3 +54,21 @@ def test_cli_fallback_and_sensitivity_errors(tmp_path, capsys):
         assert exc.value.code == code
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err
+
+
+def test_fallback_candidates_are_the_nodes_the_judged_outputs_depend_on(tmp_path):
+    """fcn_lips ranks offsets by the cosine alone: its head's convolutions feed only sync_prob, so returning
+    them to float cannot help the offsets or embeddings the fallback judges, and they are no candidates."""
+    import onnx
+
+    import syncopt
+    from syncopt.compress.sensitivity import JUDGED_OUTPUTS, upstream_nodes
+    from syncopt.export import export
+
+    artifact = export(syncopt.create("fcn_lips", "tiny"), "onnx", tmp_path, "fp32")
+    convs = {n.name for n in onnx.load(str(artifact.path)).graph.node if n.op_type == "Conv"}
+    judged = upstream_nodes(artifact.path, JUDGED_OUTPUTS) & convs
+    head = {name for name in convs if name.startswith("/predictor/")}
+    assert head and not head & judged
+    assert judged == convs - head and any(name.startswith("/video_encoder/") for name in judged)
+    assert head <= upstream_nodes(artifact.path, ("sync_prob",))

@@ -8,7 +8,9 @@ MSE (MSE over the reference's mean square), the measure of AIMET's per-layer Qua
 of ONNX Runtime's ``qdq_loss_debug`` (which pairs float and QDQ activations by name). A node's
 input Q/DQ pair is shared with its producer's output, so both are charged for it.
 
-Fallback (``syncopt quantize --fallback auto``): the worst node returns to float, the model is
+Fallback (``syncopt quantize --fallback auto``): the worst node of those the judged outputs (offset
+logits and embeddings) depend on returns to float (a node that feeds only the in-sync probability
+cannot help: ``fcn_lips``'s head ranked first and second on its pruned student), the model is
 quantized again (same calibration) and judged on the held-out clips, until the accuracy drop,
 offset agreement and embedding cosine targets hold or ``max_steps`` nodes are float. The report
 names the nodes kept float and what they cost: size and batch-1 ONNX Runtime latency against
@@ -32,6 +34,7 @@ from syncopt.core.log import status
 from syncopt.data.datasets import ClipDataset
 
 MIN_AGREEMENT = 0.99  # DESIGN.md, int8 row
+JUDGED_OUTPUTS = ("offset_logits", "video_emb", "audio_emb")  # what the fallback's targets measure
 
 
 class NodeSensitivity(BaseModel):
@@ -122,6 +125,22 @@ def node_sensitivity(fp32: Artifact, int8: Artifact, feeds: list[dict[str, np.nd
     return SensitivityReport(artifact=str(int8.path), clips=len(feeds), nodes=ranked)
 
 
+def upstream_nodes(path: str | Path, outputs: tuple[str, ...]) -> set[str]:
+    """Names of the nodes of the ONNX graph at ``path`` that any of ``outputs`` depends on."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    seen: set[str] = set()
+    stack = [producer[o] for o in outputs if o in producer]
+    while stack:
+        node = stack.pop()
+        if node.name not in seen:
+            seen.add(node.name)
+            stack += [producer[i] for i in node.input if i in producer]
+    return seen
+
+
 def _isolate(node, producer: dict, consumers: dict, initializers: dict):
     """``node`` with the Q/DQ nodes around it: (nodes, activation inputs, output, fp32 name of the output).
 
@@ -184,6 +203,10 @@ def fallback(model: nn.Module, calib: ClipDataset, test: ClipDataset, config, ou
 
     max_drop = config.tolerance if config.max_drop is None else config.max_drop
     ranking = node_sensitivity(fp32, int8, calibration_feeds(calib, model.spec, config.sensitivity_clips)).nodes
+    from syncopt.export.lowering import MARK
+
+    judged = {name.split(MARK)[0] for name in upstream_nodes(int8.path, JUDGED_OUTPUTS)}
+    candidates = [rank for rank in ranking if rank.node in judged]
     reference = _session_runner(fp32)
 
     def judge(candidate: Artifact, kept: list[str]) -> FallbackStep:
@@ -197,7 +220,7 @@ def fallback(model: nn.Module, calib: ClipDataset, test: ClipDataset, config, ou
     steps = [judge(int8, [])]
     final, kept, plain_bytes = int8, [], int8.path.stat().st_size
     with temp_dir("fallback") as tmp:
-        for rank in ranking[:config.max_fallback]:
+        for rank in candidates[:config.max_fallback]:
             if steps[-1].passed:
                 break
             kept.append(rank.node)
