@@ -200,11 +200,10 @@ def fallback(model: nn.Module, calib: ClipDataset, test: ClipDataset, config, ou
     """Return the most sensitive nodes to float one at a time until the targets hold (see module docstring)."""
     from syncopt.compress.quantize import _latencies, _session_runner, compare
     from syncopt.compress.quantize.ort import ort_int8
+    from syncopt.export.lowering import MARK
 
     max_drop = config.tolerance if config.max_drop is None else config.max_drop
     ranking = node_sensitivity(fp32, int8, calibration_feeds(calib, model.spec, config.sensitivity_clips)).nodes
-    from syncopt.export.lowering import MARK
-
     judged = {name.split(MARK)[0] for name in upstream_nodes(int8.path, JUDGED_OUTPUTS)}
     candidates = [rank for rank in ranking if rank.node in judged]
     reference = _session_runner(fp32)

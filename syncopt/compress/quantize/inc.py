@@ -15,7 +15,8 @@ from syncopt.core.atomic import atomic_path, sha256_file
 from syncopt.data.datasets import ClipDataset, synth_dataset
 
 
-def quantize_inc(model: nn.Module, calib: ClipDataset, evaluation: ClipDataset, config: QuantizeConfig, out: Path) -> Quantized:
+def quantize_inc(model: nn.Module, calib: ClipDataset, evaluation: ClipDataset, config: QuantizeConfig,
+                 out: Path) -> Quantized:
     """Intel Neural Compressor 3.x: PT2E static INT8 with accuracy-aware tuning (``autotune`` stops at the
     first configuration within ``tolerance`` points of fp32 clip-offset accuracy on held-out val clips).
 

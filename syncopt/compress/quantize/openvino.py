@@ -11,15 +11,17 @@ from syncopt.data.datasets import EVAL_SHIFTS, ClipDataset, shifted_items, synth
 from syncopt.export.openvino_int8 import CHECK_CLIPS
 
 
-def quantize_openvino(model: nn.Module, calib: ClipDataset, evaluation: ClipDataset, config: QuantizeConfig, out: Path) -> Quantized:
+def quantize_openvino(model: nn.Module, calib: ClipDataset, evaluation: ClipDataset, config: QuantizeConfig,
+                      out: Path) -> Quantized:
     """The fp32 IR (the speed and accuracy reference) and the NNCF INT8 IR calibrated on ``calib``.
 
     ``config``: a :class:`~syncopt.compress.quantize.QuantizeConfig`; its ``max_drop`` (points), when
     set, turns on accuracy control on ``eval_clips // 2`` synthetic ``val`` clips (never the test clips),
     else its ``min_cosine`` drives the cosine check on ``val`` clips of ``config.frames`` frames. With
-    real evaluation clips (``--eval-data``: ``evaluation``), both run on them, as the ``ort`` method's ``--fallback auto``
-    does (so give development clips there, not test clips); with real calibration clips and synthetic
-    evaluation, on the first calibration clips at audio shifts (lip models read no synthetic clips).
+    real evaluation clips (``--eval-data``: ``evaluation``), both run on them, as the ``ort`` method's
+    ``--fallback auto`` does (so give development clips there, not test clips); with real calibration clips
+    and synthetic evaluation, on the first calibration clips at audio shifts (lip models read no synthetic
+    clips).
     Checking on the calibration clips alone passed INT8 lip students whose embedding cosine on other
     real clips was 0.894-0.986.
     """

@@ -24,7 +24,8 @@ LOWERED_GLUE_OPS = ("Transpose", "Squeeze", "Unsqueeze", "Slice", "Pad", "Add")
 DATA_MOVEMENT_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Pad")
 
 
-def quantize_ort(model: nn.Module, calib: ClipDataset, evaluation: ClipDataset, config: QuantizeConfig, out: Path) -> Quantized:
+def quantize_ort(model: nn.Module, calib: ClipDataset, evaluation: ClipDataset, config: QuantizeConfig,
+                 out: Path) -> Quantized:
     """The fp32 ONNX export and its static QDQ INT8 (:func:`ort_int8`)."""
     fp32, int8 = ort_int8(model, calib, config, out)
     return Quantized(int8, fp32)

@@ -110,7 +110,8 @@ def _finetune(prepared: nn.Module, teacher: nn.Module, config) -> None:
         status(f"QAT epoch {epoch + 1}/{config.qat_epochs}: loss {sum(losses) / max(len(losses), 1):.3f}")
 
 
-def quantize_qat(model: nn.Module, calib: ClipDataset, evaluation: ClipDataset, config: QuantizeConfig, out: Path) -> Quantized:
+def quantize_qat(model: nn.Module, calib: ClipDataset, evaluation: ClipDataset, config: QuantizeConfig,
+                 out: Path) -> Quantized:
     """Export fp32 ONNX (the speed and parity reference), then QAT to an INT8 QDQ ONNX artifact
     (``calib`` unused: QAT fine-tunes on its own synthetic clips)."""
     from syncopt.export.onnx import export_onnx

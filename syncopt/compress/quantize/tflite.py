@@ -11,7 +11,8 @@ from syncopt.core.errors import UsageError
 from syncopt.data.datasets import ClipDataset
 
 
-def quantize_tflite(model: nn.Module, calib: ClipDataset, evaluation: ClipDataset, config: QuantizeConfig, out: Path) -> Quantized:
+def quantize_tflite(model: nn.Module, calib: ClipDataset, evaluation: ClipDataset, config: QuantizeConfig,
+                    out: Path) -> Quantized:
     """``calib`` unused: the exporter calibrates on its own representative set of synthetic clips."""
     if config.calibration_data != "synth":
         raise UsageError("TFLite INT8 calibrates on the synthetic train split only (the exporter's representative set)")
