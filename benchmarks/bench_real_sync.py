@@ -50,11 +50,12 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true")
     parser.add_argument("--tts", type=int, default=0, help="also train on this many TTS clips (syncopt.data.ttsclips)")
     args = parser.parse_args()
-    if args.run:  # a run (or a soup of runs) names what it trained on: every real source of its --data
+    if args.run:  # a run (a soup or an ensemble of runs) names what it trained on: every real source of its --data
         if args.train:
             raise SystemExit("--run scores a finished run on the data it names; give no --train")
         report = TrainReport.model_validate_json((Path(args.run) / "report.json").read_text())
-        if args.ship and (report.config.init or any(c.init for c in report.averaged_from or [])):
+        made_of = (report.averaged_from or []) + (report.ensemble_of or [])
+        if args.ship and (report.config.init or any(c.init for c in made_of)):
             raise SystemExit("--ship: a fine-tune (--init) saw its initial weights' data too, which its manifest "
                              "would not list; ship a run trained from scratch")
         sources = [part for part in report.config.data.split("+") if not part.startswith("tts:")]
@@ -94,7 +95,8 @@ def main() -> None:
                   "params": report.params,
                   "val_last": report.history[-1].val.model_dump(mode="json") if report.history else None,
                   "config": config.model_dump(mode="json"),
-                  "averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []]},
+                  "averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []],
+                  "ensemble_of": [c.model_dump(mode="json") for c in report.ensemble_of or []]},
         "eval": result.model_dump(mode="json"),
     }
     write_results("real_sync", summary)
@@ -112,6 +114,7 @@ def main() -> None:
             "model": "fcn_lips", "preset": args.preset, "weights_sha256": sha256_file(target),
             "synthetic_generator": report.tts_generator, "training_config": config.model_dump(mode="json"),
             "averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []],
+            "ensemble_of": [c.model_dump(mode="json") for c in report.ensemble_of or []],
             "real_clips_sha256": dict(sorted((name, h) for h, name in train_sha.items())),
             "held_out_evaluation": {"clips_sha256": result.clip_sha256, "results": "benchmarks/results/real_sync.json"},
         }

@@ -280,7 +280,7 @@ def distill(config: DistillConfig, out_dir: str | Path, resume: bool = True) -> 
     torch.manual_seed(config.seed)
     student = create(config.model, config.preset).train()
     pairs, val_student, val_teacher = paired_datasets(config, student_spec, teacher_spec)
-    objective = DistillLoss(embedding_width(student_spec), embedding_width(teacher_spec), config)
+    objective = DistillLoss(embedding_width(student_spec), embedding_width(teacher.spec), config)  # an ensemble is wider
     teacher.to(me.device)
     history = fit(student, config, pairs, val_student, out, loss_fn=distill_step(teacher, objective),
                   extra=objective, resume=resume, t0=t0)

@@ -39,6 +39,7 @@ from torch import nn
 from syncopt.compress.common import ModelStats, embedding_width, frozen, model_stats
 from syncopt.core.atomic import write_json
 from syncopt.core.errors import UsageError
+from syncopt.models.ensemble import SyncEnsemble
 from syncopt.core.log import status
 from syncopt.models import architecture
 from syncopt.models.sources import resolve
@@ -208,6 +209,8 @@ def prune(config: PruneConfig, out_dir: str | Path, source: str | None = None) -
     out = Path(out_dir)
     t0 = time.perf_counter()
     model = resolve(source or config.model, config.preset, config.weights).build()
+    if isinstance(model, SyncEnsemble):
+        raise UsageError(f"{source or config.model} is an ensemble of {model.spec.name} runs: prune a member's run")
     config = config.model_copy(update={"model": model.spec.name, "preset": model.spec.preset})
     spec = model.spec
     reference = frozen(copy.deepcopy(model))

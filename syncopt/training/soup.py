@@ -46,11 +46,16 @@ def read_run(run: str | os.PathLike) -> TrainReport:
     return TrainReport.model_validate_json((path / "report.json").read_text())
 
 
+def read_runs(runs: Sequence[str | os.PathLike], making: str) -> list[TrainReport]:
+    """The reports of at least two finished runs (one-line errors naming what ``making`` needs them for)."""
+    if len(runs) < 2:
+        raise UsageError(f"{making} needs at least two runs, got {len(runs)}")
+    return [read_run(r) for r in runs]
+
+
 def average_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> TrainReport:
     """Write ``out``, a run directory holding the mean of ``runs``' weights, and return its report."""
-    if len(runs) < 2:
-        raise UsageError(f"averaging needs at least two runs, got {len(runs)}")
-    reports = [read_run(r) for r in runs]
+    reports = read_runs(runs, "averaging")
     first = reports[0].config
     for run, report in zip(runs[1:], reports[1:]):
         for key in SHARED:
@@ -69,15 +74,23 @@ def average_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> T
     mean = {k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
             for k, v in states[0].items()}
     model.load_state_dict(mean)
-    target = Path(out)
-    # the soup has seen every run's data: their sources joined as one --data ('+' mixes sources)
+    return write_combined(model, reports, out, averaged_from=[r.config for r in reports],
+                          init_sha256=reports[0].init_sha256)
+
+
+def write_combined(model: torch.nn.Module, reports: Sequence[TrainReport], out: str | os.PathLike,
+                   **fields) -> TrainReport:
+    """Write ``out``, the run directory of ``model`` made of finished runs (a soup or an ensemble), whose
+    report joins their data, times and TTS settings, with ``fields`` (how it was made) added."""
+    first, target = reports[0].config, Path(out)
+    # it has seen every run's data: their sources joined as one --data ('+' mixes sources)
     data = "+".join(dict.fromkeys(part for r in reports for part in r.config.data.split("+")))
     report = TrainReport(config=first.model_copy(update={"data": data}), epochs_done=max(r.epochs_done for r in reports),
                          wall_time_s=sum(r.wall_time_s for r in reports),
                          train_time_s=sum(r.train_time_s for r in reports),
-                         data_time_s=sum(r.data_time_s for r in reports), params=reports[0].params, history=[],
-                         weights=str(target / "model.safetensors"), tts_generator=reports[0].tts_generator,
-                         averaged_from=[r.config for r in reports], init_sha256=reports[0].init_sha256)
+                         data_time_s=sum(r.data_time_s for r in reports),
+                         params=sum(p.numel() for p in model.parameters()), history=[],
+                         weights=str(target / "model.safetensors"), tts_generator=reports[0].tts_generator, **fields)
     with atomic_dir(target) as tmp:
         save_state_dict(model, tmp / "model.safetensors")
         write_json(tmp / "config.json", {"model": first.model, "preset": first.preset})

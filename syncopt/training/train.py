@@ -91,6 +91,8 @@ class TrainReport(BaseModel):
     tts_generator: dict | None = None  # syncopt.data.ttsclips.generator_settings when TTS clips were trained on
     averaged_from: list[TrainConfig] | None = Field(None, description="a weight average (syncopt.training.soup): "
                                                                       "the configurations of the runs averaged")
+    ensemble_of: list[TrainConfig] | None = Field(None, description="an output ensemble (syncopt.training.ensemble): "
+                                                                    "the configurations of its members' runs")
     init_sha256: str | None = Field(None, description="sha256 of the --init weights file ('shipped' names a "
                                                       "package version's weights, this the very file)")
 
