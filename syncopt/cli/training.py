@@ -119,7 +119,7 @@ def ensemble_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the ensemble's report as JSON.")] = False,
 ) -> None:
     """Join finished training runs into one output ensemble: each run keeps its weights and the
-    ensemble adds their per-frame offset log-probabilities (embeddings: each run's, unit-normalised and
+    ensemble averages their per-frame offset logits (embeddings: each run's, unit-normalised and
     concatenated, so their cosine is the runs' mean cosine).
 
     Independently trained seeds err on different windows: on real development clips three seeds of the

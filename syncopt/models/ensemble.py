@@ -1,7 +1,8 @@
 """An output ensemble: trained dense sync models of one architecture run side by side as one model.
 
-Independently trained seeds err on different windows, so adding their per-frame offset log-probabilities
-decides short windows better than any one of them (on the real development clips, three seeds of the
+Independently trained seeds err on different windows, so averaging their per-frame offset logits (for
+every offset decision the same as adding their log-probabilities) decides short windows better than any one
+of them (on the real development clips, three seeds of the
 shipped recipe: 1-s windows +1.2 points over the mean seed, 2-s +1.6; docs/real_video.md). ``offset_logits``,
 ``correlation`` and ``sync_prob`` are the members' means; each member's embeddings are unit-normalised,
 divided by ``sqrt(N)`` and concatenated, so the ensemble's embedding cosine is the members' mean cosine

@@ -2,7 +2,7 @@
 (:class:`syncopt.models.ensemble.SyncEnsemble`), a run directory like ``syncopt train``'s.
 
 Unlike a soup (:mod:`syncopt.training.soup`) the runs need not share an initialisation: each keeps its own
-weights and the ensemble adds their offset log-probabilities, at the members' summed cost. Every command
+weights and the ensemble averages their offset logits, at the members' summed cost. Every command
 that reads runs (evaluate, export, distill, sync, the shipped-weights manifest) takes it.
 """
 
