@@ -123,8 +123,9 @@ def ensemble_cmd(
     concatenated, so their cosine is the runs' mean cosine).
 
     Independently trained seeds err on different windows: on real development clips three seeds of the
-    shipped recipe decide 1-s windows 1.2 points and 2-s windows 1.6 points better together than alone
-    (docs/real_video.md), at three times the model's cost (the face pipeline dominates `sync`'s time).
+    shipped recipe decide 1-s windows 1.2 points and 2-s windows 1.6 points better together than one seed
+    on average (docs/real_video.md), at three times the model's cost (the face pipeline dominates `sync`'s
+    time).
     OUT is a run directory: sync, evaluate, export and distill take it.
 
     Example:
