@@ -80,7 +80,8 @@ def create(name: str, preset: str = "full", weights: str | os.PathLike | None = 
         from syncopt.models.ensemble import SyncEnsemble, members_in
         from syncopt.models.weights import load_into, load_state_dict
 
-        if (count := members_in(load_state_dict(weights))) > 1:  # an output ensemble (syncopt ensemble)
+        state = load_state_dict(weights)
+        if (count := members_in(state)) > 1:  # an output ensemble (syncopt ensemble)
             model = SyncEnsemble([model, *(entry.build(preset) for _ in range(count - 1))])
-        load_into(model, weights, f"{name} (preset {preset})")
+        load_into(model, weights, f"{name} (preset {preset})", state)
     return model.eval()

@@ -98,13 +98,15 @@ def load_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise WeightsError(f"cannot read weights {p.name}: truncated or corrupt ({type(exc).__name__})") from exc
 
 
-def load_into(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Module:
-    """Strictly load the weights at ``path`` into ``model`` (after a readable compatibility check).
+def load_into(model: nn.Module, path: str | os.PathLike, what: str,
+              state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """Strictly load the weights at ``path`` (``state``: their tensors, when already read) into ``model``
+    (after a readable compatibility check).
 
     Weights of a pruned model carry its architecture in their metadata; ``model`` (a fresh build)
     is shrunk to it first (:mod:`syncopt.models.architecture`).
     """
-    state = load_state_dict(path)
+    state = load_state_dict(path) if state is None else state
     pruned = load_metadata(path).get(architecture.METADATA_KEY)
     if pruned is not None:
         architecture.apply(model, pruned, what)
