@@ -96,7 +96,8 @@ def main() -> None:
                   "val_last": report.history[-1].val.model_dump(mode="json") if report.history else None,
                   "config": config.model_dump(mode="json"),
                   "averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []],
-                  "ensemble_of": [c.model_dump(mode="json") for c in report.ensemble_of or []]},
+                  "ensemble_of": [c.model_dump(mode="json") for c in report.ensemble_of or []],
+                  "mirror_views": report.mirror_views},
         "eval": result.model_dump(mode="json"),
     }
     write_results("real_sync", summary)
@@ -115,6 +116,7 @@ def main() -> None:
             "synthetic_generator": report.tts_generator, "training_config": config.model_dump(mode="json"),
             "averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []],
             "ensemble_of": [c.model_dump(mode="json") for c in report.ensemble_of or []],
+            "mirror_views": report.mirror_views,
             "real_clips_sha256": dict(sorted((name, h) for h, name in train_sha.items())),
             "held_out_evaluation": {"clips_sha256": result.clip_sha256, "results": "benchmarks/results/real_sync.json"},
         }

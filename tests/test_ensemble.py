@@ -73,6 +73,33 @@ def test_cli_writes_a_run_that_loads_as_the_ensemble(tmp_path, capsys):
     torch.testing.assert_close(got["offset_logits"], want["offset_logits"])
 
 
+def test_mirror_views_average_each_member_on_both_images_and_load_back(tmp_path, capsys):
+    from syncopt.data.lipfeatures import mirror_channels
+
+    run = run_dir(tmp_path / "r0", 0)
+    member = syncopt.create("fcn_lips", "tiny", weights=run / "model.safetensors")
+    with pytest.raises(SystemExit) as done:
+        main(["ensemble", str(run), "--mirror", "--out", str(tmp_path / "m")])
+    assert done.value.code == 0 and "joined 1 run and its mirror views" in capsys.readouterr().out
+    assert TrainReport.model_validate_json((tmp_path / "m" / "report.json").read_text()).mirror_views
+    loaded = syncopt.create("fcn_lips", "tiny", weights=tmp_path / "m" / "model.safetensors")
+    assert isinstance(loaded, SyncEnsemble) and loaded.mirror and len(loaded.members) == 1
+    video, audio = inputs()
+    index, sign = mirror_channels()
+    with torch.no_grad():
+        out = loaded(video, audio)
+        plain, mirrored = member(video, audio), member(video[:, index] * torch.tensor(sign)[None, :, None], audio)
+    for name in ("offset_logits", "correlation", "sync_prob"):
+        torch.testing.assert_close(out[name], (plain[name] + mirrored[name]) / 2)
+    assert not torch.allclose(plain["offset_logits"], mirrored["offset_logits"])  # the views do differ
+    assert out["video_emb"].shape[1] == 2 * plain["video_emb"].shape[1]
+
+
+def test_mirror_views_need_a_lip_model():
+    with pytest.raises(UsageError, match="mirror views need a model that reads face-mesh lip motion"):
+        SyncEnsemble([syncopt.create("fcn", "tiny")], mirror=True)
+
+
 def test_members_of_another_preset_or_an_ensemble_are_refused(tmp_path):
     from syncopt.training.ensemble import ensemble_runs
 
@@ -87,13 +114,14 @@ def test_members_of_another_preset_or_an_ensemble_are_refused(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_the_ensemble_exports_to_onnx_with_parity(tmp_path):
+@pytest.mark.parametrize("mirror", [False, True])
+def test_the_ensemble_exports_to_onnx_with_parity(tmp_path, mirror):
     import onnxruntime as ort
 
     from syncopt.export import export
     from syncopt.training.ensemble import ensemble_runs
 
-    ensemble_runs([run_dir(tmp_path / f"r{s}", s) for s in range(2)], tmp_path / "ens")
+    ensemble_runs([run_dir(tmp_path / f"r{s}", s) for s in range(2)], tmp_path / "ens", mirror)
     model = syncopt.create("fcn_lips", "tiny", weights=tmp_path / "ens" / "model.safetensors")
     artifact = export(model, "onnx", tmp_path / "onnx", "fp32")
     video, audio = inputs(50)

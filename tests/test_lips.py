@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from syncopt.data.lipfeatures import (EYE_OUTER, LIP_CHANNELS, LIPS_OUTER, lip_inputs, lip_motion, lip_shape,
-                                      normalise_mfcc, speech_energy)
+                                      mirror_channels, normalise_mfcc, speech_energy)
 from syncopt.core.errors import UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -104,3 +104,16 @@ def test_lip_model_ranks_offsets_by_cosine_alone() -> None:
         out = net(torch.randn(1, LIP_CHANNELS, 40), torch.randn(1, 1, 13, 160))
     assert torch.allclose(out["offset_logits"], net.predictor.scale * out["correlation"], atol=1e-6)
     assert out["sync_prob"].std() > 1e-3
+
+
+def test_mirror_channels_take_a_real_face_onto_its_mirror_image(tmp_path: Path) -> None:
+    from syncopt.data.lipcache import load_or_extract
+
+    index, sign = mirror_channels()
+    assert sorted(index) == list(range(LIP_CHANNELS))
+    np.testing.assert_array_equal(np.array(index)[index], np.arange(LIP_CHANNELS))  # mirroring twice is the identity
+    rest = np.median(load_or_extract(FIXTURES / "grid_sbwe5n.mpg", tmp_path).lips, axis=0).reshape(-1)
+    mirrored = rest[index] * np.array(sign)
+    # a face is nearly symmetric, so its lips' mirror image lies close to them; x negated alone does not
+    error, unswapped = np.abs(mirrored - rest).mean(), np.abs(rest * np.array(sign) - rest).mean()
+    assert error < 0.03 < unswapped, (error, unswapped)

@@ -37,6 +37,9 @@ RIGID_POINTS = (33, 133, 362, 263, 70, 105, 300, 334, 168, 6, 197, 195, 5, 4, 1,
 MOUTH_CORNERS = (61, 291)
 INNER_LIP_MIDDLE = (13, 14)  # upper and lower inner lip, on the midline
 LIP_CHANNELS = 3 * len(LIP_POINTS)
+# Each contour above starts at one mouth corner and reaches the other at its 11th point, so in the mirror
+# image (left and right swapped) its point j stands where point (10 - j) mod 20 stood.
+MIRROR_POINTS = tuple(20 * c + (10 - j) % 20 for c in range(2) for j in range(20))
 MIN_MOTION_RMS = 1e-3  # inter-ocular units: a still mouth is not blown up to unit motion
 
 
@@ -100,6 +103,13 @@ def lip_motion(shape: np.ndarray) -> np.ndarray:
     motion = shape - np.median(shape, axis=0, keepdims=True)
     motion = motion / max(float(np.sqrt(np.mean(np.square(motion)))), MIN_MOTION_RMS)
     return np.ascontiguousarray(motion.reshape(len(motion), -1).T, dtype=np.float32)
+
+
+def mirror_channels() -> tuple[list[int], list[float]]:
+    """:func:`lip_motion`'s channels in the mirror image of the face: for each channel, the channel it
+    takes and the sign it takes it with (x, across the face, changes sign; y and z do not)."""
+    index = [3 * p + axis for p in MIRROR_POINTS for axis in range(3)]
+    return index, [-1.0 if axis == 0 else 1.0 for _ in MIRROR_POINTS for axis in range(3)]
 
 
 def normalise_mfcc(mfcc: np.ndarray) -> np.ndarray:

@@ -63,8 +63,8 @@ def create(name: str, preset: str = "full", weights: str | os.PathLike | None = 
     """Build a registered model in eval mode; its :class:`~syncopt.core.spec.ModelSpec` is ``model.spec``.
 
     ``weights`` is a local state-dict file of the whole model (safetensors or a ``torch.save``d
-    dict), loaded strictly; one holding several members' tensors (``members.<i>.*``) builds an output
-    ensemble of them (:class:`~syncopt.models.ensemble.SyncEnsemble`). Transfer models also take
+    dict), loaded strictly; one holding several members' tensors (``members.<i>.*``), or mirror views
+    (``mirror_index``), builds an output ensemble of them (:class:`~syncopt.models.ensemble.SyncEnsemble`). Transfer models also take
     pretrained backbones in their reference libraries' layouts: ``video_weights`` (a checkpoint file) and
     ``audio_weights`` (a file, or a local transformers ``from_pretrained`` directory).
     """
@@ -77,11 +77,11 @@ def create(name: str, preset: str = "full", weights: str | os.PathLike | None = 
             raise UsageError(f"model '{name}' has no pretrained backbones; pass its own checkpoint as weights=")
         model.load_pretrained(video_weights, audio_weights)
     if weights is not None:
-        from syncopt.models.ensemble import SyncEnsemble, members_in
+        from syncopt.models.ensemble import SyncEnsemble, members_in, mirrored_in
         from syncopt.models.weights import load_into, load_state_dict
 
         state = load_state_dict(weights)
-        if (count := members_in(state)) > 1:  # an output ensemble (syncopt ensemble)
-            model = SyncEnsemble([model, *(entry.build(preset) for _ in range(count - 1))])
+        if (count := members_in(state)) > 1 or mirrored_in(state):  # an output ensemble (syncopt ensemble)
+            model = SyncEnsemble([model, *(entry.build(preset) for _ in range(count - 1))], mirror=mirrored_in(state))
         load_into(model, weights, f"{name} (preset {preset})", state)
     return model.eval()

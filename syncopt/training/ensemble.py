@@ -19,9 +19,10 @@ from syncopt.training.soup import read_runs, write_combined
 from syncopt.training.train import TrainReport
 
 
-def ensemble_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> TrainReport:
-    """Write ``out``, a run directory holding ``runs`` as one ensemble, and return its report."""
-    reports = read_runs(runs, "an ensemble")
+def ensemble_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike, mirror: bool = False) -> TrainReport:
+    """Write ``out``, a run directory holding ``runs`` as one ensemble (with ``mirror``, each run also on the
+    mirror image of the lips: then one run is enough), and return its report."""
+    reports = read_runs(runs, "an ensemble" + (" with mirror views" if mirror else ""), least=1 if mirror else 2)
     first = reports[0].config
     for run, report in zip(runs[1:], reports[1:]):
         if (report.config.model, report.config.preset) != (first.model, first.preset):
@@ -30,4 +31,5 @@ def ensemble_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
     members = [create(first.model, first.preset, weights=Path(r) / "model.safetensors") for r in runs]
     if any(isinstance(m, SyncEnsemble) for m in members):
         raise UsageError("a run given is an ensemble already: list its members' runs instead")
-    return write_combined(SyncEnsemble(members), reports, out, ensemble_of=[r.config for r in reports])
+    return write_combined(SyncEnsemble(members, mirror), reports, out, ensemble_of=[r.config for r in reports],
+                          mirror_views=mirror)

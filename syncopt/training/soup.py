@@ -46,10 +46,10 @@ def read_run(run: str | os.PathLike) -> TrainReport:
     return TrainReport.model_validate_json((path / "report.json").read_text())
 
 
-def read_runs(runs: Sequence[str | os.PathLike], making: str) -> list[TrainReport]:
-    """The reports of at least two finished runs (one-line errors naming what ``making`` needs them for)."""
-    if len(runs) < 2:
-        raise UsageError(f"{making} needs at least two runs, got {len(runs)}")
+def read_runs(runs: Sequence[str | os.PathLike], making: str, least: int = 2) -> list[TrainReport]:
+    """The reports of at least ``least`` finished runs (one-line errors naming what ``making`` needs them for)."""
+    if len(runs) < least:
+        raise UsageError(f"{making} needs at least {('one run', 'two runs')[least - 1]}, got {len(runs)}")
     return [read_run(r) for r in runs]
 
 

@@ -93,6 +93,7 @@ class TrainReport(BaseModel):
                                                                       "the configurations of the runs averaged")
     ensemble_of: list[TrainConfig] | None = Field(None, description="an output ensemble (syncopt.training.ensemble): "
                                                                     "the configurations of its members' runs")
+    mirror_views: bool = Field(False, description="an ensemble whose members also read the mirror image of the lips")
     init_sha256: str | None = Field(None, description="sha256 of the --init weights file ('shipped' names a "
                                                       "package version's weights, this the very file)")
 
