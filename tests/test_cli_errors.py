@@ -115,6 +115,8 @@ CASES = [  # (id, argv, error class, a fragment of the message)
      "truncated or corrupt checkpoint"),
     ("train-checkpoint-other-model", ["train", "fcn", "--out", "{run_other}", *TINY], WeightsError,
      "weights do not fit fcn (checkpoint"),
+    ("train-mirror-pixels", ["train", "fcn", "--mirror", "--out", "{out}", *TINY], UsageError,
+     "--mirror trains on mirrored lip motion; fcn reads crops"),
     ("average-not-a-run", ["average", "{dir}", "{run_other}", "--out", "{out}"], UsageError,
      "is not a finished training run"),
     ("average-one-run", ["average", "{dir}", "--out", "{out}"], UsageError, "averaging needs at least two runs"),

@@ -117,3 +117,25 @@ def test_mirror_channels_take_a_real_face_onto_its_mirror_image(tmp_path: Path) 
     # a face is nearly symmetric, so its lips' mirror image lies close to them; x negated alone does not
     error, unswapped = np.abs(mirrored - rest).mean(), np.abs(rest * np.array(sign) - rest).mean()
     assert error < 0.03 < unswapped, (error, unswapped)
+
+
+def test_mirror_augmentation_shows_half_the_windows_mirrored() -> None:
+    import torch
+
+    from syncopt.data.datasets import Augment
+
+    rng = np.random.default_rng(0)
+    clip = {"video": torch.from_numpy(rng.standard_normal((LIP_CHANNELS, 60)).astype(np.float32)),
+            "audio": torch.from_numpy(rng.standard_normal((1, 13, 240)).astype(np.float32)),
+            "labels": torch.zeros(60, dtype=torch.int64), "valid": torch.ones(60, dtype=torch.bool)}
+    index, sign = mirror_channels()
+    mirrored = 0
+    for seed in range(40):
+        plain = Augment(window=25, max_shift=5, lips=True, rng=np.random.default_rng(seed))(clip)
+        item = Augment(window=25, max_shift=5, lips=True, mirror=0.5, rng=np.random.default_rng(seed))(clip)
+        torch.testing.assert_close(item["audio"], plain["audio"])  # the same draws up to the mirror's
+        if torch.allclose(item["video"], plain["video"]):
+            continue
+        torch.testing.assert_close(item["video"], plain["video"][index] * torch.tensor(sign)[:, None])
+        mirrored += 1
+    assert 10 <= mirrored <= 30

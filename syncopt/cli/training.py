@@ -46,6 +46,9 @@ def train_cmd(
     audio_context: Annotated[bool, typer.Option(help="Real data: each window's audio reaches the largest offset "
                                                      "beyond it on both sides, as evaluate --data decides windows.")
                              ] = False,
+    mirror: Annotated[bool, typer.Option(help="Lip models: half the training windows show the mirror image of the "
+                                              "lips (left and right swapped); on two sets of real development clips "
+                                              "six seeds decided 1-s windows 0.9-3.6 points better with it.")] = False,
     init: Annotated[str | None, typer.Option(help="Fine-tune: start from these whole-model weights (a .safetensors "
                                                   "file, a run directory, or 'shipped'); --seed then draws only the "
                                                   "data order and augmentation.")] = None,
@@ -71,7 +74,7 @@ def train_cmd(
                          time_budget_min=time_budget,
                          video_weights=video_weights, audio_weights=audio_weights,
                          unfreeze_schedule=unfreeze_schedule, backbone_lr_scale=backbone_lr_scale,
-                         window=window, audio_context=audio_context, init=init)
+                         window=window, audio_context=audio_context, mirror=mirror, init=init)
     report = train(config, out, resume=resume)
     if not current_rank().main:  # under torchrun, rank 0 alone prints
         return

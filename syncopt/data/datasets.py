@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from syncopt.core.errors import InputFileError, SyncoptError, UsageError
 from syncopt.core.spec import ModelSpec, Preprocessing
+from syncopt.data.lipfeatures import mirror_channels
 from syncopt.data.preprocess import audio_to_tensor, frames_to_tensor
 
 DEFAULT_KINDS = {"constant": 0.7, "drift": 0.15, "cutin": 0.15}
@@ -37,6 +38,7 @@ class Augment:
     audio_noise: float = 0.3  # lip models: Gaussian noise up to this std on the clip-normalised MFCC
     tempo: float = 0.15  # lip models: stretch both streams by up to this fraction (speaking rate)
     audio_context: int = 0  # the audio window reaches this many frames beyond the video window on each side
+    mirror: float = 0.0  # lip motion: the probability that a window shows the mirror image of the lips
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __call__(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -76,6 +78,9 @@ class Augment:
             w, s = int(self.rng.integers(0, 3)), int(self.rng.integers(1, audio.shape[-2]))
             audio[..., s:s + w, :] = 0
         item["audio"] = audio
+        if self.lips and self.mirror > 0 and self.rng.uniform() < self.mirror:
+            index, sign = mirror_channels()
+            item["video"] = item["video"][index] * torch.tensor(sign)[:, None]
         return item
 
     def _tempo(self, item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ With ``mirror`` (lip-motion models) every member also reads the mirror image of 
 (:func:`syncopt.data.lipfeatures.mirror_channels`, a fixed gather of the video channels) and the mirror
 views count as members. A face's two halves are not the same to a model trained mostly on one speaker:
 on two sets of real development clips, every ensemble tried decided 1-s windows as well or better with
-its mirror views (+0.2 to +1.7 points; docs/real_video.md, "Eighth round"). Such a weights file also holds
+its mirror views (0 to +1.7 points; docs/real_video.md, "Eighth round"). Such a weights file also holds
 the gather's ``mirror_index`` and ``mirror_sign``.
 """
 

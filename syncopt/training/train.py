@@ -66,6 +66,8 @@ class TrainConfig(BaseModel):
     backbone_lr_scale: float = Field(1.0, description="backbones learn at this multiple of the head's rate")
     audio_context: bool = Field(False, description="real-data training: the audio reaches K frames beyond each "
                                                    "video window on both sides, as windows are evaluated")
+    mirror: bool = Field(False, description="lip models: half the training windows show the mirror image of the "
+                                            "lips (syncopt.data.lipfeatures.mirror_channels)")
     init: str | None = Field(None, description="whole-model weights to start from (fine-tuning): a weights file, a "
                                                "run directory, or 'shipped'; the seed then draws data order and "
                                                "augmentation only")
@@ -136,12 +138,15 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     if "offset_logits" not in spec.output_names:
         raise UsageError(f"model '{config.model}' has no offset_logits output; only dense sync models train here")
     t0 = time.perf_counter()
+    lips = spec.preprocessing.video_features == "lips"
+    if config.mirror and not lips:
+        raise UsageError(f"--mirror trains on mirrored lip motion; {config.model} reads "
+                         f"{spec.preprocessing.video_features}")
     train_set, val_set, max_shift = _datasets(config, spec)
     train_set.augment = Augment(window=config.window, max_shift=max_shift, max_offset=spec.max_offset,
-                                audio_per_frame=spec.preprocessing.audio_per_frame,
-                                lips=spec.preprocessing.video_features == "lips",
+                                audio_per_frame=spec.preprocessing.audio_per_frame, lips=lips,
                                 audio_context=spec.max_offset if config.audio_context else 0,
-                                rng=np.random.default_rng(config.seed + me.rank))
+                                mirror=0.5 if config.mirror else 0.0, rng=np.random.default_rng(config.seed + me.rank))
     data_time = time.perf_counter() - t0
 
     loss_fn = context_loss if config.audio_context else supervised_loss
