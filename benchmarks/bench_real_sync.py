@@ -89,15 +89,15 @@ def main() -> None:
     print(format_report(result))
     plot_shift_eval(result, RESULTS / "real_sync.png")
     split = [held_out(source) for source in sources]
+    provenance = {"averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []],  # soups, ensembles
+                  "ensemble_of": [c.model_dump(mode="json") for c in report.ensemble_of or []],
+                  "mirror_views": report.mirror_views}
     summary = {
         "train": {"data": config.data, "clips": sum(len(t) for t, _ in split), "val_clips": sum(len(v) for _, v in split),
                   "epochs": report.epochs_done, "train_minutes": report.train_time_s / 60,
                   "params": report.params,
                   "val_last": report.history[-1].val.model_dump(mode="json") if report.history else None,
-                  "config": config.model_dump(mode="json"),
-                  "averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []],
-                  "ensemble_of": [c.model_dump(mode="json") for c in report.ensemble_of or []],
-                  "mirror_views": report.mirror_views},
+                  "config": config.model_dump(mode="json"), **provenance},
         "eval": result.model_dump(mode="json"),
     }
     write_results("real_sync", summary)
@@ -114,9 +114,7 @@ def main() -> None:
             "offsets": {p.name: o for p, o in dict(train_entries).items() if o},  # the manifest's base offsets (labels)
             "model": "fcn_lips", "preset": args.preset, "weights_sha256": sha256_file(target),
             "synthetic_generator": report.tts_generator, "training_config": config.model_dump(mode="json"),
-            "averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []],
-            "ensemble_of": [c.model_dump(mode="json") for c in report.ensemble_of or []],
-            "mirror_views": report.mirror_views,
+            **provenance,
             "real_clips_sha256": dict(sorted((name, h) for h, name in train_sha.items())),
             "held_out_evaluation": {"clips_sha256": result.clip_sha256, "results": "benchmarks/results/real_sync.json"},
         }

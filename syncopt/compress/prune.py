@@ -39,9 +39,9 @@ from torch import nn
 from syncopt.compress.common import ModelStats, embedding_width, frozen, model_stats
 from syncopt.core.atomic import write_json
 from syncopt.core.errors import UsageError
-from syncopt.models.ensemble import SyncEnsemble
 from syncopt.core.log import status
 from syncopt.models import architecture
+from syncopt.models.ensemble import SyncEnsemble
 from syncopt.models.sources import resolve
 from syncopt.models.weights import save_state_dict
 from syncopt.training.train import EpochStats, TrainConfig, fit

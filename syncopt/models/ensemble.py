@@ -53,10 +53,12 @@ class SyncEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         spec = members[0].spec
         if mirror:
-            if spec.preprocessing.video_features != "lips":
+            from syncopt.data.datasets import reads_lips
+            from syncopt.data.lipfeatures import mirror_channels
+
+            if not reads_lips(spec):
                 raise UsageError(f"mirror views need a model that reads face-mesh lip motion ({spec.name} reads "
                                  f"{spec.preprocessing.video_features})")
-            from syncopt.data.lipfeatures import mirror_channels
 
             index, sign = mirror_channels()
             self.register_buffer("mirror_index", torch.tensor(index, dtype=torch.long))

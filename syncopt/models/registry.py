@@ -81,7 +81,8 @@ def create(name: str, preset: str = "full", weights: str | os.PathLike | None = 
         from syncopt.models.weights import load_into, load_state_dict
 
         state = load_state_dict(weights)
-        if (count := members_in(state)) > 1 or mirrored_in(state):  # an output ensemble (syncopt ensemble)
-            model = SyncEnsemble([model, *(entry.build(preset) for _ in range(count - 1))], mirror=mirrored_in(state))
+        count, mirror = members_in(state), mirrored_in(state)
+        if count > 1 or mirror:  # an output ensemble (syncopt ensemble)
+            model = SyncEnsemble([model, *(entry.build(preset) for _ in range(count - 1))], mirror=mirror)
         load_into(model, weights, f"{name} (preset {preset})", state)
     return model.eval()

@@ -27,6 +27,7 @@ from syncopt.data.datasets import (
     ClipDataset,
     held_out,
     media_splits,
+    reads_lips,
     synth_dataset,
 )
 from syncopt.models.registry import create
@@ -138,7 +139,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = True) -> Trai
     if "offset_logits" not in spec.output_names:
         raise UsageError(f"model '{config.model}' has no offset_logits output; only dense sync models train here")
     t0 = time.perf_counter()
-    lips = spec.preprocessing.video_features == "lips"
+    lips = reads_lips(spec)
     if config.mirror and not lips:
         raise UsageError(f"--mirror trains on mirrored lip motion; {config.model} reads "
                          f"{spec.preprocessing.video_features}")
