@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import numpy_helper
 
 import syncopt
@@ -19,6 +20,7 @@ from syncopt.export import export
 from syncopt.parity import TOLERANCES, check_parity
 from syncopt.runtimes import load
 from syncopt.models.sources import shipped_weights
+from syncopt.models.weights import save_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +96,31 @@ def test_tampered_artifact_is_refused(tmp_path):
     art.path.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="sha256 of fcn_tiny_fp32.onnx does not match"):
         load_artifact(art.path)
+
+
+def test_exports_of_other_weights_into_one_folder_keep_each_artifacts_source(tmp_path):
+    torch.manual_seed(0)
+    first = export(syncopt.create("fcn", "tiny"), "onnx", tmp_path, "fp32")
+    torch.manual_seed(1)
+    second = export(syncopt.create("fcn", "tiny"), "onnx", tmp_path, "fp16")  # other random weights
+    assert first.weights_path.name == "fcn_tiny.safetensors"
+    assert second.weights_path.name == f"fcn_tiny-{second.source_weights_sha256[:12]}.safetensors"
+    assert sha256_file(first.weights_path) == first.source_weights_sha256 != second.source_weights_sha256
+    assert check_parity(first.path, synth_clips=0).passed  # its reference is still its own weights
+    torch.manual_seed(1)
+    again = export(syncopt.create("fcn", "tiny"), "onnx", tmp_path, "fp32")  # the same weights: the same file
+    assert again.weights_path == second.weights_path
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == sorted({first.source_weights, second.source_weights})
+
+
+def test_changed_source_weights_are_named_not_compared(tmp_path):
+    art = export(syncopt.create("fcn", "tiny"), "onnx", tmp_path, "fp32")
+    torch.manual_seed(5)
+    save_state_dict(syncopt.create("fcn", "tiny"), art.weights_path)  # replaced behind the manifest's back
+    res = subprocess.run([sys.executable, "-m", "syncopt", "parity", str(art.path), "--clips", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 7 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("error: source weights fcn_tiny.safetensors of fcn_tiny_fp32.onnx changed")
 
 
 def test_perturbed_weights_fail_parity_with_exit_code(tmp_path):

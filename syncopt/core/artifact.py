@@ -33,6 +33,7 @@ class Artifact(BaseModel):
     source_model: str
     source_preset: str
     source_weights: str  # safetensors, relative to the manifest's folder
+    source_weights_sha256: str = ""  # "": not recorded (manifests before 2026-12-08, bundles)
     syncopt_version: str
     manifest: str = ""  # where this manifest was read from (not stored)
 
@@ -46,7 +47,12 @@ class Artifact(BaseModel):
 
     @property
     def weights_path(self) -> Path:
-        return self.folder / self.source_weights
+        """The source weights, checked against their recorded sha256 (:class:`WeightsError` if they changed)."""
+        path = self.folder / self.source_weights
+        if self.source_weights_sha256 and path.is_file() and sha256_file(path) != self.source_weights_sha256:
+            raise WeightsError(f"source weights {path.name} of {self.file} changed since it was exported "
+                               f"(sha256 differs from its manifest's); re-export it")
+        return path
 
     def native_tensor(self, name: str) -> TensorSpec | None:
         """The artifact's own description of tensor ``name``, if it differs from the spec's."""

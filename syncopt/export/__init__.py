@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,20 +50,39 @@ def write_artifact(model: nn.Module, fmt: str, out_dir: Path, precision: str,
     from syncopt import __version__
     from syncopt.core.artifact import atomic_dir, manifest_path, sha256_path
     from syncopt.core.atomic import atomic_path
-    from syncopt.models.weights import save_state_dict
 
     row = get_format(fmt)
     spec = model.spec
     out_dir.mkdir(parents=True, exist_ok=True)
-    weights = save_state_dict(model, out_dir / f"{spec.name}_{spec.preset}.safetensors")
+    weights, weights_sha = _source_weights(model, out_dir)
     target = out_dir / f"{spec.name}_{spec.preset}_{precision}{tag}{row.suffix}"
     with (atomic_dir if row.directory else atomic_path)(target) as tmp:
         learned = write(tmp) or {}
     artifact = Artifact(format=fmt, precision=precision, file=target.name, sha256=sha256_path(target), spec=spec,
                         source_model=spec.name, source_preset=spec.preset, source_weights=weights.name,
-                        syncopt_version=__version__, **fields, **learned)
+                        source_weights_sha256=weights_sha, syncopt_version=__version__, **fields, **learned)
     artifact.write(manifest_path(target))
     return artifact
+
+
+def _source_weights(model: nn.Module, out_dir: Path) -> tuple[Path, str]:
+    """Save ``model``'s weights as ``<name>_<preset>.safetensors`` in ``out_dir``, or as
+    ``<name>_<preset>-<sha256[:12]>.safetensors`` where that name holds other weights (another export into
+    the same folder), so no artifact's source weights are ever replaced; the file and its sha256."""
+    from syncopt.core.atomic import atomic_path, sha256_file, temp_dir
+    from syncopt.models.weights import save_state_dict
+
+    stem = f"{model.spec.name}_{model.spec.preset}"
+    with temp_dir("weights") as tmp:
+        staged = save_state_dict(model, Path(tmp) / f"{stem}.safetensors")
+        digest = sha256_file(staged)
+        target = out_dir / f"{stem}.safetensors"
+        if target.is_file() and sha256_file(target) != digest:
+            target = out_dir / f"{stem}-{digest[:12]}.safetensors"
+        if not target.is_file() or sha256_file(target) != digest:
+            with atomic_path(target) as part:
+                shutil.copyfile(staged, part)
+    return target, digest
 
 
 @dataclass
