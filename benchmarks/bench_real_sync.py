@@ -4,7 +4,8 @@ known audio shifts beside the lip-geometry baseline, and optionally ship the wei
 Usage: python benchmarks/bench_real_sync.py --train DIR [--epochs 60] [--eval benchmarks/realclips/test.csv]
        [--out runs/fcn_lips_real] [--window 25] [--audio-context] [--tts N] [--ship]
        python benchmarks/bench_real_sync.py --run runs/chosen [--ship]   # score a finished run (or a soup of runs)
-Writes benchmarks/results/real_sync.json (+ .png). The training folder's clips and the evaluation clips
+Writes benchmarks/results/real_sync.json (+ .png; ``--name`` another name, as for the second held-out set
+``--eval benchmarks/realclips/test_web15.csv --name real_sync_web15``). The training folder's clips and the evaluation clips
 must not overlap: the script refuses when a sha256 appears in both. ``--ship`` copies the weights to
 syncopt/assets/fcn_lips_<preset>_real.safetensors with a manifest listing every training clip's sha256
 and, with ``--tts N`` (N TTS clips mixed in), the TTS generator settings.
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--run", help="a finished training run or soup (syncopt average): score and ship it "
                                       "instead of training; its report names the data it trained on")
     parser.add_argument("--ship", action="store_true")
+    parser.add_argument("--name", default="real_sync", help="results name: benchmarks/results/NAME.json and .png")
     parser.add_argument("--tts", type=int, default=0, help="also train on this many TTS clips (syncopt.data.ttsclips)")
     args = parser.parse_args()
     if args.run:  # a run (a soup or an ensemble of runs) names what it trained on: every real source of its --data
@@ -87,7 +89,7 @@ def main() -> None:
     result = evaluate_data(args.eval, {"lip-geometry baseline": baseline_scorer, "fcn_lips": model_scorer(model)},
                            shifts, contexts, progress=status)
     print(format_report(result))
-    plot_shift_eval(result, RESULTS / "real_sync.png")
+    plot_shift_eval(result, RESULTS / f"{args.name}.png")
     split = [held_out(source) for source in sources]
     provenance = {"averaged_from": [c.model_dump(mode="json") for c in report.averaged_from or []],  # soups, ensembles
                   "ensemble_of": [c.model_dump(mode="json") for c in report.ensemble_of or []],
@@ -100,7 +102,7 @@ def main() -> None:
                   "config": config.model_dump(mode="json"), **provenance},
         "eval": result.model_dump(mode="json"),
     }
-    write_results("real_sync", summary)
+    write_results(args.name, summary)
     if args.ship:
         target = ASSETS / f"fcn_lips_{args.preset}_real.safetensors"
         with atomic_path(target) as tmp:
@@ -116,7 +118,7 @@ def main() -> None:
             "synthetic_generator": report.tts_generator, "training_config": config.model_dump(mode="json"),
             **provenance,
             "real_clips_sha256": dict(sorted((name, h) for h, name in train_sha.items())),
-            "held_out_evaluation": {"clips_sha256": result.clip_sha256, "results": "benchmarks/results/real_sync.json"},
+            "held_out_evaluation": {"clips_sha256": result.clip_sha256, "results": f"benchmarks/results/{args.name}.json"},
         }
         with atomic_path(target.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1))
