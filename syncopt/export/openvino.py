@@ -14,13 +14,12 @@ Precisions (what the runtime does with each, see :mod:`syncopt.runtimes.openvino
   precision-sensitive operators of :func:`precise_ops` (convolutions reading a model input, the head
   after the embeddings: correlation normalisation and predictor, softmax, and operators with a scalar
   or vector constant: biases, scales). They carry OpenVINO's "keep original precision" runtime info
-  (``DisablePrecisionConversion`` in the IR), so their constants stay f32 in ``model.bin``; the CPU
-  plugin also leaves such nodes out of its bf16/f16 enforcement (openvinotoolkit/openvino#21440, not
-  measured here: this project's CPU has no bf16, so its plugin runs the bf16 hint in f32 and only the
-  weights' storage differs from fp32). Measured so (parity inputs, 8 clips), offset_logits max abs
-  every constant float16 -> these kept f32: trained tiny fcn 0.0122 -> 0.0078, fcn_attn 0.0121 ->
-  0.0069 (the fp16 row: 1e-2); ``model.bin`` of tiny fcn 155 kB -> 228 kB (fp32 309 kB: the tiny
-  models' predictor is a large share of their weights; a full model's is not);
+  (``DisablePrecisionConversion`` in the IR), so their constants stay f32 in ``model.bin``, and the CPU
+  plugin leaves such nodes out of its bf16/f16 enforcement (openvinotoolkit/openvino#21440; measured on
+  AVX-512 BF16: tiny fcn's IR correlation equals the f32 correlation of its own embeddings within 5e-8).
+  ``model.bin`` of tiny fcn 155 kB -> 228 kB with them kept (fp32 309 kB: the tiny models' predictor is a
+  large share of their weights; a full model's is not). The towers' bf16 rounding still leaves the offset
+  logits 0.014-0.033 from torch on the tiny models (docs/export.md, "OpenVINO": the fp16 row wants 1e-2);
 - int8: NNCF post-training quantization (``nncf.quantize``) calibrated on synthetic clips, or on the
   clips :mod:`syncopt.compress.quantize.openvino` passes (``syncopt quantize --method openvino``),
   float parts inferred in f32; layers return to float until the worst embedding cosine to the float
