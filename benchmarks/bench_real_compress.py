@@ -149,7 +149,7 @@ def main() -> None:
                             "final_epochs": prune_report.config.final_epochs},
                   "quantize_dev_checks": {m: {k: getattr(q, k) for k in (
                       "accuracy_drop", "offset_agreement", "min_embedding_cosine", "within_tolerance")}
-                      | {"kept_float": q.fallback.kept_float if q.fallback else []} for m, q in quant.items()}},
+                      | {"kept_float": q.float_ops} for m, q in quant.items()}},
         "models": {"teacher": stats(teacher), "student": stats(student), "pruned": stats(pruned)},
         "artifact_bytes": {name: artifact_bytes(path) for name, path in artifacts.items()},
         "accuracy": {name: {c: s.model_dump() for c, s in rep.by_context.items()}

@@ -179,8 +179,8 @@ def openvino_group(net, work: Path, threads: int) -> list[Contender]:
     from syncopt.data.datasets import synth_dataset
 
     calib = synth_dataset(spec, "train", OPENVINO_CALIBRATION["calibration_clips"], OPENVINO_CALIBRATION["frames"])
-    mixed = nncf_int8(core.read_model(str(folder / f"{name}_full_fp32.openvino" / XML)), spec, calib,
-                      min_cosine=None, preset="MIXED")
+    mixed, _ = nncf_int8(core.read_model(str(folder / f"{name}_full_fp32.openvino" / XML)), spec, calib,
+                         min_cosine=None, preset="MIXED")
     mixed.reshape({k: list(v.shape) for k, v in feeds.items()})
     out.append(_lever(f"{name} int8 openvino, MIXED preset", arts["int8"], threads, "int8", macs,
                       core.compile_model(mixed, "CPU", config | {"INFERENCE_PRECISION_HINT": "f32"}), feeds))

@@ -102,6 +102,7 @@ def test_nncf_int8_parity_on_a_tiny_student(tmp_path):
     assert report.passed, report.failures
     assert report.tolerance == TOLERANCES["int8"]
     assert "FakeQuantize" in art.ops  # quantized, not a float IR with an int8 label
+    assert art.float_ops == []  # met the cosine check at once: nothing returned to float
 
 
 def test_nncf_int8_calibrates_at_static_shapes_and_keeps_dynamic_time(tmp_path):
@@ -130,6 +131,12 @@ def test_nncf_int8_of_a_trained_student_meets_the_int8_row(tmp_path):
     assert report.passed, report.failures
     assert report.decision_agreement == 1.0 and "FakeQuantize" in art.ops
     assert min(o.min_cosine for o in report.outputs if o.output.endswith("_emb")) >= 0.99
+    # the manifest names the layers the fallback returned to float, and they read no quantized input
+    assert load_artifact(art.path).float_ops == art.float_ops and 1 <= len(art.float_ops) <= 8
+    import openvino as ov
+
+    ops = {op.get_friendly_name(): op for op in ov.Core().read_model(str(art.path / XML)).get_ops()}
+    assert all(ops[name].input_value(0).get_node().get_type_name() != "FakeQuantize" for name in art.float_ops)
 
 
 def test_nncf_int8_calibrates_on_clips_of_four_seconds(tmp_path):

@@ -191,6 +191,8 @@ def quantize_cmd(
                f"{report.int8_accuracy:.3f} (drop {report.accuracy_drop:.1f} points), agreement "
                f"{report.offset_agreement:.1%}, min embedding cosine {report.min_embedding_cosine:.4f}{speed}; "
                f"{'within' if report.within_tolerance else 'OUTSIDE'} tolerance")
+    if report.fallback is None and report.float_ops:
+        typer.echo(f"kept float by the cosine check: {', '.join(report.float_ops)}")
     if report.fallback is not None:
         fb = report.fallback
         cost = f", latency x{fb.speed_cost:.2f}" if fb.speed_cost else ""

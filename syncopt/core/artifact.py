@@ -30,6 +30,7 @@ class Artifact(BaseModel):
     frames: int | None = None  # the clip length T the artifact is fixed at; None: any T >= min_frames
     batch: int | None = None  # the batch size the artifact is fixed at; None: dynamic
     ops: list[str] = []  # operator types in the artifact, where the exporter lists them
+    float_ops: list[str] = []  # INT8 artifacts: operators an accuracy fallback returned to float
     source_model: str
     source_preset: str
     source_weights: str  # safetensors, relative to the manifest's folder

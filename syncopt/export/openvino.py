@@ -73,6 +73,7 @@ def export_openvino(model: nn.Module, out_dir: Path, precision: str = "fp32", ca
             graph = ov.convert_model(str(source))
         except Exception as exc:  # the frontend raises several types for unsupported operators
             raise ExportError(f"OpenVINO cannot convert {spec.name}: {' '.join(str(exc).split())[:300]}") from exc
+    float_ops: list[str] = []
     if precision == "int8":
         from syncopt.data.datasets import synth_dataset
         from syncopt.export.openvino_int8 import CHECK_CLIPS, MIN_COSINE, nncf_int8
@@ -82,8 +83,8 @@ def export_openvino(model: nn.Module, out_dir: Path, precision: str = "fp32", ca
             calibration = synth_dataset(spec, "train", calibration_clips, num_frames=length)
         if validation is None:
             validation = synth_dataset(spec, "val", CHECK_CLIPS, num_frames=length)
-        graph = nncf_int8(graph, spec, calibration, validation=validation, max_drop=max_drop,
-                          min_cosine=MIN_COSINE if min_cosine is None else min_cosine)
+        graph, float_ops = nncf_int8(graph, spec, calibration, validation=validation, max_drop=max_drop,
+                                     min_cosine=MIN_COSINE if min_cosine is None else min_cosine)
 
     def write(folder: Path) -> dict:
         if precision == "bf16":
@@ -92,7 +93,7 @@ def export_openvino(model: nn.Module, out_dir: Path, precision: str = "fp32", ca
             ov.save_model(graph, str(folder / XML), compress_to_fp16=False)
         return {"ops": sorted({op.get_type_name() for op in graph.get_ops()})}
 
-    return write_artifact(model, "openvino", out_dir, precision, write)
+    return write_artifact(model, "openvino", out_dir, precision, write, float_ops=float_ops)
 
 
 def precise_ops(graph, spec) -> list[str]:

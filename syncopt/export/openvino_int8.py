@@ -46,8 +46,10 @@ DATA_MOVEMENT_TYPES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", 
 
 
 def nncf_int8(graph, spec: ModelSpec, calibration: ClipDataset, validation: ClipDataset | None = None,
-              max_drop: float | None = None, min_cosine: float | None = MIN_COSINE, preset: str = "PERFORMANCE"):
-    """``graph`` (an ``openvino.Model``) quantized by NNCF on ``calibration``; see the module docstring.
+              max_drop: float | None = None, min_cosine: float | None = MIN_COSINE, preset: str = "PERFORMANCE"
+              ) -> tuple[object, list[str]]:
+    """``graph`` (an ``openvino.Model``) quantized by NNCF on ``calibration``, and the operators the cosine
+    check's fallback returned to float (friendly names; none without it); see the module docstring.
 
     ``validation``: the accuracy-control clips (``max_drop``) or the cosine check's (default
     :data:`CHECK_CLIPS` synthetic ``val`` clips); ``min_cosine`` None skips the check; ``preset``:
@@ -66,21 +68,21 @@ def nncf_int8(graph, spec: ModelSpec, calibration: ClipDataset, validation: Clip
                    ignored_scope=float_scope(nncf, graph))
     with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws progress bars on stdout
         if max_drop is not None:
-            return _accuracy_controlled(nncf, graph, spec, data, feeds, validation, max_drop, options)
+            return _accuracy_controlled(nncf, graph, spec, data, feeds, validation, max_drop, options), []
         if min_cosine is None:
-            return _quantize(nncf, graph, data, items, options)
+            return _quantize(nncf, graph, data, items, options), []
         checks = _cosine_checks(graph, spec, validation)
         all_convolutions = {"ignored_scope": float_scope(nncf, graph, inputs=False)}
         quantized = _quantize(nncf, graph, data, items, options | all_convolutions)
         worst, _ = cosine_errors(PerShape(quantized), checks)
         if worst >= min_cosine:
-            return quantized
+            return quantized, []
         status(f"NNCF INT8: worst embedding cosine {worst:.4f} < {min_cosine} with the input convolutions "
                "quantized: keeping them float")
         quantized = _quantize(nncf, graph, data, items, options)
         worst, _ = cosine_errors(PerShape(quantized), checks)
         if worst >= min_cosine:
-            return quantized
+            return quantized, []
         status(f"NNCF INT8: worst embedding cosine {worst:.4f} < {min_cosine}: returning layers to float")
         return _fallback(nncf, graph, quantized, data, items, checks, options, min_cosine)
 
@@ -130,8 +132,9 @@ class PerShape:
 
 
 def _fallback(nncf, graph, quantized, data, items: list[dict], checks: list[dict], options: dict,
-              min_cosine: float, max_steps: int = MAX_FALLBACK):
-    """Quantize again with the most harmful weighted layers float, until the cosine check holds.
+              min_cosine: float, max_steps: int = MAX_FALLBACK) -> tuple[object, list[str]]:
+    """Quantize again with the most harmful weighted layers float, until the cosine check holds; the last
+    attempt and the layers it keeps float.
 
     The operators the embeddings depend on that read a quantized input in ``quantized`` (the plain INT8
     graph: convolutions, pooling) are first ordered by the error each adds in one pass (:func:`_added_errors`),
@@ -163,9 +166,9 @@ def _fallback(nncf, graph, quantized, data, items: list[dict], checks: list[dict
         quantized, (worst, _) = attempt(kept)
         status(f"NNCF INT8: {len(kept)} layer(s) float ({name}): worst embedding cosine {worst:.4f}")
         if worst >= min_cosine:
-            return quantized
+            return quantized, kept
     status(f"NNCF INT8 misses the embedding cosine {min_cosine} with {len(kept)} layers float")
-    return quantized
+    return quantized, kept
 
 
 def _added_errors(graph, quantized, names: list[str], checks: list[dict]) -> dict[str, float]:
