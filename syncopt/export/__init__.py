@@ -79,7 +79,7 @@ def _source_weights(model: nn.Module, out_dir: Path) -> tuple[Path, str]:
         target = out_dir / f"{stem}.safetensors"
         if target.is_file() and sha256_file(target) != digest:
             target = out_dir / f"{stem}-{digest[:12]}.safetensors"
-        if not target.is_file() or sha256_file(target) != digest:
+        if not target.is_file():  # a file of this name holds these weights (the hashed name: by its name)
             with atomic_path(target) as part:
                 shutil.copyfile(staged, part)
     return target, digest
