@@ -10,6 +10,7 @@ from fragile import FRAGILE_NODE, fragile_fcn
 from syncopt.cli import main
 from syncopt.compress.quantize import QuantizeConfig, quantize
 from syncopt.compress.sensitivity import sensitivity
+from syncopt.core.artifact import load_artifact
 
 
 @pytest.mark.slow
@@ -34,6 +35,7 @@ def test_fallback_keeps_exactly_the_fragile_node_float_and_passes(tmp_path):
     assert plain.float_nodes == [] and not plain.passed  # plain INT8 breaks the INT8 tolerance
     assert plain.min_embedding_cosine < 0.99 or plain.offset_agreement < 0.99 or plain.accuracy_drop > 1.0
     assert fb.kept_float == [FRAGILE_NODE] and fb.passed and len(fb.steps) == 2
+    assert report.float_ops == load_artifact(report.artifact).float_ops == [FRAGILE_NODE]  # the manifest names it
     assert report.within_tolerance and report.accuracy_drop <= 1.0
     assert report.offset_agreement >= 0.99 and report.min_embedding_cosine >= 0.99
     assert fb.int8_bytes == report.int8_bytes and fb.size_cost > 1.0  # a float weight costs bytes

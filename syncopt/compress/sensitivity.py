@@ -230,7 +230,7 @@ def fallback(model: nn.Module, calib: ClipDataset, test: ClipDataset, config, ou
         if kept and config.speed_runs > 0:
             plain_ms, ms = _latencies((int8, final), config)
         if kept:
-            final = _install(final, int8.path)
+            final = _install(final, int8.path, kept)
     return final, FallbackReport(
         max_drop=max_drop, min_agreement=MIN_AGREEMENT, min_cosine=config.min_cosine, ranking=ranking, steps=steps,
         kept_float=kept, passed=steps[-1].passed, plain_int8_bytes=plain_bytes,
@@ -238,10 +238,11 @@ def fallback(model: nn.Module, calib: ClipDataset, test: ClipDataset, config, ou
         plain_latency_ms=plain_ms, latency_ms=ms, speed_cost=ms / plain_ms if ms and plain_ms else None)
 
 
-def _install(candidate: Artifact, target: Path) -> Artifact:
-    """Copy the chosen candidate over the plain INT8 file ``target`` (atomically) with its manifest."""
+def _install(candidate: Artifact, target: Path, kept: list[str]) -> Artifact:
+    """Copy the chosen candidate over the plain INT8 file ``target`` (atomically) with its manifest, which
+    names the ``kept`` float nodes."""
     with atomic_path(target) as tmp:
         shutil.copyfile(candidate.path, tmp)
-    installed = candidate.model_copy()
+    installed = candidate.model_copy(update={"float_ops": kept})
     installed.write(manifest_path(target))
     return installed

@@ -146,7 +146,7 @@ class QuantizeReport(BaseModel):
     wall_time_s: float
     ptq_accuracy_drop: float | None = None  # set when QAT ran because ort PTQ lost more than qat_if_drop_over
     fallback: FallbackReport | None = None  # set by --fallback auto: nodes kept float, their cost
-    float_ops: list[str] = []  # what the INT8 artifact's fallback kept float (ort --fallback auto; openvino's cosine check)
+    float_ops: list[str] = []  # the INT8 artifact's manifest's: what a fallback kept float (ort --fallback auto, openvino)
 
 
 def calibration_set(spec: ModelSpec, config: QuantizeConfig) -> ClipDataset:
@@ -225,7 +225,7 @@ def quantize(source: str | Path, config: QuantizeConfig, out_dir: str | Path) ->
         int8_latency_ms=int8_ms, speedup=fp32_ms / int8_ms if fp32_ms and int8_ms else None,
         within_tolerance=drop <= (config.tolerance if config.max_drop is None else config.max_drop)
         and stats["agreement"] >= 0.99 and stats["cosine"] >= config.min_cosine,
-        fallback=fallback_report, float_ops=fallback_report.kept_float if fallback_report else int8.float_ops,
+        fallback=fallback_report, float_ops=int8.float_ops,
         wall_time_s=time.perf_counter() - t0)
     write_json(out / f"{spec.name}_{spec.preset}_int8_{config.method}.report.json", report.model_dump(mode="json"))
     if config.method == "ort" and config.qat_if_drop_over is not None and drop > config.qat_if_drop_over:
